@@ -1,0 +1,34 @@
+"""wsmanager: shared, self-healing exchange WebSocket streams behind a callback API."""
+
+from __future__ import annotations
+
+from .backoff import RetryDelayInfo
+from .config import WSManagerConfig
+from .errors import (
+    HandshakeRejectedError,
+    InvalidStreamNameError,
+    ManagerClosedError,
+    RetriesExhaustedError,
+    WSManagerError,
+)
+from .manager import Unsubscribe, WSManager
+from .state import ConnectionState, Health, StreamInfo, WSManagerMetrics
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConnectionState",
+    "HandshakeRejectedError",
+    "Health",
+    "InvalidStreamNameError",
+    "ManagerClosedError",
+    "RetriesExhaustedError",
+    "RetryDelayInfo",
+    "StreamInfo",
+    "Unsubscribe",
+    "WSManager",
+    "WSManagerConfig",
+    "WSManagerError",
+    "WSManagerMetrics",
+    "__version__",
+]

@@ -1,0 +1,149 @@
+"""Validated, frozen configuration: the one place where every default is defined."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .errors import InvalidStreamNameError
+
+__all__ = ["MAX_STREAM_NAME_LENGTH", "WSManagerConfig", "stream_url", "validate_stream_name"]
+
+MAX_STREAM_NAME_LENGTH = 200
+
+# Binance stream names use letters, digits and a few punctuation marks
+# (btcusdt@kline_1m, !ticker@arr, btcusdt@depth@100ms). Anything else is refused, so a name can
+# never inject into the HTTP request line or change the URL's path, query or fragment.
+_STREAM_NAME_ALLOWED = re.compile(r"[A-Za-z0-9@_.!~:+=,*-]+")
+_FORBIDDEN_EXPLAINED = {"/": "a slash", "?": "a '?'", "#": "a '#'", "%": "a '%'"}
+
+
+def validate_stream_name(stream: object) -> str:
+    """Return ``stream`` if it is a usable stream name, else raise ``InvalidStreamNameError``."""
+    if not isinstance(stream, str):
+        raise InvalidStreamNameError(stream, f"must be a str, not {type(stream).__name__}")
+    if not stream:
+        raise InvalidStreamNameError(stream, "it is empty")
+    if len(stream) > MAX_STREAM_NAME_LENGTH:
+        raise InvalidStreamNameError(
+            stream, f"it is {len(stream)} characters long (at most {MAX_STREAM_NAME_LENGTH})"
+        )
+    if _STREAM_NAME_ALLOWED.fullmatch(stream):
+        return stream
+    for char in stream:
+        if _STREAM_NAME_ALLOWED.fullmatch(char):
+            continue
+        if char.isspace():
+            reason = "it contains whitespace"
+        elif not char.isprintable():
+            reason = f"it contains the control character {char!r}"
+        else:
+            reason = f"it contains {_FORBIDDEN_EXPLAINED.get(char, repr(char))}"
+        raise InvalidStreamNameError(
+            stream, reason + " (allowed: letters, digits and @ _ . ! ~ : + = , * -)"
+        )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def stream_url(base_url: str, stream: str) -> str:
+    """Join the manager's base URL and a stream name with exactly one slash."""
+    return base_url.rstrip("/") + "/" + stream
+
+
+def _check_positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
+    if value is None:
+        if allow_none:
+            return
+        raise ValueError(f"{name} must be a positive number, not None")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
+
+
+def _check_url(url: object) -> None:
+    if not isinstance(url, str):
+        raise ValueError(f"url must be a str, not {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"url must start with ws:// or wss://, got {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"url has no host: {url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"url must not have a query or fragment (the stream name is appended): {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ValueError(f"url has an invalid port: {url!r}") from exc
+
+
+@dataclass(frozen=True)
+class WSManagerConfig:
+    """Every option of a :class:`~wsmanager.WSManager`, with its default. Times are seconds."""
+
+    url: str
+    # Reconnect policy
+    max_retry_attempts: int | None = 10
+    base_retry_delay: float = 1.0
+    max_retry_delay: float = 30.0
+    jitter_range: float = 0.5
+    # Logging
+    debug: bool = False
+    # Idle cleanup
+    idle_timeout: float | None = 300.0
+    cleanup_interval: float = 60.0
+    # Liveness
+    ping_interval: float = 20.0
+    ping_timeout: float = 10.0
+    handshake_timeout: float = 10.0
+    # Limits
+    max_buffered_messages: int = 10_000
+
+    def __post_init__(self) -> None:
+        _check_url(self.url)
+        if self.max_retry_attempts is not None:
+            if isinstance(self.max_retry_attempts, bool) or not isinstance(
+                self.max_retry_attempts, int
+            ):
+                raise ValueError(
+                    f"max_retry_attempts must be an int or None, got {self.max_retry_attempts!r}"
+                )
+            if self.max_retry_attempts < 1:
+                raise ValueError(
+                    f"max_retry_attempts must be at least 1 (or None), got {self.max_retry_attempts}"
+                )
+        _check_positive("base_retry_delay", self.base_retry_delay)
+        _check_positive("max_retry_delay", self.max_retry_delay)
+        if self.max_retry_delay < self.base_retry_delay:
+            raise ValueError(
+                f"max_retry_delay ({self.max_retry_delay}) must not be less than "
+                f"base_retry_delay ({self.base_retry_delay})"
+            )
+        if isinstance(self.jitter_range, bool) or not isinstance(self.jitter_range, (int, float)):
+            raise ValueError(f"jitter_range must be a number, got {self.jitter_range!r}")
+        if not 0 <= self.jitter_range <= 1:
+            raise ValueError(f"jitter_range must be between 0 and 1, got {self.jitter_range}")
+        _check_positive("idle_timeout", self.idle_timeout, allow_none=True)
+        _check_positive("cleanup_interval", self.cleanup_interval)
+        _check_positive("ping_interval", self.ping_interval)
+        _check_positive("ping_timeout", self.ping_timeout)
+        if self.ping_timeout >= self.ping_interval:
+            raise ValueError(
+                f"ping_timeout ({self.ping_timeout}) must be less than "
+                f"ping_interval ({self.ping_interval})"
+            )
+        _check_positive("handshake_timeout", self.handshake_timeout)
+        if (
+            isinstance(self.max_buffered_messages, bool)
+            or not isinstance(self.max_buffered_messages, int)
+            or self.max_buffered_messages < 1
+        ):
+            raise ValueError(
+                f"max_buffered_messages must be a positive int, got {self.max_buffered_messages!r}"
+            )
+
+    def stream_url(self, stream: str) -> str:
+        """The URL of ``stream`` under this configuration's base URL."""
+        return stream_url(self.url, stream)

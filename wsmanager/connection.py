@@ -1,0 +1,306 @@
+"""One shared stream connection: the reader thread, its reconnect loop, and error classification.
+
+This is the only module that talks to websocket-client. Each :class:`StreamConnection` owns one
+reader thread which, until stopped, opens a socket (:mod:`wsmanager.transport`), runs
+``WebSocketApp.run_forever`` on it without websocket-client's own ``reconnect=``, and after a
+failure waits a full-jitter backoff delay on an ``Event`` that :meth:`StreamConnection.stop`
+sets, so unsubscribe and destroy cut any wait short.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import websocket
+
+from .backoff import BackoffPolicy
+from .config import WSManagerConfig
+from .dispatch import Inbox
+from .errors import HandshakeRejectedError, RetriesExhaustedError, WSManagerError
+from .state import ConnectionState
+from .transport import ConnectAborted, open_socket
+
+__all__ = ["ConnectionListener", "StreamConnection", "is_permanent_status", "parse_retry_after"]
+
+log = logging.getLogger("wsmanager")
+
+_RETRYABLE_4XX = frozenset({408, 418, 429})
+
+
+def is_permanent_status(status: int) -> bool:
+    """A handshake answered with this HTTP status will not succeed by retrying."""
+    return 400 <= status < 500 and status not in _RETRYABLE_4XX
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class ConnectionListener(Protocol):
+    """What a connection tells its owner. Called on the reader thread, never under its locks."""
+
+    def connection_state_changed(
+        self, connection: StreamConnection, state: ConnectionState, socket_open: bool
+    ) -> None: ...
+
+    def connection_failed(self, connection: StreamConnection, error: WSManagerError) -> None: ...
+
+
+@dataclass
+class _Attempt:
+    """What one run of ``run_forever`` ended with."""
+
+    opened_at: float | None = None  # monotonic
+    messages: int = 0
+    error: BaseException | None = None
+    close_code: int | None = None
+
+
+class StreamConnection:
+    """The reader thread of one stream. Counters here are written only by that thread."""
+
+    def __init__(
+        self,
+        stream: str,
+        config: WSManagerConfig,
+        listener: ConnectionListener,
+        inbox: Inbox,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.stream = stream
+        self.url = config.stream_url(stream)
+        self._config = config
+        self._policy = BackoffPolicy(config.base_retry_delay, config.max_retry_delay)
+        self._listener = listener
+        self._inbox = inbox
+        self._ssl_context = ssl_context
+        self._rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._socket_lock = threading.Lock()  # guards _socket: handed between reader and stop()
+        self._socket: socket.socket | None = None
+        self._attempt = _Attempt()
+        self._dropping = False
+        self._dropped_in_episode = 0
+        self._has_opened_before = False
+        # Written only by the reader thread.
+        self.state = ConnectionState.CONNECTING
+        self.messages_received = 0
+        self.binary_frames = 0
+        self.dropped_messages = 0
+        self.last_message_at: float | None = None
+        self.retry_attempt = 0
+        self.retries = 0
+        self.reconnects = 0
+        self.disconnected_since: float | None = time.monotonic()
+        self.thread = threading.Thread(
+            target=self._run, name=f"wsmanager-reader-{stream}", daemon=True
+        )
+
+    # -- control, from any thread -------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Ask the reader thread to end: cuts short a backoff wait, a connect or a read."""
+        self._stop.set()
+        with self._socket_lock:
+            sock = self._socket
+        if sock is not None:
+            _shutdown(sock)
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    # -- the reader thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                self._set_state(ConnectionState.CONNECTING, socket_open=False)
+                attempt = self._connect_and_read()
+                if self._stop.is_set():
+                    break
+                if self._proved_healthy(attempt):
+                    failures = 0
+                failures += 1
+                self.retry_attempt = failures
+                error = attempt.error
+                status = getattr(error, "status_code", None)
+                if isinstance(error, websocket.WebSocketBadStatusException) and isinstance(
+                    status, int
+                ) and is_permanent_status(status):
+                    headers = error.resp_headers or {}
+                    log.error("stream %s: handshake rejected with HTTP %s", self.stream, status)
+                    self._fail(HandshakeRejectedError(self.stream, status, headers))
+                    return
+                limit = self._config.max_retry_attempts
+                if limit is not None and failures >= limit:
+                    log.error(
+                        "stream %s: giving up after %d failed attempts: %r",
+                        self.stream, failures, error,
+                    )
+                    self._fail(RetriesExhaustedError(self.stream, failures, error))
+                    return
+                delay = self._policy.delay(failures - 1, self._rng)
+                retry_after = self._retry_after(error)
+                if retry_after is not None:
+                    delay = max(delay, retry_after)
+                self.retries += 1
+                log.info(
+                    "stream %s: connection attempt failed (%r); retry %d in %.2fs",
+                    self.stream, error, failures, delay,
+                )
+                if self._stop.wait(delay):
+                    break
+        except Exception:  # a bug here must not die silently
+            log.exception("stream %s: reader thread crashed", self.stream)
+        finally:
+            self._set_state(ConnectionState.DISCONNECTED, socket_open=False)
+
+    def _proved_healthy(self, attempt: _Attempt) -> bool:
+        if attempt.opened_at is None:
+            return False
+        lived = time.monotonic() - attempt.opened_at
+        return attempt.messages > 0 or lived >= self._config.ping_interval
+
+    def _retry_after(self, error: BaseException | None) -> float | None:
+        if isinstance(error, websocket.WebSocketBadStatusException):
+            return parse_retry_after((error.resp_headers or {}).get("retry-after"))
+        return None
+
+    def _fail(self, error: WSManagerError) -> None:
+        self._listener.connection_failed(self, error)
+
+    def _connect_and_read(self) -> _Attempt:
+        self._attempt = attempt = _Attempt()
+        try:
+            sock = open_socket(
+                self.url,
+                timeout=self._config.handshake_timeout,
+                stop=self._stop,
+                ssl_context=self._ssl_context,
+            )
+        except ConnectAborted:
+            return attempt
+        except (OSError, ssl.SSLError) as exc:
+            attempt.error = exc
+            return attempt
+        with self._socket_lock:
+            self._socket = sock
+        if self._stop.is_set():  # stop() ran before the socket was published
+            _shutdown(sock)
+        app = websocket.WebSocketApp(
+            self.url,
+            on_open=self._on_open,
+            on_data=self._on_data,
+            on_error=self._on_error,
+            on_close=self._on_close,
+            socket=sock,
+        )
+        try:
+            app.run_forever(
+                ping_interval=self._config.ping_interval,
+                ping_timeout=self._config.ping_timeout,
+                skip_utf8_validation=True,  # validated once, in C, when the frame is decoded
+            )
+        finally:
+            with self._socket_lock:
+                self._socket = None
+            sock.close()
+            if attempt.opened_at is not None:
+                self.disconnected_since = time.monotonic()
+        return attempt
+
+    # -- websocket-client callbacks, on the reader thread ----------------------------------------
+
+    def _on_open(self, app: websocket.WebSocketApp) -> None:
+        if self._attempt.opened_at is None:
+            self._attempt.opened_at = time.monotonic()
+        if self._has_opened_before:
+            self.reconnects += 1
+        self._has_opened_before = True
+        self.disconnected_since = None
+        with self._socket_lock:
+            sock = self._socket
+        if sock is not None:
+            sock.settimeout(self._config.handshake_timeout)
+        log.debug("stream %s: connected to %s", self.stream, self.url)
+        self._set_state(ConnectionState.CONNECTED, socket_open=True)
+
+    def _on_data(self, app: websocket.WebSocketApp, data: bytes, opcode: int, fin: bool) -> None:
+        self.messages_received += 1
+        self._attempt.messages += 1
+        self.last_message_at = time.time()
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            if self._inbox.put(data):
+                self.dropped_messages += 1
+                self._dropped_in_episode += 1
+                if not self._dropping:
+                    self._dropping = True
+                    log.warning(
+                        "stream %s: callbacks are slower than the stream; dropping the oldest "
+                        "buffered messages (buffer of %d)",
+                        self.stream, self._config.max_buffered_messages,
+                    )
+            elif self._dropping and len(self._inbox) * 2 < self._config.max_buffered_messages:
+                self._dropping = False
+                log.warning(
+                    "stream %s: caught up after dropping %d message(s)",
+                    self.stream, self._dropped_in_episode,
+                )
+                self._dropped_in_episode = 0
+        else:
+            self.binary_frames += 1
+            log.warning("stream %s: skipped a binary frame of %d bytes", self.stream, len(data))
+
+    def _on_error(self, app: websocket.WebSocketApp, error: BaseException) -> None:
+        if self._attempt.error is None:
+            self._attempt.error = error
+        # Shut the socket now, so websocket-client's teardown does not wait for a close
+        # frame from a peer that may be dead.
+        with self._socket_lock:
+            sock = self._socket
+        if sock is not None:
+            _shutdown(sock)
+        if not self._stop.is_set():
+            log.info("stream %s: connection lost: %r", self.stream, error)
+
+    def _on_close(self, app: websocket.WebSocketApp, code: Any, reason: Any) -> None:
+        self._attempt.close_code = code if isinstance(code, int) else None
+        self._set_state(ConnectionState.CONNECTING, socket_open=False)
+
+    def _set_state(self, state: ConnectionState, *, socket_open: bool) -> None:
+        self.state = state
+        self._listener.connection_state_changed(self, state, socket_open)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass

@@ -1,0 +1,173 @@
+"""Handing messages from a stream's reader thread to its subscribers' callbacks.
+
+Each stream owns one dispatch thread. The reader thread only appends raw frames to a bounded
+inbox (oldest dropped on overflow), so a slow callback never stops the reader from answering
+pings. The dispatch thread takes the inbox in batches, decodes each frame once, and calls every
+active subscriber in subscription order, one message at a time. It also runs each subscriber's
+``on_error``/``on_complete`` when the stream ends, after the last message.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Ending", "Inbox", "MessageDispatcher", "Subscription"]
+
+log = logging.getLogger("wsmanager")
+
+MessageCallback = Callable[[Any], object]
+ErrorCallback = Callable[[BaseException], object]
+CompleteCallback = Callable[[], object]
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One subscriber of one stream. ``active`` is switched off, once, under the registry lock."""
+
+    stream: str
+    callback: MessageCallback
+    on_error: ErrorCallback | None = None
+    on_complete: CompleteCallback | None = None
+    active: bool = field(default=True)
+
+
+class Ending(enum.Enum):
+    """Why a stream's dispatch thread ends, and so what its subscribers are told."""
+
+    UNSUBSCRIBED = "unsubscribed"  # nobody left to tell
+    COMPLETED = "completed"  # idle cleanup or destroy: on_complete()
+    FAILED = "failed"  # unrecoverable: on_error(exc)
+
+
+class Inbox:
+    """A bounded FIFO of raw frames between one producer and one consumer thread."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: deque[bytes] = deque()
+        self._ready = threading.Condition(threading.Lock())  # guards _items, _closed, _waiting
+        self._closed = False
+        self._waiting = False
+
+    def put(self, item: bytes) -> bool:
+        """Append ``item``; return True if the oldest item had to be dropped to make room."""
+        with self._ready:
+            dropped = len(self._items) >= self._capacity
+            if dropped:
+                self._items.popleft()
+            self._items.append(item)
+            if self._waiting:
+                self._ready.notify()
+        return dropped
+
+    def take_all(self) -> list[bytes] | None:
+        """Wait for items and take them all; None once closed (remaining items are discarded)."""
+        with self._ready:
+            while not self._items and not self._closed:
+                self._waiting = True
+                self._ready.wait()
+                self._waiting = False
+            if self._closed:
+                self._items.clear()
+                return None
+            batch = list(self._items)
+            self._items.clear()
+            return batch
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def decode_json(frame: bytes) -> Any:
+    """Decode a text frame: strict UTF-8, then JSON. Raises ``ValueError`` on either failure."""
+    return json.loads(frame.decode("utf-8"))
+
+
+class MessageDispatcher:
+    """The dispatch thread of one stream and the counters only it writes."""
+
+    def __init__(
+        self,
+        stream: str,
+        capacity: int,
+        subscribers: Callable[[], tuple[Subscription, ...]],
+        decode: Callable[[bytes], Any] = decode_json,
+    ) -> None:
+        self.stream = stream
+        self.inbox = Inbox(capacity)
+        self._subscribers = subscribers
+        self._decode = decode
+        self._ending = Ending.UNSUBSCRIBED
+        self._error: BaseException | None = None
+        self._final_subscribers: tuple[Subscription, ...] = ()
+        # Written only by the dispatch thread.
+        self.invalid_messages = 0
+        self.callback_errors = 0
+        self.delivered = 0
+        self.thread = threading.Thread(
+            target=self._run, name=f"wsmanager-dispatch-{stream}", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def finish(
+        self,
+        ending: Ending,
+        subscribers: tuple[Subscription, ...] = (),
+        error: BaseException | None = None,
+    ) -> None:
+        """Stop after the current message; then tell ``subscribers`` how the stream ended."""
+        self._ending = ending
+        self._error = error
+        self._final_subscribers = subscribers
+        self.inbox.close()
+
+    def _run(self) -> None:
+        while (batch := self.inbox.take_all()) is not None:
+            for frame in batch:
+                self._dispatch(frame)
+        self._tell_ending()
+
+    def _dispatch(self, frame: bytes) -> None:
+        try:
+            message = self._decode(frame)
+        except ValueError as exc:
+            self.invalid_messages += 1
+            log.warning("stream %s: skipped a frame that is not valid JSON: %s", self.stream, exc)
+            return
+        for subscription in self._subscribers():
+            if not subscription.active:
+                continue
+            try:
+                subscription.callback(message)
+            except Exception:
+                self.callback_errors += 1
+                log.exception("stream %s: a subscriber's callback raised", self.stream)
+        self.delivered += 1
+
+    def _tell_ending(self) -> None:
+        for subscription in self._final_subscribers:
+            if self._ending is Ending.FAILED and subscription.on_error is not None:
+                _call_quietly(self.stream, subscription.on_error, self._error)
+            elif self._ending is Ending.COMPLETED and subscription.on_complete is not None:
+                _call_quietly(self.stream, subscription.on_complete)
+
+
+def _call_quietly(stream: str, function: Callable[..., object], *args: object) -> None:
+    try:
+        function(*args)
+    except Exception:
+        log.exception("stream %s: an on_error/on_complete callback raised", stream)

@@ -1,0 +1,66 @@
+"""Exceptions raised or reported by wsmanager.
+
+The tree::
+
+    WSManagerError
+    ├── RetriesExhaustedError      (.stream, .attempts, .last_error)
+    ├── HandshakeRejectedError     (.stream, .status_code, .headers)
+    ├── ManagerClosedError
+    └── InvalidStreamNameError     (also a ValueError; .stream)
+
+``RetriesExhaustedError`` and ``HandshakeRejectedError`` are not raised to the caller: they are
+handed to each subscriber's ``on_error`` when a stream ends for good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "HandshakeRejectedError",
+    "InvalidStreamNameError",
+    "ManagerClosedError",
+    "RetriesExhaustedError",
+    "WSManagerError",
+]
+
+
+class WSManagerError(Exception):
+    """Base class of every wsmanager error."""
+
+
+class RetriesExhaustedError(WSManagerError):
+    """A stream failed ``attempts`` connection attempts in a row and was given up."""
+
+    def __init__(self, stream: str, attempts: int, last_error: BaseException | None) -> None:
+        super().__init__(
+            f"stream {stream!r}: gave up after {attempts} failed connection attempt(s); "
+            f"last error: {last_error!r}"
+        )
+        self.stream = stream
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class HandshakeRejectedError(WSManagerError):
+    """The server answered the opening handshake with a permanent HTTP error (4xx)."""
+
+    def __init__(
+        self, stream: str, status_code: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(f"stream {stream!r}: handshake rejected with HTTP {status_code}")
+        self.stream = stream
+        self.status_code = status_code
+        self.headers: dict[str, str] = dict(headers or {})
+
+
+class ManagerClosedError(WSManagerError):
+    """The manager was destroyed; it accepts no new subscriptions."""
+
+
+class InvalidStreamNameError(WSManagerError, ValueError):
+    """A stream name that cannot be part of a WebSocket URL path."""
+
+    def __init__(self, stream: object, reason: str) -> None:
+        super().__init__(f"invalid stream name {stream!r}: {reason}")
+        self.stream = stream

@@ -1,0 +1,257 @@
+"""The ``WSManager`` facade: subscriptions, lifecycle, the supervisor thread, introspection."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from .backoff import BackoffPolicy, RetryDelayInfo
+from .config import WSManagerConfig, validate_stream_name
+from .dispatch import CompleteCallback, ErrorCallback, MessageCallback, Subscription
+from .registry import StreamRegistry
+from .state import ConnectionState, Health, StreamInfo, WSManagerMetrics
+from .status import StatusCallback, StatusFeed
+
+__all__ = ["Unsubscribe", "WSManager"]
+
+log = logging.getLogger("wsmanager")
+
+Unsubscribe = Callable[[], None]
+
+_AT_EXIT_JOIN_TIMEOUT = 2.0
+_live_managers: weakref.WeakSet[WSManager] = weakref.WeakSet()
+_at_exit_registered = False
+_at_exit_lock = threading.Lock()
+
+
+def _destroy_live_managers() -> None:
+    for manager in list(_live_managers):
+        manager._shutdown(join_timeout=_AT_EXIT_JOIN_TIMEOUT)
+
+
+class WSManager:
+    """Shared, self-healing WebSocket stream subscriptions with a callback API.
+
+    All options are keyword-only except ``url``; their defaults live in
+    :class:`~wsmanager.config.WSManagerConfig`. ``ssl_context`` replaces the default (verifying)
+    TLS context for ``wss://`` URLs.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        **options: Any,
+    ) -> None:
+        try:
+            self.config = WSManagerConfig(url=url, **options)
+        except TypeError as exc:  # an unknown keyword: name it plainly
+            raise TypeError(f"WSManager: {exc}".replace("__init__() ", "")) from None
+        if self.config.debug:
+            log.setLevel(logging.DEBUG)
+        self._policy = BackoffPolicy(self.config.base_retry_delay, self.config.max_retry_delay)
+        self._status = StatusFeed()
+        self._registry = StreamRegistry(self.config, self._status_changed, ssl_context=ssl_context)
+        # Supervisor: delivers status changes and runs the idle sweep.
+        self._wake = threading.Condition(threading.Lock())  # guards the three flags below
+        self._status_dirty = False
+        self._stopping = False
+        self._destroyed = False
+        self._supervisor = threading.Thread(
+            target=self._supervise, name="wsmanager-supervisor", daemon=True
+        )
+        self._supervisor.start()
+        _register_for_exit(self)
+
+    # -- subscriptions ---------------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        stream: str,
+        callback: MessageCallback,
+        on_error: ErrorCallback | None = None,
+        on_complete: CompleteCallback | None = None,
+    ) -> Unsubscribe:
+        """Call ``callback(message)`` with each decoded JSON message of ``stream``.
+
+        Returns an idempotent ``unsubscribe()`` that is safe from any thread, callbacks included.
+        """
+        validate_stream_name(stream)
+        _check_callable("callback", callback)
+        _check_callable("on_error", on_error, optional=True)
+        _check_callable("on_complete", on_complete, optional=True)
+        subscription = Subscription(stream, callback, on_error, on_complete)
+        self._registry.subscribe(subscription)
+        registry = self._registry
+
+        def unsubscribe() -> None:
+            registry.unsubscribe(subscription)
+
+        return unsubscribe
+
+    # -- status --------------------------------------------------------------------------------
+
+    def get_connection_status(self) -> ConnectionState:
+        return self._registry.state()
+
+    def on_connection_status(self, callback: StatusCallback) -> Unsubscribe:
+        """Call ``callback(state)`` now with the current state, then on every change."""
+        _check_callable("callback", callback)
+        listener, moved_on = self._status.add(callback)
+        if moved_on:
+            self._wake_supervisor()
+        status = self._status
+
+        def unsubscribe() -> None:
+            status.remove(listener)
+
+        return unsubscribe
+
+    def _status_changed(self, state: ConnectionState) -> None:
+        # Called under the registry lock: record and signal, nothing more.
+        if self._status.set(state):
+            self._wake_supervisor()
+
+    def _wake_supervisor(self) -> None:
+        with self._wake:
+            self._status_dirty = True
+            self._wake.notify()
+
+    # -- introspection and cleanup ---------------------------------------------------------------
+
+    def get_active_streams_count(self) -> int:
+        return self._registry.active_count()
+
+    def get_stream_info(self) -> list[StreamInfo]:
+        return self._registry.infos()
+
+    def force_cleanup_idle_streams(self, idle_timeout: float | None = None) -> int:
+        """End every stream idle for ``idle_timeout`` seconds (default: the manager's)."""
+        if idle_timeout is None:
+            idle_timeout = self.config.idle_timeout
+            if idle_timeout is None:
+                return 0
+        if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)):
+            raise TypeError(f"idle_timeout must be a number, not {type(idle_timeout).__name__}")
+        if idle_timeout < 0:
+            raise ValueError(f"idle_timeout must be >= 0, got {idle_timeout}")
+        cleaned = self._registry.remove_idle(idle_timeout)
+        if cleaned:
+            log.info("cleaned up %d idle stream(s)", cleaned)
+        return cleaned
+
+    def get_retry_delay_preview(self, attempt: int) -> RetryDelayInfo:
+        if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt < 0:
+            raise ValueError(f"attempt must be >= 0, got {attempt}")
+        return self._policy.preview(attempt)
+
+    def get_metrics(self) -> WSManagerMetrics:
+        return self._registry.metrics()
+
+    def health(self) -> Health:
+        """Unhealthy when destroyed, or when a stream has had no connection for too long."""
+        if self._destroyed:
+            return Health(False, ["the manager was destroyed"])
+        limit = self.config.max_retry_delay
+        reasons = [
+            f"stream {name!r} has had no connection for {seconds:.1f}s "
+            f"(more than max_retry_delay, {limit:g}s)"
+            for name, seconds in self._registry.disconnected_for()
+            if seconds > limit
+        ]
+        return Health(not reasons, reasons)
+
+    @property
+    def destroyed(self) -> bool:
+        return self._destroyed
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def destroy(self) -> None:
+        """Close every connection, tell every subscriber ``on_complete``, stop the sweep, and
+        return once the manager's threads have ended (except the calling thread). Idempotent."""
+        self._shutdown(join_timeout=None)
+
+    def _shutdown(self, join_timeout: float | None) -> None:
+        with self._wake:
+            self._destroyed = True
+            self._stopping = True
+            self._wake.notify()
+        threads = self._registry.close()
+        threads.append(self._supervisor)
+        deadline = None if join_timeout is None else time.monotonic() + join_timeout
+        current = threading.current_thread()
+        for thread in threads:
+            if thread is current or not thread.is_alive():
+                continue
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+        _live_managers.discard(self)
+
+    def __enter__(self) -> WSManager:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.destroy()
+
+    def __repr__(self) -> str:
+        state = "destroyed" if self._destroyed else self._status.current.value
+        return f"<WSManager {self.config.url} {state}, {self.get_active_streams_count()} stream(s)>"
+
+    # -- the supervisor thread -------------------------------------------------------------------
+
+    def _supervise(self) -> None:
+        interval = self.config.cleanup_interval
+        next_sweep = time.monotonic() + interval
+        while True:
+            with self._wake:
+                while not (self._status_dirty or self._stopping):
+                    remaining = next_sweep - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._wake.wait(remaining)
+                stopping = self._stopping
+                self._status_dirty = False
+            if stopping:
+                break
+            self._status.deliver()
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + interval
+                if self.config.idle_timeout is not None:
+                    try:
+                        self.force_cleanup_idle_streams()
+                    except Exception:  # never let the sweep kill status delivery
+                        log.exception("the idle sweep failed")
+        self._status.deliver()  # the final "disconnected"
+        self._status.clear()
+
+
+def _check_callable(name: str, value: object, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {type(value).__name__}")
+
+
+def _register_for_exit(manager: WSManager) -> None:
+    global _at_exit_registered
+    with _at_exit_lock:
+        _live_managers.add(manager)
+        if not _at_exit_registered:
+            atexit.register(_destroy_live_managers)
+            _at_exit_registered = True
+
+

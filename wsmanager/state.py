@@ -1,0 +1,89 @@
+"""Plain values describing a manager: connection state, stream snapshots, metrics, health."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = [
+    "ConnectionState",
+    "Health",
+    "StreamInfo",
+    "WSManagerMetrics",
+    "aggregate_state",
+]
+
+
+class ConnectionState(str, enum.Enum):
+    """The state of one stream, or of a whole manager."""
+
+    DISCONNECTED = "disconnected"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def aggregate_state(states: Iterable[ConnectionState]) -> ConnectionState:
+    """Connected when every stream is, connecting when any is not yet, disconnected when none."""
+    seen = False
+    for state in states:
+        seen = True
+        if state is not ConnectionState.CONNECTED:
+            return ConnectionState.CONNECTING
+    return ConnectionState.CONNECTED if seen else ConnectionState.DISCONNECTED
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """A snapshot of one active stream. Times are epoch seconds."""
+
+    name: str
+    url: str
+    subscribers: int
+    state: ConnectionState
+    created_at: float
+    last_message_at: float | None
+    messages_received: int
+    retry_attempt: int
+    reconnects: int
+    invalid_messages: int = 0
+    callback_errors: int = 0
+    dropped_messages: int = 0
+    buffered_messages: int = 0
+
+
+@dataclass(frozen=True)
+class WSManagerMetrics:
+    """Counters of one manager. ``*_total``-style counters only ever grow."""
+
+    active_connections: int
+    active_streams: int
+    subscribers: int
+    retry_count: int
+    stream_creations: int
+    stream_cleanups: int
+    active_connections_hwm: int
+    messages_received: int
+    invalid_messages: int
+    callback_errors: int
+    dropped_messages: int
+    implementation: str = "WSManager"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The metrics as a plain dict with snake_case keys."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Health:
+    """Whether a manager is healthy, and if not, why."""
+
+    healthy: bool
+    reasons: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.healthy
