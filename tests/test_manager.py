@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -9,8 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from conftest import SCALE, Recorder, wait_for
+
 from wsmanager import (
     ConnectionState,
     InvalidStreamNameError,
@@ -67,6 +68,7 @@ def test_callbacks_run_on_the_stream_thread_in_subscription_order(
             threads.add(threading.current_thread().name)
             if tag == "c" and message["t"] == 3:
                 done.set()
+
         return callback
 
     for tag in "abc":
@@ -79,7 +81,9 @@ def test_callbacks_run_on_the_stream_thread_in_subscription_order(
     assert threads == {f"wsmanager-dispatch-{TRADE}"}
 
 
-def test_streams_are_shared_by_exact_name(exchange: FakeExchange, make_manager: MakeManager) -> None:
+def test_streams_are_shared_by_exact_name(
+    exchange: FakeExchange, make_manager: MakeManager
+) -> None:
     manager = make_manager()
     manager.subscribe("btcusdt@miniTicker", Recorder())
     manager.subscribe("BTCUSDT@miniTicker", Recorder())
@@ -187,8 +191,11 @@ def test_destroy_completes_everyone_and_refuses_new_subscriptions(
     assert exchange.wait_until(lambda: exchange.open_connections() == 2)
     manager.destroy()
     assert [r.completed for r in recorders] == [1, 1, 1]  # before destroy returned
-    assert not [t for t in threading.enumerate() if t.name.startswith("wsmanager-") and
-                t.name != "wsmanager-fake-exchange"]
+    assert not [
+        t
+        for t in threading.enumerate()
+        if t.name.startswith("wsmanager-") and t.name != "wsmanager-fake-exchange"
+    ]
     manager.destroy()  # idempotent
     with pytest.raises(ManagerClosedError):
         manager.subscribe(TRADE, Recorder())
@@ -322,7 +329,7 @@ def test_connection_status_feed(exchange: FakeExchange, make_manager: MakeManage
     unsubscribe()
     with changed:
         assert changed.wait_for(lambda: states[-1] is ConnectionState.DISCONNECTED, 5 * SCALE)
-    assert all(a is not b for a, b in zip(states, states[1:]))  # never twice in a row
+    assert all(a is not b for a, b in itertools.pairwise(states))  # never twice in a row
     assert states[:3] == ["disconnected", "connecting", "connected"]
     unsubscribe_status()
     manager.subscribe(TRADE, Recorder())

@@ -24,11 +24,17 @@ def test_all_names_are_importable() -> None:
 def test_defaults_match_the_contract() -> None:
     config = WSManagerConfig(url=URL)
     assert (config.max_retry_attempts, config.base_retry_delay, config.max_retry_delay) == (
-        10, 1.0, 30.0)
+        10,
+        1.0,
+        30.0,
+    )
     assert (config.jitter_range, config.debug) == (0.5, False)
     assert (config.idle_timeout, config.cleanup_interval) == (300.0, 60.0)
     assert (config.ping_interval, config.ping_timeout, config.handshake_timeout) == (
-        20.0, 10.0, 10.0)
+        20.0,
+        10.0,
+        10.0,
+    )
 
 
 @pytest.mark.parametrize(
@@ -62,18 +68,37 @@ def test_none_means_forever_and_never() -> None:
     assert config.max_retry_attempts is None and config.idle_timeout is None
 
 
-@pytest.mark.parametrize("name", ["btcusdt@trade", "btcusdt@miniTicker", "!ticker@arr",
-                                  "btcusdt@kline_1m", "btcusdt@depth@100ms", "x" * 200])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "btcusdt@trade",
+        "btcusdt@miniTicker",
+        "!ticker@arr",
+        "btcusdt@kline_1m",
+        "btcusdt@depth@100ms",
+        "x" * 200,
+    ],
+)
 def test_valid_stream_names(name: str) -> None:
     assert validate_stream_name(name) == name
 
 
 @pytest.mark.parametrize(
     ("name", "reason"),
-    [("", "empty"), ("btc usdt", "whitespace"), ("btc\tusdt", "whitespace"),
-     ("btc\x00", "control"), ("a/b", "slash"), ("a?b", r"'\?'"), ("a#b", "'#'"),
-     ("a%20", "'%'"), ("x" * 201, "201 characters"), ("btc\r\nHost: evil", "whitespace"),
-     ("bt\u00e9", "'\u00e9'"), (123, "must be a str")],
+    [
+        ("", "empty"),
+        ("btc usdt", "whitespace"),
+        ("btc\tusdt", "whitespace"),
+        ("btc\x00", "control"),
+        ("a/b", "slash"),
+        ("a?b", r"'\?'"),
+        ("a#b", "'#'"),
+        ("a%20", "'%'"),
+        ("x" * 201, "201 characters"),
+        ("btc\r\nHost: evil", "whitespace"),
+        ("bt\u00e9", "'\u00e9'"),
+        (123, "must be a str"),
+    ],
 )
 def test_invalid_stream_names(name: object, reason: str) -> None:
     with pytest.raises(InvalidStreamNameError, match=reason) as info:
@@ -117,8 +142,9 @@ def test_aggregate_state() -> None:
 
 
 def test_permanent_statuses() -> None:
-    assert [s for s in (400, 401, 403, 404, 408, 410, 418, 429, 451, 500, 503)
-            if is_permanent_status(s)] == [400, 401, 403, 404, 410, 451]
+    assert [
+        s for s in (400, 401, 403, 404, 408, 410, 418, 429, 451, 500, 503) if is_permanent_status(s)
+    ] == [400, 401, 403, 404, 410, 451]
 
 
 def test_retry_after_parsing() -> None:

@@ -72,7 +72,9 @@ def _check_url(url: object) -> None:
     if not parts.hostname:
         raise ValueError(f"url has no host: {url!r}")
     if parts.query or parts.fragment:
-        raise ValueError(f"url must not have a query or fragment (the stream name is appended): {url!r}")
+        raise ValueError(
+            f"url must not have a query or fragment (the stream name is appended): {url!r}"
+        )
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
@@ -112,7 +114,7 @@ class WSManagerConfig:
                 )
             if self.max_retry_attempts < 1:
                 raise ValueError(
-                    f"max_retry_attempts must be at least 1 (or None), got {self.max_retry_attempts}"
+                    f"max_retry_attempts must be >= 1 (or None), got {self.max_retry_attempts}"
                 )
         _check_positive("base_retry_delay", self.base_retry_delay)
         _check_positive("max_retry_delay", self.max_retry_delay)

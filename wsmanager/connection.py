@@ -9,6 +9,7 @@ sets, so unsubscribe and destroy cut any wait short.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
@@ -138,7 +139,6 @@ class StreamConnection:
     # -- the reader thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        failures = 0
         try:
             while not self._stop.is_set():
                 self._set_state(ConnectionState.CONNECTING, socket_open=False)
@@ -146,14 +146,16 @@ class StreamConnection:
                 if self._stop.is_set():
                     break
                 if self._proved_healthy(attempt):
-                    failures = 0
-                failures += 1
-                self.retry_attempt = failures
+                    self.retry_attempt = 0
+                self.retry_attempt += 1
+                failures = self.retry_attempt
                 error = attempt.error
                 status = getattr(error, "status_code", None)
-                if isinstance(error, websocket.WebSocketBadStatusException) and isinstance(
-                    status, int
-                ) and is_permanent_status(status):
+                if (
+                    isinstance(error, websocket.WebSocketBadStatusException)
+                    and isinstance(status, int)
+                    and is_permanent_status(status)
+                ):
                     headers = error.resp_headers or {}
                     log.error("stream %s: handshake rejected with HTTP %s", self.stream, status)
                     self._fail(HandshakeRejectedError(self.stream, status, headers))
@@ -162,7 +164,9 @@ class StreamConnection:
                 if limit is not None and failures >= limit:
                     log.error(
                         "stream %s: giving up after %d failed attempts: %r",
-                        self.stream, failures, error,
+                        self.stream,
+                        failures,
+                        error,
                     )
                     self._fail(RetriesExhaustedError(self.stream, failures, error))
                     return
@@ -173,7 +177,10 @@ class StreamConnection:
                 self.retries += 1
                 log.info(
                     "stream %s: connection attempt failed (%r); retry %d in %.2fs",
-                    self.stream, error, failures, delay,
+                    self.stream,
+                    error,
+                    failures,
+                    delay,
                 )
                 if self._stop.wait(delay):
                     break
@@ -255,6 +262,8 @@ class StreamConnection:
     def _on_data(self, app: websocket.WebSocketApp, data: bytes, opcode: int, fin: bool) -> None:
         self.messages_received += 1
         self._attempt.messages += 1
+        if self._attempt.messages == 1:
+            self.retry_attempt = 0  # a message proves the connection healthy
         self.last_message_at = time.time()
         if opcode == websocket.ABNF.OPCODE_TEXT:
             if self._inbox.put(data):
@@ -265,13 +274,15 @@ class StreamConnection:
                     log.warning(
                         "stream %s: callbacks are slower than the stream; dropping the oldest "
                         "buffered messages (buffer of %d)",
-                        self.stream, self._config.max_buffered_messages,
+                        self.stream,
+                        self._config.max_buffered_messages,
                     )
             elif self._dropping and len(self._inbox) * 2 < self._config.max_buffered_messages:
                 self._dropping = False
                 log.warning(
                     "stream %s: caught up after dropping %d message(s)",
-                    self.stream, self._dropped_in_episode,
+                    self.stream,
+                    self._dropped_in_episode,
                 )
                 self._dropped_in_episode = 0
         else:
@@ -300,7 +311,5 @@ class StreamConnection:
 
 
 def _shutdown(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass

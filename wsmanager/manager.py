@@ -253,5 +253,3 @@ def _register_for_exit(manager: WSManager) -> None:
         if not _at_exit_registered:
             atexit.register(_destroy_live_managers)
             _at_exit_registered = True
-
-

@@ -22,7 +22,7 @@ import http
 import json
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -129,10 +129,12 @@ class FakeExchange:
 
     def set_rate(self, rate: float) -> None:
         """Publish generated messages to every open stream ``rate`` times a second (0: off)."""
+
         async def apply() -> None:
             self._rate = rate
             for stream in list(self._connections):
                 self._ensure_publisher(stream)
+
         self._call(apply)
 
     # -- faults on live connections ------------------------------------------------------------
@@ -140,6 +142,7 @@ class FakeExchange:
     def drop(self, stream: str | None = None, *, code: int | None = None, reason: str = "") -> int:
         """Disconnect ``stream``'s connections (all streams when None): abruptly, without a close
         frame, when ``code`` is None; else with a close frame ``code`` (e.g. 1001)."""
+
         async def run() -> int:
             targets = self._targets(stream)
             for connection in targets:
@@ -148,16 +151,19 @@ class FakeExchange:
                 else:
                     await connection.close(code, reason)
             return len(targets)
+
         return self._call(run)
 
     def stall(self, stream: str | None = None) -> int:
         """Make ``stream``'s connections half-open: no data, no pongs, no FIN, until closed."""
+
         async def run() -> int:
             targets = self._targets(stream)
             for connection in targets:
                 self._stalled.add(connection)
                 connection.transport.pause_reading()
             return len(targets)
+
         return self._call(run)
 
     # -- faults on the next handshakes -----------------------------------------------------------
@@ -185,6 +191,7 @@ class FakeExchange:
 
     def accept_normally(self, *, stream: str | None = None) -> None:
         """Undo ``reject``/``accept_then_close``/``hang_handshakes`` (for ``stream``, or all)."""
+
         async def run() -> None:
             if stream is None:
                 self._handshakes.clear()
@@ -193,6 +200,7 @@ class FakeExchange:
             if self._hang_release is not None:
                 self._hang_release.set()
                 self._hang_release = None
+
         self._call(run)
 
     def stop_listening(self) -> None:
@@ -248,17 +256,18 @@ class FakeExchange:
 
     # -- loop-thread internals -------------------------------------------------------------------
 
-    def _call(self, function: Callable[[], Coroutine[Any, Any, T] | T], timeout: float = 10) -> T:
+    def _call(self, function: Callable[[], Awaitable[T]], timeout: float = 10) -> T:
+        """Run ``function()`` on the server's loop and return its result."""
+
         async def run() -> T:
-            result = function()
-            if asyncio.iscoroutine(result):
-                return await result  # type: ignore[no-any-return]
-            return result  # type: ignore[return-value]
+            return await function()
+
         return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
 
     def _set_handshake(self, stream: str | None, handshake: _Handshake) -> None:
         async def run() -> None:
             self._handshakes[stream] = handshake
+
         self._call(run)
 
     def _targets(self, stream: str | None) -> list[ServerConnection]:
@@ -308,7 +317,7 @@ class FakeExchange:
     ) -> Response | None:
         if not request.path.startswith(_PREFIX) or len(request.path) == len(_PREFIX):
             return connection.respond(http.HTTPStatus.NOT_FOUND, "unknown path\n")
-        stream = request.path[len(_PREFIX):]
+        stream = request.path[len(_PREFIX) :]
         self._count(stream, attempts=1)
         handshake = self._handshake_for(stream)
         if handshake.mode == "hang":
@@ -324,7 +333,7 @@ class FakeExchange:
         return None
 
     async def _handle(self, connection: ServerConnection) -> None:
-        stream = connection.request.path[len(_PREFIX):] if connection.request else ""
+        stream = connection.request.path[len(_PREFIX) :] if connection.request else ""
         handshake = self._handshake_for(stream)
         self._connections.setdefault(stream, set()).add(connection)
         self._count(stream, accepted=1, open=1)

@@ -73,9 +73,7 @@ def open_socket(
     raise last_error or OSError(f"could not resolve {host!r}")
 
 
-def _connect(
-    sock: socket.socket, address: object, deadline: float, stop: threading.Event
-) -> None:
+def _connect(sock: socket.socket, address: object, deadline: float, stop: threading.Event) -> None:
     """A non-blocking connect, polled so that ``stop`` can cut it short."""
     sock.setblocking(False)
     code = sock.connect_ex(address)  # type: ignore[arg-type]

@@ -1,0 +1,218 @@
+"""The ``wsmanager`` command line: ``demo``, ``stream``, ``fake-exchange``.
+
+This is the only module that configures logging handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .manager import WSManager
+from .state import StreamInfo
+
+__all__ = ["main"]
+
+BINANCE_URL = "wss://stream.binance.com:9443/ws/"
+
+DEMO_STREAMS = {  # stream -> subscribers
+    "btcusdt@trade": 3,
+    "ethusdt@trade": 2,
+    "btcusdt@bookTicker": 2,
+    "!miniTicker@arr": 1,
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wsmanager", description="Shared, self-healing exchange WebSocket streams."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="run a demo against the bundled fake exchange (no internet needed)"
+    )
+    demo.add_argument("--seconds", type=float, default=20.0, help="how long (default 20)")
+    demo.add_argument("--rate", type=float, default=25.0, help="messages/s per stream")
+
+    stream = commands.add_parser("stream", help="print each message of STREAM as a JSON line")
+    stream.add_argument("streams", nargs="+", metavar="STREAM")
+    stream.add_argument("--url", default=BINANCE_URL, help=f"base URL (default {BINANCE_URL})")
+    stream.add_argument("--count", type=int, default=None, help="stop after N messages")
+
+    fake = commands.add_parser("fake-exchange", help="run the bundled fake exchange")
+    fake.add_argument("--port", type=int, default=9443, help="port on 127.0.0.1 (default 9443)")
+    fake.add_argument("--rate", type=float, default=10.0, help="messages/s per stream")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:  # websocket-client logs every handled disconnect as ERROR
+        logging.getLogger("websocket").setLevel(logging.CRITICAL)
+    try:
+        if args.command == "demo":
+            return _demo(args.seconds, args.rate)
+        if args.command == "stream":
+            return _stream(args.streams, args.url, args.count)
+        return _fake_exchange(args.port, args.rate)
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- stream ------------------------------------------------------------------------------------
+
+
+def _stream(streams: list[str], url: str, count: int | None) -> int:
+    done = threading.Event()
+    printed = 0
+    lock = threading.Lock()
+    failure: list[BaseException] = []
+
+    def on_message(message: Any) -> None:
+        nonlocal printed
+        with lock:
+            if count is not None and printed >= count:
+                return
+            sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+            printed += 1
+            if count is not None and printed >= count:
+                done.set()
+
+    def on_error(error: BaseException) -> None:
+        failure.append(error)
+        done.set()
+
+    try:
+        manager = WSManager(url=url)
+    except ValueError as exc:
+        print(f"wsmanager: {exc}", file=sys.stderr)
+        return 2
+    with manager:
+        try:
+            for name in streams:
+                manager.subscribe(name, on_message, on_error=on_error)
+        except ValueError as exc:
+            print(f"wsmanager: {exc}", file=sys.stderr)
+            return 2
+        try:
+            while not done.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            print(f"\nwsmanager: stopped after {printed} message(s)", file=sys.stderr)
+            return 130
+    if failure:
+        print(f"wsmanager: {failure[0]}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- fake-exchange -------------------------------------------------------------------------------
+
+
+def _fake_exchange(port: int, rate: float) -> int:
+    from .testing import FakeExchange
+
+    with FakeExchange(port=port, rate=rate) as exchange:
+        print(f"fake exchange listening on {exchange.url} ({rate:g} msg/s per stream)")
+        print(f"try: wsmanager stream btcusdt@trade --url {exchange.url}   (Ctrl-C ends)")
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+def _demo(seconds: float, rate: float) -> int:
+    from .testing import FakeExchange
+
+    interactive = sys.stdout.isatty()
+    with FakeExchange(rate=rate) as exchange, WSManager(
+        url=exchange.url, base_retry_delay=0.2, max_retry_delay=2.0,
+        ping_interval=5.0, ping_timeout=2.0,
+    ) as manager:
+        delivered = {name: 0 for name in DEMO_STREAMS}
+        counts_lock = threading.Lock()
+
+        def counter(name: str) -> Any:
+            def on_message(message: Any) -> None:
+                with counts_lock:
+                    delivered[name] += 1
+            return on_message
+
+        subscribers = 0
+        for name, count in DEMO_STREAMS.items():
+            for _ in range(count):
+                manager.subscribe(name, counter(name))
+                subscribers += 1
+        print(f"fake exchange at {exchange.url}; {subscribers} subscribers on "
+              f"{len(DEMO_STREAMS)} streams, {rate:g} msg/s each; running {seconds:g}s")
+        started = time.monotonic()
+        drop_at = started + seconds * 0.4
+        dropped = False
+        previous = {name: 0 for name in DEMO_STREAMS}
+        last_tick = started
+        try:
+            while (now := time.monotonic()) < started + seconds:
+                time.sleep(min(1.0, started + seconds - now))
+                if not dropped and time.monotonic() >= drop_at:
+                    n = exchange.drop()
+                    dropped = True
+                    print(f"\n*** fault injected: the exchange dropped {n} connections ***\n")
+                tick = time.monotonic()
+                infos = {i.name: i for i in manager.get_stream_info()}
+                _render(infos, previous, tick - last_tick, tick - started, interactive)
+                previous = {n: i.messages_received for n, i in infos.items()}
+                last_tick = tick
+        except KeyboardInterrupt:
+            print("\ninterrupted")
+        metrics = manager.get_metrics()
+        opened = sum(exchange.stats(n).accepted for n in DEMO_STREAMS)
+        with counts_lock:
+            total_delivered = sum(delivered.values())
+    print("\n== summary ==")
+    print(f"subscribers: {subscribers}; streams: {len(DEMO_STREAMS)}")
+    print(f"connections open at once: {metrics.active_connections_hwm} "
+          f"(one per subscriber would be {subscribers}: sharing saved "
+          f"{1 - metrics.active_connections_hwm / subscribers:.0%})")
+    print(f"connections opened in all (incl. reconnects): {opened}")
+    print(f"reconnect attempts after the injected drop: {metrics.retry_count}")
+    print(f"messages received: {metrics.messages_received}; delivered to callbacks: "
+          f"{total_delivered}; invalid: {metrics.invalid_messages}; "
+          f"dropped by slow callbacks: {metrics.dropped_messages}")
+    return 0
+
+
+def _render(
+    infos: dict[str, StreamInfo], previous: dict[str, int], interval: float,
+    elapsed: float, interactive: bool,
+) -> None:
+    lines = [f"t={elapsed:5.1f}s  {'stream':<22}{'subs':>5}  {'state':<12}{'messages':>9}"
+             f"{'rate/s':>8}{'reconnects':>11}"]
+    for name, info in infos.items():
+        rate = (info.messages_received - previous.get(name, 0)) / max(interval, 1e-6)
+        lines.append(f"{'':9}{name:<22}{info.subscribers:>5}  {info.state.value:<12}"
+                     f"{info.messages_received:>9}{rate:>8.1f}{info.reconnects:>11}")
+    if interactive:
+        sys.stdout.write("\x1b[2J\x1b[H")
+    print("\n".join(lines))
