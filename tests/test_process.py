@@ -35,8 +35,20 @@ def test_a_script_that_forgets_destroy_exits_promptly_and_quietly(exchange: Fake
 
 def test_stream_command_prints_json_lines(exchange: FakeExchange) -> None:
     exchange.set_rate(50)
-    result = _run([sys.executable, "-m", "wsmanager", "stream", "btcusdt@trade", "ethusdt@trade",
-                   "--url", exchange.url, "--count", "5"])
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "wsmanager",
+            "stream",
+            "btcusdt@trade",
+            "ethusdt@trade",
+            "--url",
+            exchange.url,
+            "--count",
+            "5",
+        ]
+    )
     exchange.set_rate(0)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -45,8 +57,9 @@ def test_stream_command_prints_json_lines(exchange: FakeExchange) -> None:
 
 
 def test_stream_command_rejects_bad_input() -> None:
-    result = _run([sys.executable, "-m", "wsmanager", "stream", "bad name", "--url",
-                   "ws://127.0.0.1:9/ws/"])
+    result = _run(
+        [sys.executable, "-m", "wsmanager", "stream", "bad name", "--url", "ws://127.0.0.1:9/ws/"]
+    )
     assert result.returncode == 2 and "whitespace" in result.stderr
     result = _run([sys.executable, "-m", "wsmanager", "stream", "x@trade", "--url", "http://x/"])
     assert result.returncode == 2 and "ws://" in result.stderr

@@ -21,6 +21,7 @@ from .state import StreamInfo
 __all__ = ["main"]
 
 BINANCE_URL = "wss://stream.binance.com:9443/ws/"
+DEFAULT_HEALTH_URL = "http://127.0.0.1:3000/api/ws/metrics"
 
 DEMO_STREAMS = {  # stream -> subscribers
     "btcusdt@trade": 3,
@@ -48,6 +49,17 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("--url", default=BINANCE_URL, help=f"base URL (default {BINANCE_URL})")
     stream.add_argument("--count", type=int, default=None, help="stop after N messages")
 
+    health = commands.add_parser(
+        "health", help="probe a metrics endpoint: exit 0 healthy, 1 unhealthy, 2 unreachable"
+    )
+    health.add_argument(
+        "url",
+        nargs="?",
+        default=DEFAULT_HEALTH_URL,
+        help=f"endpoint (default {DEFAULT_HEALTH_URL})",
+    )
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+
     fake = commands.add_parser("fake-exchange", help="run the bundled fake exchange")
     fake.add_argument("--port", type=int, default=9443, help="port on 127.0.0.1 (default 9443)")
     fake.add_argument("--rate", type=float, default=10.0, help="messages/s per stream")
@@ -68,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _demo(args.seconds, args.rate)
         if args.command == "stream":
             return _stream(args.streams, args.url, args.count)
+        if args.command == "health":
+            return probe_health(args.url, args.timeout)
         return _fake_exchange(args.port, args.rate)
     except KeyboardInterrupt:
         return 130
@@ -121,6 +135,43 @@ def _stream(streams: list[str], url: str, count: int | None) -> int:
     return 0
 
 
+# -- health ------------------------------------------------------------------------------------
+
+
+def probe_health(url: str, timeout: float = 5.0) -> int:
+    """0: healthy; 1: unhealthy (reasons printed); 2: unreachable or not a wsmanager answer."""
+    try:
+        import requests
+    except ImportError:
+        print("wsmanager health needs requests: pip install 'wsmanager[cli]'", file=sys.stderr)
+        return 2
+    try:
+        response = requests.get(url, timeout=timeout)
+    except requests.RequestException as exc:
+        print(f"unreachable: {url}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        document = response.json()
+        status = document["status"]
+        reasons = document.get("reasons", [])
+    except (ValueError, KeyError, TypeError):
+        print(f"malformed answer from {url} (HTTP {response.status_code})", file=sys.stderr)
+        return 2
+    if status == "healthy" and response.status_code == 200:
+        print(f"healthy ({url})")
+        return 0
+    if status == "unhealthy" and response.status_code == 503:
+        print(f"unhealthy ({url}):")
+        for reason in reasons:
+            print(f"  - {reason}")
+        return 1
+    print(
+        f"malformed answer from {url}: status {status!r} with HTTP {response.status_code}",
+        file=sys.stderr,
+    )
+    return 2
+
+
 # -- fake-exchange -------------------------------------------------------------------------------
 
 
@@ -147,10 +198,16 @@ def _demo(seconds: float, rate: float) -> int:
     from .testing import FakeExchange
 
     interactive = sys.stdout.isatty()
-    with FakeExchange(rate=rate) as exchange, WSManager(
-        url=exchange.url, base_retry_delay=0.2, max_retry_delay=2.0,
-        ping_interval=5.0, ping_timeout=2.0,
-    ) as manager:
+    with (
+        FakeExchange(rate=rate) as exchange,
+        WSManager(
+            url=exchange.url,
+            base_retry_delay=0.2,
+            max_retry_delay=2.0,
+            ping_interval=5.0,
+            ping_timeout=2.0,
+        ) as manager,
+    ):
         delivered = {name: 0 for name in DEMO_STREAMS}
         counts_lock = threading.Lock()
 
@@ -158,6 +215,7 @@ def _demo(seconds: float, rate: float) -> int:
             def on_message(message: Any) -> None:
                 with counts_lock:
                     delivered[name] += 1
+
             return on_message
 
         subscribers = 0
@@ -165,8 +223,10 @@ def _demo(seconds: float, rate: float) -> int:
             for _ in range(count):
                 manager.subscribe(name, counter(name))
                 subscribers += 1
-        print(f"fake exchange at {exchange.url}; {subscribers} subscribers on "
-              f"{len(DEMO_STREAMS)} streams, {rate:g} msg/s each; running {seconds:g}s")
+        print(
+            f"fake exchange at {exchange.url}; {subscribers} subscribers on "
+            f"{len(DEMO_STREAMS)} streams, {rate:g} msg/s each; running {seconds:g}s"
+        )
         started = time.monotonic()
         drop_at = started + seconds * 0.4
         dropped = False
@@ -192,27 +252,38 @@ def _demo(seconds: float, rate: float) -> int:
             total_delivered = sum(delivered.values())
     print("\n== summary ==")
     print(f"subscribers: {subscribers}; streams: {len(DEMO_STREAMS)}")
-    print(f"connections open at once: {metrics.active_connections_hwm} "
-          f"(one per subscriber would be {subscribers}: sharing saved "
-          f"{1 - metrics.active_connections_hwm / subscribers:.0%})")
+    print(
+        f"connections open at once: {metrics.active_connections_hwm} "
+        f"(one per subscriber would be {subscribers}: sharing saved "
+        f"{1 - metrics.active_connections_hwm / subscribers:.0%})"
+    )
     print(f"connections opened in all (incl. reconnects): {opened}")
     print(f"reconnect attempts after the injected drop: {metrics.retry_count}")
-    print(f"messages received: {metrics.messages_received}; delivered to callbacks: "
-          f"{total_delivered}; invalid: {metrics.invalid_messages}; "
-          f"dropped by slow callbacks: {metrics.dropped_messages}")
+    print(
+        f"messages received: {metrics.messages_received}; delivered to callbacks: "
+        f"{total_delivered}; invalid: {metrics.invalid_messages}; "
+        f"dropped by slow callbacks: {metrics.dropped_messages}"
+    )
     return 0
 
 
 def _render(
-    infos: dict[str, StreamInfo], previous: dict[str, int], interval: float,
-    elapsed: float, interactive: bool,
+    infos: dict[str, StreamInfo],
+    previous: dict[str, int],
+    interval: float,
+    elapsed: float,
+    interactive: bool,
 ) -> None:
-    lines = [f"t={elapsed:5.1f}s  {'stream':<22}{'subs':>5}  {'state':<12}{'messages':>9}"
-             f"{'rate/s':>8}{'reconnects':>11}"]
+    lines = [
+        f"t={elapsed:5.1f}s  {'stream':<22}{'subs':>5}  {'state':<12}{'messages':>9}"
+        f"{'rate/s':>8}{'reconnects':>11}"
+    ]
     for name, info in infos.items():
         rate = (info.messages_received - previous.get(name, 0)) / max(interval, 1e-6)
-        lines.append(f"{'':9}{name:<22}{info.subscribers:>5}  {info.state.value:<12}"
-                     f"{info.messages_received:>9}{rate:>8.1f}{info.reconnects:>11}")
+        lines.append(
+            f"{'':9}{name:<22}{info.subscribers:>5}  {info.state.value:<12}"
+            f"{info.messages_received:>9}{rate:>8.1f}{info.reconnects:>11}"
+        )
     if interactive:
         sys.stdout.write("\x1b[2J\x1b[H")
     print("\n".join(lines))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import ssl
 import threading
@@ -12,9 +13,12 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from .backoff import BackoffPolicy, RetryDelayInfo
 from .config import WSManagerConfig, validate_stream_name
 from .dispatch import CompleteCallback, ErrorCallback, MessageCallback, Subscription
+from .metrics import PrometheusExporter
 from .registry import StreamRegistry
 from .state import ConnectionState, Health, StreamInfo, WSManagerMetrics
 from .status import StatusCallback, StatusFeed
@@ -29,6 +33,7 @@ _AT_EXIT_JOIN_TIMEOUT = 2.0
 _live_managers: weakref.WeakSet[WSManager] = weakref.WeakSet()
 _at_exit_registered = False
 _at_exit_lock = threading.Lock()
+_manager_numbers = itertools.count(1)
 
 
 def _destroy_live_managers() -> None:
@@ -41,7 +46,8 @@ class WSManager:
 
     All options are keyword-only except ``url``; their defaults live in
     :class:`~wsmanager.config.WSManagerConfig`. ``ssl_context`` replaces the default (verifying)
-    TLS context for ``wss://`` URLs.
+    TLS context for ``wss://`` URLs. ``registry`` is a shared prometheus-client registry to
+    export into as well, with the label ``manager=metrics_name`` (default ``manager-<n>``).
     """
 
     def __init__(
@@ -49,6 +55,8 @@ class WSManager:
         url: str,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        registry: CollectorRegistry | None = None,
+        metrics_name: str | None = None,
         **options: Any,
     ) -> None:
         try:
@@ -68,6 +76,8 @@ class WSManager:
         self._supervisor = threading.Thread(
             target=self._supervise, name="wsmanager-supervisor", daemon=True
         )
+        self.metrics_name = metrics_name or f"manager-{next(_manager_numbers)}"
+        self._exporter = PrometheusExporter(self, self.metrics_name, registry)
         self._supervisor.start()
         _register_for_exit(self)
 
@@ -156,6 +166,10 @@ class WSManager:
     def get_metrics(self) -> WSManagerMetrics:
         return self._registry.metrics()
 
+    def get_prometheus_metrics(self) -> str:
+        """This manager's metrics in the Prometheus text format (prometheus-client's)."""
+        return self._exporter.exposition()
+
     def health(self) -> Health:
         """Unhealthy when destroyed, or when a stream has had no connection for too long."""
         if self._destroyed:
@@ -185,6 +199,7 @@ class WSManager:
             self._destroyed = True
             self._stopping = True
             self._wake.notify()
+        self._exporter.close()
         threads = self._registry.close()
         threads.append(self._supervisor)
         deadline = None if join_timeout is None else time.monotonic() + join_timeout

@@ -1,0 +1,172 @@
+"""Prometheus metrics through prometheus-client: a collector that reads a manager at scrape time.
+
+This is the only module that imports prometheus-client. Nothing is registered at import time: each
+manager registers its collector into a registry of its own, and into a shared ``registry=`` when
+given one, there told apart by a ``manager`` label.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .state import StreamInfo, WSManagerMetrics
+
+__all__ = ["CONTENT_TYPE_LATEST", "ManagerCollector", "PrometheusExporter"]
+
+# (attribute of WSManagerMetrics, exported name, help). Counters get "_total" from the client.
+GAUGES = (
+    ("active_connections", "ws_manager_active_connections", "Open WebSocket connections now"),
+    (
+        "active_connections_hwm",
+        "ws_manager_active_connections_hwm",
+        "Most connections open at once since the manager started",
+    ),
+    ("active_streams", "ws_manager_active_streams", "Active (shared) streams"),
+    ("subscribers", "ws_manager_subscribers", "Subscriptions across all streams"),
+)
+COUNTERS = (
+    ("retry_count", "ws_manager_retry_count", "Reconnect attempts"),
+    ("stream_creations", "ws_manager_stream_creations", "Streams created"),
+    (
+        "stream_cleanups",
+        "ws_manager_stream_cleanups",
+        "Streams closed (last unsubscribe, idle cleanup, failure or destroy)",
+    ),
+    ("messages_received", "ws_manager_messages_received", "Data frames received"),
+    (
+        "invalid_messages",
+        "ws_manager_invalid_messages",
+        "Frames skipped: invalid JSON or UTF-8, or binary",
+    ),
+    ("callback_errors", "ws_manager_callback_errors", "Exceptions raised by subscriber callbacks"),
+    (
+        "dropped_messages",
+        "ws_manager_messages_dropped",
+        "Messages dropped because callbacks fell behind the stream",
+    ),
+)
+STREAM_AGE = "ws_manager_stream_last_message_age_seconds"
+
+
+class _MetricsSource(Protocol):
+    """What the collector reads: a WSManager (kept structural to keep imports one-way)."""
+
+    def get_metrics(self) -> WSManagerMetrics: ...  # pragma: no cover
+
+    def get_stream_info(self) -> list[StreamInfo]: ...  # pragma: no cover
+
+
+class ManagerCollector(Collector):
+    """Reads managers' counters when scraped, so the message path pays nothing.
+
+    Without a label it serves one manager; with ``label="manager"`` it serves every manager
+    attached to one shared registry, each sample labelled with its manager's name.
+    """
+
+    def __init__(self, label: str | None = None) -> None:
+        self._label_names = [label] if label is not None else []
+        self._lock = threading.Lock()  # guards _members
+        self._members: dict[str, _MetricsSource] = {}
+
+    def attach(self, name: str, source: _MetricsSource) -> None:
+        with self._lock:
+            if name in self._members:
+                raise ValueError(
+                    f"a manager named {name!r} is already registered in this registry; "
+                    "give each manager its own metrics_name"
+                )
+            self._members[name] = source
+
+    def detach(self, name: str) -> bool:
+        """Forget ``name``; True when no manager is left."""
+        with self._lock:
+            self._members.pop(name, None)
+            return not self._members
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            members = list(self._members.items())
+        families = self._families()
+        age = families[-1]
+        now = time.time()
+        for name, source in members:
+            values = [name] if self._label_names else []
+            metrics = source.get_metrics()
+            for family, (attribute, _, _) in zip(families[:-1], GAUGES + COUNTERS, strict=True):
+                family.add_metric(values, getattr(metrics, attribute))
+            for info in source.get_stream_info():
+                last = info.last_message_at if info.last_message_at is not None else info.created_at
+                age.add_metric([*values, info.name], max(0.0, now - last))
+        yield from families
+
+    def _families(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
+        labels = self._label_names
+        families: list[GaugeMetricFamily | CounterMetricFamily] = [
+            GaugeMetricFamily(name, help_text, labels=labels) for _, name, help_text in GAUGES
+        ]
+        families += [
+            CounterMetricFamily(name, help_text, labels=labels) for _, name, help_text in COUNTERS
+        ]
+        families.append(
+            GaugeMetricFamily(
+                STREAM_AGE,
+                "Seconds since the stream's last message (or since it was created)",
+                labels=[*labels, "stream"],
+            )
+        )
+        return families
+
+
+_shared_lock = threading.Lock()  # guards _shared_collectors
+_shared_collectors: weakref.WeakKeyDictionary[CollectorRegistry, ManagerCollector] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class PrometheusExporter:
+    """One manager's metrics: in a registry of its own, and optionally in a shared one."""
+
+    def __init__(
+        self, source: _MetricsSource, name: str, registry: CollectorRegistry | None = None
+    ) -> None:
+        self.name = name
+        self._own = ManagerCollector()
+        self._own.attach(name, source)
+        self.own_registry = CollectorRegistry(auto_describe=True)
+        self.own_registry.register(self._own)
+        self._shared = registry
+        if registry is not None:
+            with _shared_lock:
+                collector = _shared_collectors.get(registry)
+                if collector is None:
+                    collector = ManagerCollector(label="manager")
+                    registry.register(collector)
+                    _shared_collectors[registry] = collector
+                collector.attach(name, source)
+
+    def exposition(self) -> str:
+        """This manager's samples, and only its, in the Prometheus text format."""
+        return generate_latest(self.own_registry).decode("utf-8")
+
+    def close(self) -> None:
+        """Leave the shared registry; the last manager to leave unregisters the collector."""
+        shared, self._shared = self._shared, None
+        if shared is None:
+            return
+        with _shared_lock:
+            collector = _shared_collectors.get(shared)
+            if collector is not None and collector.detach(self.name):
+                shared.unregister(collector)
+                del _shared_collectors[shared]
