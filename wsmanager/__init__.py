@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .backoff import RetryDelayInfo
+from .compat import connection_migration, get_binance_connection
 from .config import WSManagerConfig
 from .errors import (
     HandshakeRejectedError,
@@ -31,4 +32,6 @@ __all__ = [
     "WSManagerError",
     "WSManagerMetrics",
     "__version__",
+    "connection_migration",
+    "get_binance_connection",
 ]
