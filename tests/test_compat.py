@@ -7,6 +7,7 @@ import random
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -178,3 +179,13 @@ def test_the_process_wide_connection_is_one_object(monkeypatch: pytest.MonkeyPat
         assert connection_migration.get_current_implementation() == "Legacy"
     finally:
         reset_binance_connection()
+
+
+def test_legacy_close_ends_a_thread_stuck_in_a_handshake(exchange: FakeExchange) -> None:
+    exchange.hang_handshakes()
+    legacy = LegacyConnectionManager(exchange.url)
+    legacy.subscribe(TRADE, Recorder())
+    assert exchange.wait_for_attempts(TRADE, 1)
+    started = time.monotonic()
+    legacy.close()
+    assert time.monotonic() - started < 1.0

@@ -100,9 +100,7 @@ class BinanceConnection:
                     return
                 backend = self._backend(target)
                 moved = list(self._handles)
-                for handle in moved:
-                    if handle.previous is not None:  # cannot happen under _switching; be safe
-                        handle.previous()
+                for handle in moved:  # previous is None here: _switching serialises switches
                     handle.previous = handle.unsubscribe
                     handle.unsubscribe = backend.subscribe(handle.stream, handle.callback)
                 self._current = target

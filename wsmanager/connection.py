@@ -9,7 +9,6 @@ sets, so unsubscribe and destroy cut any wait short.
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import logging
 import random
@@ -27,7 +26,7 @@ from .config import WSManagerConfig
 from .dispatch import Inbox
 from .errors import HandshakeRejectedError, RetriesExhaustedError, WSManagerError
 from .state import ConnectionState
-from .transport import ConnectAborted, open_socket
+from .transport import ConnectAborted, open_socket, shutdown_quietly
 
 __all__ = ["ConnectionListener", "StreamConnection", "is_permanent_status", "parse_retry_after"]
 
@@ -74,7 +73,6 @@ class _Attempt:
     opened_at: float | None = None  # monotonic
     messages: int = 0
     error: BaseException | None = None
-    close_code: int | None = None
 
 
 class StreamConnection:
@@ -130,11 +128,7 @@ class StreamConnection:
         with self._socket_lock:
             sock = self._socket
         if sock is not None:
-            _shutdown(sock)
-
-    @property
-    def stopped(self) -> bool:
-        return self._stop.is_set()
+            shutdown_quietly(sock)
 
     # -- the reader thread ----------------------------------------------------------------------
 
@@ -220,7 +214,7 @@ class StreamConnection:
         with self._socket_lock:
             self._socket = sock
         if self._stop.is_set():  # stop() ran before the socket was published
-            _shutdown(sock)
+            shutdown_quietly(sock)
         app = websocket.WebSocketApp(
             self.url,
             on_open=self._on_open,
@@ -252,10 +246,9 @@ class StreamConnection:
             self.reconnects += 1
         self._has_opened_before = True
         self.disconnected_since = None
-        with self._socket_lock:
-            sock = self._socket
-        if sock is not None:
-            sock.settimeout(self._config.handshake_timeout)
+        # While reading, the same timeout bounds a frame that stalls half-way.
+        if self._socket is not None:  # set by this thread; no lock needed to read it here
+            self._socket.settimeout(self._config.handshake_timeout)
         log.debug("stream %s: connected to %s", self.stream, self.url)
         self._set_state(ConnectionState.CONNECTED, socket_open=True)
 
@@ -297,19 +290,13 @@ class StreamConnection:
         with self._socket_lock:
             sock = self._socket
         if sock is not None:
-            _shutdown(sock)
+            shutdown_quietly(sock)
         if not self._stop.is_set():
             log.info("stream %s: connection lost: %r", self.stream, error)
 
     def _on_close(self, app: websocket.WebSocketApp, code: Any, reason: Any) -> None:
-        self._attempt.close_code = code if isinstance(code, int) else None
         self._set_state(ConnectionState.CONNECTING, socket_open=False)
 
     def _set_state(self, state: ConnectionState, *, socket_open: bool) -> None:
         self.state = state
         self._listener.connection_state_changed(self, state, socket_open)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)

@@ -115,7 +115,6 @@ class MessageDispatcher:
         # Written only by the dispatch thread.
         self.invalid_messages = 0
         self.callback_errors = 0
-        self.delivered = 0
         self.thread = threading.Thread(
             target=self._run, name=f"wsmanager-dispatch-{stream}", daemon=True
         )
@@ -156,7 +155,6 @@ class MessageDispatcher:
             except Exception:
                 self.callback_errors += 1
                 log.exception("stream %s: a subscriber's callback raised", self.stream)
-        self.delivered += 1
 
     def _tell_ending(self) -> None:
         for subscription in self._final_subscribers:

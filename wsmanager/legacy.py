@@ -6,7 +6,6 @@ reader thread, and no metrics beyond a connection count. It still ends every thr
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import socket
@@ -17,10 +16,13 @@ from typing import Any
 import websocket
 
 from .config import stream_url, validate_stream_name
+from .transport import ConnectAborted, open_socket, shutdown_quietly
 
 __all__ = ["LegacyConnectionManager"]
 
 log = logging.getLogger("wsmanager.legacy")
+
+_HANDSHAKE_TIMEOUT = 10.0
 
 
 class _LegacyConnection:
@@ -30,27 +32,40 @@ class _LegacyConnection:
         self._delay = delay
         self._stop = threading.Event()
         self.opened = threading.Event()
-        self._lock = threading.Lock()  # guards _app between the reader and stop()
-        self._app: websocket.WebSocketApp | None = None
+        self._lock = threading.Lock()  # guards _socket between the reader and stop()
+        self._socket: socket.socket | None = None
         self.thread = threading.Thread(target=self._run, name="wsmanager-legacy", daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            app = websocket.WebSocketApp(
-                self.url, on_open=self._on_open, on_message=self._on_message
-            )
-            with self._lock:
-                self._app = app
-            if self._stop.is_set():
-                break
-            app.run_forever(ping_interval=20, ping_timeout=5)
+            self._connect_and_read()
             if self._stop.wait(self._delay):  # the fixed delay the new manager replaces
                 break
 
-    def _on_open(self, app: websocket.WebSocketApp) -> None:
-        self.opened.set()
-        if self._stop.is_set():  # stop() ran while the socket was connecting
-            _shutdown(app)
+    def _connect_and_read(self) -> None:
+        # Opening the socket ourselves is the one change from the old behaviour: it lets stop()
+        # wake this thread at any point (websocket-client alone cannot cut a handshake short).
+        try:
+            sock = open_socket(self.url, timeout=_HANDSHAKE_TIMEOUT, stop=self._stop)
+        except (ConnectAborted, OSError) as exc:
+            log.info("legacy: connect to %s failed: %r", self.url, exc)
+            return
+        with self._lock:
+            self._socket = sock
+        if self._stop.is_set():
+            shutdown_quietly(sock)
+        app = websocket.WebSocketApp(
+            self.url,
+            on_open=lambda app: self.opened.set(),
+            on_message=self._on_message,
+            socket=sock,
+        )
+        try:
+            app.run_forever(ping_interval=20, ping_timeout=5)
+        finally:
+            with self._lock:
+                self._socket = None
+            sock.close()
 
     def _on_message(self, app: websocket.WebSocketApp, data: str) -> None:
         try:
@@ -67,17 +82,9 @@ class _LegacyConnection:
         """Non-blocking: wake the reader, which ends on its own."""
         self._stop.set()
         with self._lock:
-            app = self._app
-        if app is not None:
-            _shutdown(app)
-
-
-def _shutdown(app: websocket.WebSocketApp) -> None:
-    app.keep_running = False
-    raw = app.sock.sock if app.sock is not None else None
-    if raw is not None:
-        with contextlib.suppress(OSError):
-            raw.shutdown(socket.SHUT_RDWR)
+            sock = self._socket
+        if sock is not None:
+            shutdown_quietly(sock)
 
 
 class LegacyConnectionManager:

@@ -45,8 +45,9 @@ def health_document(manager: WSManager) -> dict[str, Any]:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
-    timeout = 10  # seconds a client may take to send its request
-    protocol_version = "HTTP/1.1"
+    # HTTP/1.0: one request per connection, so no idle keep-alive connection holds a request
+    # thread (and so close()) for long.
+    timeout = 5  # seconds a client may take to send its request
 
     def do_GET(self) -> None:
         self._answer(with_body=True)

@@ -7,6 +7,7 @@ socket keeps that timeout while reading, so a frame that stalls half-way also en
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import selectors
 import socket
@@ -15,7 +16,7 @@ import threading
 import time
 from urllib.parse import urlsplit
 
-__all__ = ["ConnectAborted", "open_socket"]
+__all__ = ["ConnectAborted", "open_socket", "shutdown_quietly"]
 
 _POLL = 0.05  # seconds between checks of the stop event while a TCP connect is in progress
 
@@ -94,3 +95,9 @@ def _connect(sock: socket.socket, address: object, deadline: float, stop: thread
         if code:
             raise OSError(code, f"connect to {address}: {errno.errorcode.get(code, code)}")
     sock.setblocking(True)
+
+
+def shutdown_quietly(sock: socket.socket) -> None:
+    """Shut both directions down, waking any thread blocked on ``sock``; ignore a closed socket."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
