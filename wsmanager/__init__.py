@@ -12,6 +12,7 @@ from .errors import (
     RetriesExhaustedError,
     WSManagerError,
 )
+from .iterate import StreamIterator
 from .manager import Unsubscribe, WSManager
 from .state import ConnectionState, Health, StreamInfo, WSManagerMetrics
 
@@ -26,6 +27,7 @@ __all__ = [
     "RetriesExhaustedError",
     "RetryDelayInfo",
     "StreamInfo",
+    "StreamIterator",
     "Unsubscribe",
     "WSManager",
     "WSManagerConfig",

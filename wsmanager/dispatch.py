@@ -23,7 +23,7 @@ __all__ = ["Ending", "Inbox", "MessageDispatcher", "Subscription"]
 log = logging.getLogger("wsmanager")
 
 MessageCallback = Callable[[Any], object]
-ErrorCallback = Callable[[BaseException], object]
+ErrorCallback = Callable[[Exception], object]
 CompleteCallback = Callable[[], object]
 
 
@@ -90,9 +90,21 @@ class Inbox:
         return len(self._items)
 
 
-def decode_json(frame: bytes) -> Any:
+def decode_json_stdlib(frame: bytes) -> Any:
     """Decode a text frame: strict UTF-8, then JSON. Raises ``ValueError`` on either failure."""
     return json.loads(frame.decode("utf-8"))
+
+
+try:  # the "fast" extra: orjson validates UTF-8 and parses in one pass, about 3x faster
+    import orjson
+
+    def decode_json_orjson(frame: bytes) -> Any:
+        """Like :func:`decode_json_stdlib`, with orjson (its errors are ``ValueError`` too)."""
+        return orjson.loads(frame)
+
+    decode_json = decode_json_orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    decode_json = decode_json_stdlib
 
 
 class MessageDispatcher:
@@ -110,7 +122,7 @@ class MessageDispatcher:
         self._subscribers = subscribers
         self._decode = decode
         self._ending = Ending.UNSUBSCRIBED
-        self._error: BaseException | None = None
+        self._error: Exception | None = None
         self._final_subscribers: tuple[Subscription, ...] = ()
         # Written only by the dispatch thread.
         self.invalid_messages = 0
@@ -126,7 +138,7 @@ class MessageDispatcher:
         self,
         ending: Ending,
         subscribers: tuple[Subscription, ...] = (),
-        error: BaseException | None = None,
+        error: Exception | None = None,
     ) -> None:
         """Stop after the current message; then tell ``subscribers`` how the stream ended."""
         self._ending = ending

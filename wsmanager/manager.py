@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from .backoff import BackoffPolicy, RetryDelayInfo
 from .config import WSManagerConfig, validate_stream_name
 from .dispatch import CompleteCallback, ErrorCallback, MessageCallback, Subscription
+from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
 from .registry import StreamRegistry
 from .state import ConnectionState, Health, StreamInfo, WSManagerMetrics
@@ -106,6 +107,26 @@ class WSManager:
             registry.unsubscribe(subscription)
 
         return unsubscribe
+
+    def iterate(
+        self, stream: str, *, timeout: float | None = None, max_buffered: int = 10_000
+    ) -> StreamIterator:
+        """Subscribe and return a blocking iterator over the messages (a context manager)."""
+        return StreamIterator(self, stream, timeout=timeout, max_buffered=max_buffered)
+
+    def collect(self, stream: str, count: int, timeout: float) -> list[Any]:
+        """Up to ``count`` messages of ``stream`` within ``timeout`` seconds, as a list."""
+        return collect(self, stream, count, timeout)
+
+    def observe(self, stream: str) -> Any:
+        """``stream`` as a reactivex ``Observable`` (needs the ``rx`` extra)."""
+        try:
+            from .rx import observe
+        except ImportError as exc:
+            raise ImportError(
+                "WSManager.observe needs reactivex: pip install 'wsmanager[rx]'"
+            ) from exc
+        return observe(self, stream)
 
     # -- status --------------------------------------------------------------------------------
 

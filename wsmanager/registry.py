@@ -156,7 +156,7 @@ class StreamRegistry:
         return stream
 
     def _remove_locked(
-        self, stream: Stream, ending: Ending, error: BaseException | None = None
+        self, stream: Stream, ending: Ending, error: Exception | None = None
     ) -> None:
         del self._streams[stream.name]
         subscribers = stream.subscribers
