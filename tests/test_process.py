@@ -47,8 +47,11 @@ def test_stream_command_prints_json_lines(exchange: FakeExchange) -> None:
             exchange.url,
             "--count",
             "5",
+            "--metrics-port",
+            "0",
         ]
     )
+    assert "metrics at http://127.0.0.1:" in result.stderr
     exchange.set_rate(0)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -71,3 +74,18 @@ def test_demo_finishes_and_prints_a_summary() -> None:
     assert "fault injected" in result.stdout
     assert "== summary ==" in result.stdout
     assert "sharing saved 50%" in result.stdout
+    assert "HTTP 200, status 'healthy', activeConnections 4" in result.stdout
+
+
+def test_health_command_against_a_real_endpoint(exchange: FakeExchange) -> None:
+    from wsmanager import WSManager
+    from wsmanager.monitoring import serve_metrics
+
+    with WSManager(url=exchange.url) as manager, serve_metrics(manager, port=0) as server:
+        result = _run([sys.executable, "-m", "wsmanager", "health", server.url])
+        assert result.returncode == 0 and "healthy" in result.stdout
+        manager.destroy()
+        result = _run([sys.executable, "-m", "wsmanager", "health", server.url])
+        assert result.returncode == 1 and "destroyed" in result.stdout
+    result = _run([sys.executable, "-m", "wsmanager", "health", server.url, "--timeout", "1"])
+    assert result.returncode == 2 and "unreachable" in result.stderr

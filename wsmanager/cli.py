@@ -6,16 +6,20 @@ This is the only module that configures logging handlers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import signal
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 from .manager import WSManager
+from .monitoring import serve_metrics
 from .state import StreamInfo
 
 __all__ = ["main"]
@@ -43,11 +47,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seconds", type=float, default=20.0, help="how long (default 20)")
     demo.add_argument("--rate", type=float, default=25.0, help="messages/s per stream")
+    demo.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="P",
+        help="serve /api/ws/metrics on 127.0.0.1:P (default 0: any free port)",
+    )
 
     stream = commands.add_parser("stream", help="print each message of STREAM as a JSON line")
     stream.add_argument("streams", nargs="+", metavar="STREAM")
     stream.add_argument("--url", default=BINANCE_URL, help=f"base URL (default {BINANCE_URL})")
     stream.add_argument("--count", type=int, default=None, help="stop after N messages")
+    stream.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="P",
+        help="also serve /api/ws/metrics on 127.0.0.1:P (0: any free port)",
+    )
 
     health = commands.add_parser(
         "health", help="probe a metrics endpoint: exit 0 healthy, 1 unhealthy, 2 unreachable"
@@ -77,9 +95,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("websocket").setLevel(logging.CRITICAL)
     try:
         if args.command == "demo":
-            return _demo(args.seconds, args.rate)
+            return _demo(args.seconds, args.rate, args.metrics_port)
         if args.command == "stream":
-            return _stream(args.streams, args.url, args.count)
+            return _stream(args.streams, args.url, args.count, args.metrics_port)
         if args.command == "health":
             return probe_health(args.url, args.timeout)
         return _fake_exchange(args.port, args.rate)
@@ -90,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- stream ------------------------------------------------------------------------------------
 
 
-def _stream(streams: list[str], url: str, count: int | None) -> int:
+def _stream(streams: list[str], url: str, count: int | None, metrics_port: int | None) -> int:
     done = threading.Event()
     printed = 0
     lock = threading.Lock()
@@ -116,7 +134,10 @@ def _stream(streams: list[str], url: str, count: int | None) -> int:
     except ValueError as exc:
         print(f"wsmanager: {exc}", file=sys.stderr)
         return 2
-    with manager:
+    with manager, contextlib.ExitStack() as stack:
+        if metrics_port is not None:
+            server = stack.enter_context(serve_metrics(manager, port=metrics_port))
+            print(f"wsmanager: metrics at {server.url}", file=sys.stderr)
         try:
             for name in streams:
                 manager.subscribe(name, on_message, on_error=on_error)
@@ -194,7 +215,7 @@ def _fake_exchange(port: int, rate: float) -> int:
 # -- demo ----------------------------------------------------------------------------------------
 
 
-def _demo(seconds: float, rate: float) -> int:
+def _demo(seconds: float, rate: float, metrics_port: int) -> int:
     from .testing import FakeExchange
 
     interactive = sys.stdout.isatty()
@@ -207,6 +228,7 @@ def _demo(seconds: float, rate: float) -> int:
             ping_interval=5.0,
             ping_timeout=2.0,
         ) as manager,
+        serve_metrics(manager, port=metrics_port) as server,
     ):
         delivered = {name: 0 for name in DEMO_STREAMS}
         counts_lock = threading.Lock()
@@ -227,6 +249,7 @@ def _demo(seconds: float, rate: float) -> int:
             f"fake exchange at {exchange.url}; {subscribers} subscribers on "
             f"{len(DEMO_STREAMS)} streams, {rate:g} msg/s each; running {seconds:g}s"
         )
+        print(f"metrics and health: curl {server.url}  (add ?format=prometheus for Prometheus)")
         started = time.monotonic()
         drop_at = started + seconds * 0.4
         dropped = False
@@ -247,6 +270,7 @@ def _demo(seconds: float, rate: float) -> int:
         except KeyboardInterrupt:
             print("\ninterrupted")
         metrics = manager.get_metrics()
+        endpoint = _fetch_json(server.url)
         opened = sum(exchange.stats(n).accepted for n in DEMO_STREAMS)
         with counts_lock:
             total_delivered = sum(delivered.values())
@@ -264,7 +288,24 @@ def _demo(seconds: float, rate: float) -> int:
         f"{total_delivered}; invalid: {metrics.invalid_messages}; "
         f"dropped by slow callbacks: {metrics.dropped_messages}"
     )
+    print(
+        f"GET {server.url} during the run: HTTP {endpoint[0]}, status {endpoint[1]!r}, "
+        f"activeConnections {endpoint[2]}"
+    )
     return 0
+
+
+def _fetch_json(url: str) -> tuple[int, str, object]:
+    """(HTTP status, health status, activeConnections) from our own endpoint, over real HTTP."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            status, body = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        status, body = error.code, error.read()
+    except OSError as exc:
+        return 0, f"unreachable: {exc}", None
+    document = json.loads(body)
+    return status, document["status"], document["metrics"]["activeConnections"]
 
 
 def _render(
