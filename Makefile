@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint check clean
+.PHONY: demo test lint docs check clean
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check wsmanager tests
 	$(BIN)/mypy
 
-check: lint test
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
+
+check: lint docs test
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
