@@ -17,10 +17,14 @@ MakeManager = Callable[..., WSManager]
 
 
 def _reconnects_after(exchange: FakeExchange, recorder: Recorder, count: int) -> bool:
-    """The stream is open again and delivers a fresh message."""
-    if not exchange.wait_for_open(TRADE, 1):
-        return False
-    return recorder.wait(lambda r: exchange.publish(TRADE) > 0 and len(r.messages) >= count, 5)
+    """Data flows again: publish until the recorder has ``count`` messages (a stalled, half-open
+    connection still counts as open at the exchange, so the open count cannot tell)."""
+    deadline = time.monotonic() + 5 * SCALE
+    while time.monotonic() < deadline:
+        exchange.publish(TRADE)
+        if recorder.wait(lambda r: len(r.messages) >= count, 0.05):
+            return True
+    return False
 
 
 def test_abrupt_drop_and_close_frame_1001_reconnect(

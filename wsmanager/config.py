@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidStreamNameError
 
-__all__ = ["MAX_STREAM_NAME_LENGTH", "WSManagerConfig", "stream_url", "validate_stream_name"]
+__all__ = [
+    "MAX_STREAM_NAME_LENGTH",
+    "WSManagerConfig",
+    "is_loopback_url",
+    "redact_url",
+    "stream_url",
+    "validate_stream_name",
+]
 
 MAX_STREAM_NAME_LENGTH = 200
 
@@ -52,6 +60,26 @@ def stream_url(base_url: str, stream: str) -> str:
     return base_url.rstrip("/") + "/" + stream
 
 
+def redact_url(url: str) -> str:
+    """``url`` without credentials or query string, for logs and metrics."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "***" if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _check_positive(name: str, value: float | None, *, allow_none: bool = False) -> None:
     if value is None:
         if allow_none:
@@ -68,7 +96,7 @@ def _check_url(url: object) -> None:
         raise ValueError(f"url must be a str, not {type(url).__name__}")
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
-        raise ValueError(f"url must start with ws:// or wss://, got {url!r}")
+        raise ValueError(f"url must start with ws:// or wss://, got {redact_url(url)!r}")
     if not parts.hostname:
         raise ValueError(f"url has no host: {url!r}")
     if parts.query or parts.fragment:
@@ -102,6 +130,9 @@ class WSManagerConfig:
     handshake_timeout: float = 10.0
     # Limits
     max_buffered_messages: int = 10_000
+    max_message_size: int = 16 * 1024 * 1024
+    # TLS
+    verify_tls: bool = True
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -145,6 +176,19 @@ class WSManagerConfig:
             raise ValueError(
                 f"max_buffered_messages must be a positive int, got {self.max_buffered_messages!r}"
             )
+        self._check_limits()
+
+    def _check_limits(self) -> None:
+        if (
+            isinstance(self.max_message_size, bool)
+            or not isinstance(self.max_message_size, int)
+            or self.max_message_size < 1
+        ):
+            raise ValueError(
+                f"max_message_size must be a positive int (bytes), got {self.max_message_size!r}"
+            )
+        if not isinstance(self.verify_tls, bool):
+            raise ValueError(f"verify_tls must be True or False, got {self.verify_tls!r}")
 
     def stream_url(self, stream: str) -> str:
         """The URL of ``stream`` under this configuration's base URL."""

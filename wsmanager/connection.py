@@ -9,6 +9,7 @@ sets, so unsubscribe and destroy cut any wait short.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
@@ -22,13 +23,19 @@ from typing import Any, Protocol
 import websocket
 
 from .backoff import BackoffPolicy
-from .config import WSManagerConfig
+from .config import WSManagerConfig, redact_url
 from .dispatch import Inbox
 from .errors import HandshakeRejectedError, RetriesExhaustedError, WSManagerError
 from .state import ConnectionState
 from .transport import ConnectAborted, open_socket, shutdown_quietly
 
-__all__ = ["ConnectionListener", "StreamConnection", "is_permanent_status", "parse_retry_after"]
+__all__ = [
+    "ConnectionListener",
+    "MessageTooBigError",
+    "StreamConnection",
+    "is_permanent_status",
+    "parse_retry_after",
+]
 
 log = logging.getLogger("wsmanager")
 
@@ -54,6 +61,63 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if when.tzinfo is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class MessageTooBigError(websocket.WebSocketProtocolException):
+    """A frame, or a fragmented message, longer than ``max_message_size``."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds max_message_size ({limit})")
+        self.size = size
+        self.limit = limit
+
+
+class _LimitedFrameBuffer(websocket._abnf.frame_buffer):  # type: ignore[misc]
+    """websocket-client's frame reader, refusing a frame by its header before reading it."""
+
+    def __init__(self, recv: Any, limit: int) -> None:
+        super().__init__(recv, skip_utf8_validation=True)
+        self._limit = limit
+
+    def recv_length(self) -> None:
+        super().recv_length()
+        if self.length is not None and self.length > self._limit:
+            raise MessageTooBigError(self.length, self._limit)
+
+
+class _LimitedContinuation(websocket._abnf.continuous_frame):  # type: ignore[misc]
+    """Reassembles fragments in a bytearray (linear, not quadratic) up to the size limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(fire_cont_frame=False, skip_utf8_validation=True)
+        self._limit = limit
+
+    def add(self, frame: Any) -> None:
+        if self.cont_data:
+            self.cont_data[1] += frame.data
+        else:
+            if frame.opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
+                self.recving_frames = frame.opcode
+            self.cont_data = [frame.opcode, bytearray(frame.data)]
+        if len(self.cont_data[1]) > self._limit:
+            raise MessageTooBigError(len(self.cont_data[1]), self._limit)
+        if frame.fin:
+            self.recving_frames = None
+
+    def extract(self, frame: Any) -> tuple[int, Any]:
+        # websocket-client hands the reassembled message on with the last fragment's opcode
+        # (CONT); give it the message's own (TEXT/BINARY) so it is not taken for binary.
+        opcode, message = super().extract(frame)
+        message.opcode = opcode
+        return opcode, message
+
+
+def _install_limits(app: websocket.WebSocketApp, limit: int) -> None:
+    """Swap the size-limited readers into a freshly opened websocket-client connection."""
+    ws = app.sock
+    if ws is not None:
+        ws.frame_buffer = _LimitedFrameBuffer(ws._recv, limit)
+        ws.cont_frame = _LimitedContinuation(limit)
 
 
 class ConnectionListener(Protocol):
@@ -90,6 +154,7 @@ class StreamConnection:
     ) -> None:
         self.stream = stream
         self.url = config.stream_url(stream)
+        self.display_url = redact_url(self.url)  # for logs and metrics: no credentials
         self._config = config
         self._policy = BackoffPolicy(config.base_retry_delay, config.max_retry_delay)
         self._listener = listener
@@ -108,6 +173,7 @@ class StreamConnection:
         self.messages_received = 0
         self.binary_frames = 0
         self.dropped_messages = 0
+        self.oversized_messages = 0
         self.last_message_at: float | None = None
         self.retry_attempt = 0
         self.retries = 0
@@ -240,6 +306,7 @@ class StreamConnection:
     # -- websocket-client callbacks, on the reader thread ----------------------------------------
 
     def _on_open(self, app: websocket.WebSocketApp) -> None:
+        _install_limits(app, self._config.max_message_size)
         if self._attempt.opened_at is None:
             self._attempt.opened_at = time.monotonic()
         if self._has_opened_before:
@@ -249,7 +316,7 @@ class StreamConnection:
         # While reading, the same timeout bounds a frame that stalls half-way.
         if self._socket is not None:  # set by this thread; no lock needed to read it here
             self._socket.settimeout(self._config.handshake_timeout)
-        log.debug("stream %s: connected to %s", self.stream, self.url)
+        log.debug("stream %s: connected to %s", self.stream, self.display_url)
         self._set_state(ConnectionState.CONNECTED, socket_open=True)
 
     def _on_data(self, app: websocket.WebSocketApp, data: bytes, opcode: int, fin: bool) -> None:
@@ -285,6 +352,12 @@ class StreamConnection:
     def _on_error(self, app: websocket.WebSocketApp, error: BaseException) -> None:
         if self._attempt.error is None:
             self._attempt.error = error
+        if isinstance(error, MessageTooBigError):
+            self.oversized_messages += 1
+            log.warning("stream %s: %s; closing with 1009 and reconnecting", self.stream, error)
+            with contextlib.suppress(Exception):  # best effort: the peer may be gone
+                if app.sock is not None:
+                    app.sock.send_close(1009, b"message too big")
         # Shut the socket now, so websocket-client's teardown does not wait for a close
         # frame from a peer that may be dead.
         with self._socket_lock:

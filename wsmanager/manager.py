@@ -12,11 +12,12 @@ import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 
 from .backoff import BackoffPolicy, RetryDelayInfo
-from .config import WSManagerConfig, validate_stream_name
+from .config import WSManagerConfig, is_loopback_url, redact_url, validate_stream_name
 from .dispatch import CompleteCallback, ErrorCallback, MessageCallback, Subscription
 from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
@@ -66,6 +67,12 @@ class WSManager:
             raise TypeError(f"WSManager: {exc}".replace("__init__() ", "")) from None
         if self.config.debug:
             log.setLevel(logging.DEBUG)
+        ssl_context = self._tls_context(ssl_context)
+        if urlsplit(url).scheme == "ws" and not is_loopback_url(url):
+            log.warning(
+                "%s is not encrypted (ws://) and not on this machine; use wss:// in production",
+                redact_url(url),
+            )
         self._policy = BackoffPolicy(self.config.base_retry_delay, self.config.max_retry_delay)
         self._status = StatusFeed()
         self._registry = StreamRegistry(self.config, self._status_changed, ssl_context=ssl_context)
@@ -81,6 +88,19 @@ class WSManager:
         self._exporter = PrometheusExporter(self, self.metrics_name, registry)
         self._supervisor.start()
         _register_for_exit(self)
+
+    def _tls_context(self, given: ssl.SSLContext | None) -> ssl.SSLContext | None:
+        if self.config.verify_tls:
+            return given
+        log.warning(
+            "TLS certificate and hostname verification is OFF for %s (verify_tls=False): "
+            "anyone on the path can read and forge this data",
+            redact_url(self.config.url),
+        )
+        context = given or ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
 
     # -- subscriptions ---------------------------------------------------------------------------
 
@@ -245,7 +265,8 @@ class WSManager:
 
     def __repr__(self) -> str:
         state = "destroyed" if self._destroyed else self._status.current.value
-        return f"<WSManager {self.config.url} {state}, {self.get_active_streams_count()} stream(s)>"
+        streams = self.get_active_streams_count()
+        return f"<WSManager {redact_url(self.config.url)} {state}, {streams} stream(s)>"
 
     # -- the supervisor thread -------------------------------------------------------------------
 

@@ -53,6 +53,11 @@ COUNTERS = (
         "ws_manager_messages_dropped",
         "Messages dropped because callbacks fell behind the stream",
     ),
+    (
+        "oversized_messages",
+        "ws_manager_oversized_messages",
+        "Messages refused for exceeding max_message_size (connection closed with 1009)",
+    ),
 )
 STREAM_AGE = "ws_manager_stream_last_message_age_seconds"
 

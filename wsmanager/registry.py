@@ -47,7 +47,7 @@ class Stream:
         connection = self.connection
         return StreamInfo(
             name=self.name,
-            url=connection.url,
+            url=connection.display_url,
             subscribers=len(self.subscribers),
             state=connection.state,
             created_at=self.created_at,
@@ -58,6 +58,7 @@ class Stream:
             invalid_messages=connection.binary_frames + self.dispatcher.invalid_messages,
             callback_errors=self.dispatcher.callback_errors,
             dropped_messages=connection.dropped_messages,
+            oversized_messages=connection.oversized_messages,
             buffered_messages=len(self.dispatcher.inbox),
         )
 
@@ -70,6 +71,7 @@ class _Totals:
     invalid_messages: int = 0
     callback_errors: int = 0
     dropped_messages: int = 0
+    oversized_messages: int = 0
     retry_count: int = 0
 
     def add(self, stream: Stream) -> None:
@@ -78,6 +80,7 @@ class _Totals:
         self.invalid_messages += info.invalid_messages
         self.callback_errors += info.callback_errors
         self.dropped_messages += info.dropped_messages
+        self.oversized_messages += info.oversized_messages
         self.retry_count += stream.connection.retries
 
 
@@ -280,4 +283,5 @@ class StreamRegistry:
                 invalid_messages=totals.invalid_messages,
                 callback_errors=totals.callback_errors,
                 dropped_messages=totals.dropped_messages,
+                oversized_messages=totals.oversized_messages,
             )

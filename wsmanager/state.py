@@ -53,6 +53,7 @@ class StreamInfo:
     invalid_messages: int = 0
     callback_errors: int = 0
     dropped_messages: int = 0
+    oversized_messages: int = 0
     buffered_messages: int = 0
 
 
@@ -71,6 +72,7 @@ class WSManagerMetrics:
     invalid_messages: int
     callback_errors: int
     dropped_messages: int
+    oversized_messages: int = 0
     implementation: str = "WSManager"
 
     def as_dict(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import http
 import json
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -61,8 +62,16 @@ class _Handshake:
 class FakeExchange:
     """A WebSocket server on ``host`` (default 127.0.0.1), port 0 = any free port."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        rate: float = 0.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.host = host
+        self._ssl_context = ssl_context
         self._requested_port = port
         self.port = 0
         self._rate = rate
@@ -81,6 +90,8 @@ class FakeExchange:
         # Counters, read from other threads.
         self._stats_changed = threading.Condition(threading.RLock())  # guards _stats
         self._stats: dict[str, StreamStats] = {}
+        self._attempt_times: dict[str, list[float]] = {}
+        self._close_codes: dict[str, list[int | None]] = {}
         self._started = False
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -111,7 +122,8 @@ class FakeExchange:
     @property
     def url(self) -> str:
         """The base URL to give ``WSManager(url=...)``."""
-        return f"ws://{self.host}:{self.port}{_PREFIX}"
+        scheme = "wss" if self._ssl_context is not None else "ws"
+        return f"{scheme}://{self.host}:{self.port}{_PREFIX}"
 
     def stream_url(self, stream: str) -> str:
         return self.url + stream
@@ -123,8 +135,9 @@ class FakeExchange:
         connection of ``stream``; return how many connections it went to."""
         return self._call(lambda: self._broadcast(stream, payload, raw=None))
 
-    def send_raw(self, stream: str, data: str | bytes) -> int:
-        """Send ``data`` as is: ``str`` as a text frame, ``bytes`` as a binary frame."""
+    def send_raw(self, stream: str, data: str | bytes | list[str]) -> int:
+        """Send ``data`` as is: ``str`` as a text frame, ``bytes`` as a binary frame, a list of
+        ``str`` as one text message fragmented into those frames."""
         return self._call(lambda: self._broadcast(stream, None, raw=data))
 
     def set_rate(self, rate: float) -> None:
@@ -217,6 +230,17 @@ class FakeExchange:
         with self._stats_changed:
             return self._stats.get(stream, StreamStats())
 
+    def attempt_times(self, stream: str) -> list[float]:
+        """``time.monotonic()`` of each handshake request of ``stream``."""
+        with self._stats_changed:
+            return list(self._attempt_times.get(stream, ()))
+
+    def close_codes(self, stream: str) -> list[int | None]:
+        """The close code each ended connection of ``stream`` received from the client
+        (None: no close frame, e.g. the TCP connection just ended)."""
+        with self._stats_changed:
+            return list(self._close_codes.get(stream, ()))
+
     def total_attempts(self) -> int:
         with self._stats_changed:
             return sum(s.attempts for s in self._stats.values())
@@ -288,6 +312,7 @@ class FakeExchange:
             open_timeout=None,
             max_size=None,
             close_timeout=1,
+            ssl=self._ssl_context,
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -318,6 +343,8 @@ class FakeExchange:
         if not request.path.startswith(_PREFIX) or len(request.path) == len(_PREFIX):
             return connection.respond(http.HTTPStatus.NOT_FOUND, "unknown path\n")
         stream = request.path[len(_PREFIX) :]
+        with self._stats_changed:
+            self._attempt_times.setdefault(stream, []).append(time.monotonic())
         self._count(stream, attempts=1)
         handshake = self._handshake_for(stream)
         if handshake.mode == "hang":
@@ -346,6 +373,11 @@ class FakeExchange:
         finally:
             self._connections.get(stream, set()).discard(connection)
             self._stalled.discard(connection)
+            with self._stats_changed:
+                received = connection.protocol.close_rcvd
+                self._close_codes.setdefault(stream, []).append(
+                    received.code if received is not None else None
+                )
             self._count(stream, open=-1)
 
     def _ensure_publisher(self, stream: str) -> None:
@@ -362,7 +394,9 @@ class FakeExchange:
         finally:
             self._publishers.pop(stream, None)
 
-    async def _broadcast(self, stream: str, payload: Any, raw: str | bytes | None) -> int:
+    async def _broadcast(
+        self, stream: str, payload: Any, raw: str | bytes | list[str] | None
+    ) -> int:
         targets = [c for c in self._connections.get(stream, ()) if c not in self._stalled]
         if not targets:
             return 0
