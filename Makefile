@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint docs check clean
+.PHONY: demo test lint docs soak check clean
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,11 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check wsmanager tests
+	$(BIN)/ruff check wsmanager tests bench
 	$(BIN)/mypy
+
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --seconds $${SOAK_SECONDS:-60}
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --quiet --site-dir site

@@ -77,6 +77,7 @@ def test_blackhole_is_detected_within_the_ping_bound(
     assert exchange.wait_for_attempts(TRADE, 2, timeout=5 * SCALE)
     detected = time.monotonic() - started
     bound = manager.config.ping_interval + 2 * manager.config.ping_timeout
+    print(f"blackhole detected in {detected:.3f}s (bound {bound:.2f}s)")
     assert detected <= bound + 0.3 * SCALE, (detected, bound)
     assert flows(exchange, recorder)
 
@@ -122,6 +123,7 @@ def test_refused_connections_are_retried_without_a_tight_loop(
     window_start, accepted_before = time.monotonic(), proxy.accepted
     assert wait_for(lambda: time.monotonic() - window_start >= 1.0, 2)
     per_second = (proxy.accepted - accepted_before) / (time.monotonic() - window_start)
+    print(f"refused: {per_second:.1f} attempts/s")
     assert per_second < 40  # the mean backoff here is ~0.1 s; a tight loop would be thousands
     proxy.refuse(False)
     assert flows(exchange, recorder)
@@ -173,6 +175,10 @@ def test_many_streams_dropped_at_once_reconnect_spread_by_jitter(
     exchange.drop()
     assert exchange.wait_until(lambda: all(exchange.stats(s).attempts >= 2 for s in streams))
     delays = [exchange.attempt_times(s)[1] - dropped_at for s in streams]
+    print(
+        f"20 streams dropped at once: first retries spread over "
+        f"{max(delays) - min(delays):.3f}s (stdev {statistics.pstdev(delays):.3f}s)"
+    )
     # Full jitter: the first retry waits uniform(0, 0.5). Not a thundering herd:
     assert max(delays) - min(delays) > 0.2
     assert statistics.pstdev(delays) > 0.05
