@@ -13,6 +13,7 @@ import contextlib
 import email.utils
 import logging
 import random
+import selectors
 import socket
 import ssl
 import threading
@@ -72,17 +73,125 @@ class MessageTooBigError(websocket.WebSocketProtocolException):
         self.limit = limit
 
 
-class _LimitedFrameBuffer(websocket._abnf.frame_buffer):  # type: ignore[misc]
-    """websocket-client's frame reader, refusing a frame by its header before reading it."""
+_READ_SIZE = 256 * 1024  # bytes per recv(): fewer, larger reads per wake-up (and GIL hand-off)
+_COMPACT_AT = 1024 * 1024  # drop consumed bytes from the read buffer past this offset
+
+
+class _FastFrameBuffer(websocket._abnf.frame_buffer):  # type: ignore[misc]
+    """websocket-client's frame reader, replaced: one large ``recv`` feeds many frames, parsed
+    from our own buffer, and a frame over the size limit is refused by its header, before its
+    payload is read. Works with :class:`_BufferedDispatcher`, which asks :meth:`has_frame`."""
 
     def __init__(self, recv: Any, limit: int) -> None:
         super().__init__(recv, skip_utf8_validation=True)
         self._limit = limit
+        self._buffer = bytearray()
+        self._pos = 0
 
-    def recv_length(self) -> None:
-        super().recv_length()
-        if self.length is not None and self.length > self._limit:
-            raise MessageTooBigError(self.length, self._limit)
+    def has_frame(self) -> bool:
+        """A whole frame is already buffered (so select() would wrongly say "nothing to read")."""
+        buffer, pos = self._buffer, self._pos
+        available = len(buffer) - pos
+        if available < 2:
+            return False
+        length = buffer[pos + 1] & 0x7F
+        header = 2
+        if length == 126:
+            if available < 4:
+                return False
+            length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
+            header = 4
+        elif length == 127:
+            if available < 10:
+                return False
+            length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
+            header = 10
+        if buffer[pos + 1] & 0x80:
+            header += 4
+        return available >= header + length or length > self._limit
+
+    def _fill(self, needed: int) -> None:
+        buffer = self._buffer
+        while len(buffer) - self._pos < needed:
+            buffer += self.recv(_READ_SIZE)
+
+    def recv_frame(self) -> Any:
+        with self.lock:
+            self._fill(2)
+            buffer, pos = self._buffer, self._pos
+            b1, b2 = buffer[pos], buffer[pos + 1]
+            length = b2 & 0x7F
+            header = 2
+            if length == 126:
+                self._fill(4)
+                buffer = self._buffer
+                length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
+                header = 4
+            elif length == 127:
+                self._fill(10)
+                buffer = self._buffer
+                length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
+                header = 10
+            if length > self._limit:
+                raise MessageTooBigError(length, self._limit)
+            masked = b2 & 0x80
+            if masked:
+                header += 4
+            self._fill(header + length)
+            buffer = self._buffer
+            payload = bytes(buffer[pos + header : pos + header + length])
+            if masked:
+                key = bytes(buffer[pos + header - 4 : pos + header])
+                payload = websocket.ABNF.mask(key, payload)
+            end = pos + header + length
+            if end == len(buffer):
+                buffer.clear()
+                end = 0
+            elif end > _COMPACT_AT:
+                del buffer[:end]
+                end = 0
+            self._pos = end
+        frame = websocket.ABNF(
+            b1 >> 7 & 1, b1 >> 6 & 1, b1 >> 5 & 1, b1 >> 4 & 1, b1 & 0x0F, masked, payload
+        )
+        frame.validate(skip_utf8_validation=True)
+        return frame
+
+
+class _BufferedDispatcher(websocket._dispatcher.DispatcherBase):  # type: ignore[misc]
+    """websocket-client's read loop, aware of frames already in our buffer (and in TLS's)."""
+
+    def read(self, sock: Any, read_callback: Any, check_callback: Any) -> None:
+        ws = self.app.sock
+        if ws is None or ws.sock is None:
+            return
+        raw = ws.sock
+        buffered = getattr(ws.frame_buffer, "has_frame", None)
+        tls_pending = getattr(raw, "pending", None)
+        with selectors.DefaultSelector() as selector:
+            selector.register(raw, selectors.EVENT_READ)
+            while self.app.keep_running:
+                readable = (
+                    (buffered is not None and buffered())
+                    or (tls_pending is not None and tls_pending())
+                    or selector.select(self.ping_timeout)
+                )
+                if readable and not read_callback():
+                    break
+                check_callback()
+
+
+class _App(websocket.WebSocketApp):  # type: ignore[misc]
+    """``WebSocketApp`` with our read loop (its one documented-by-code extension point)."""
+
+    def create_dispatcher(
+        self,
+        ping_timeout: float | None,
+        dispatcher: Any = None,
+        is_ssl: bool = False,
+        handleDisconnect: Any = None,
+    ) -> Any:
+        return _BufferedDispatcher(self, ping_timeout or 10)
 
 
 class _LimitedContinuation(websocket._abnf.continuous_frame):  # type: ignore[misc]
@@ -94,11 +203,13 @@ class _LimitedContinuation(websocket._abnf.continuous_frame):  # type: ignore[mi
 
     def add(self, frame: Any) -> None:
         if self.cont_data:
+            if not isinstance(self.cont_data[1], bytearray):  # a second fragment: start joining
+                self.cont_data[1] = bytearray(self.cont_data[1])
             self.cont_data[1] += frame.data
         else:
             if frame.opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
                 self.recving_frames = frame.opcode
-            self.cont_data = [frame.opcode, bytearray(frame.data)]
+            self.cont_data = [frame.opcode, frame.data]
         if len(self.cont_data[1]) > self._limit:
             raise MessageTooBigError(len(self.cont_data[1]), self._limit)
         if frame.fin:
@@ -116,7 +227,7 @@ def _install_limits(app: websocket.WebSocketApp, limit: int) -> None:
     """Swap the size-limited readers into a freshly opened websocket-client connection."""
     ws = app.sock
     if ws is not None:
-        ws.frame_buffer = _LimitedFrameBuffer(ws._recv, limit)
+        ws.frame_buffer = _FastFrameBuffer(ws._recv, limit)
         ws.cont_frame = _LimitedContinuation(limit)
 
 
@@ -281,7 +392,7 @@ class StreamConnection:
             self._socket = sock
         if self._stop.is_set():  # stop() ran before the socket was published
             shutdown_quietly(sock)
-        app = websocket.WebSocketApp(
+        app = _App(
             self.url,
             on_open=self._on_open,
             on_data=self._on_data,
