@@ -8,6 +8,7 @@ as a user would.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import statistics
@@ -53,23 +54,36 @@ class Counter:
 # -- clients: run(urls, on_message, counter) blocks until counter.done ---------------------------
 
 
-def run_wsmanager(base: str, streams: list[str], on_message: Callable[[Any], None],
-                  counter: Counter, subscribers: int = 1) -> None:
+def run_wsmanager(
+    base: str,
+    streams: list[str],
+    on_message: Callable[[Any], None],
+    counter: Counter,
+    subscribers: int = 1,
+) -> None:
     from wsmanager import WSManager
 
     with WSManager(url=base, max_retry_attempts=None, base_retry_delay=0.05) as manager:
         for stream in streams:
-            for _ in range(subscribers):
-                manager.subscribe(stream, on_message)
+            manager.subscribe(stream, on_message)
+            for _ in range(subscribers - 1):  # fan-out: the others do nothing
+                manager.subscribe(stream, lambda message: None)
         counter.done.wait(600)
 
 
-def run_wsapp(base: str, streams: list[str], on_message: Callable[[Any], None],
-              counter: Counter, subscribers: int = 1) -> None:
+def run_wsapp(
+    base: str,
+    streams: list[str],
+    on_message: Callable[[Any], None],
+    counter: Counter,
+    subscribers: int = 1,
+) -> None:
     import websocket
 
-    apps = [websocket.WebSocketApp(base + s, on_message=lambda ws, m: on_message(json.loads(m)))
-            for s in streams]
+    apps = [
+        websocket.WebSocketApp(base + s, on_message=lambda ws, m: on_message(json.loads(m)))
+        for s in streams
+    ]
     threads = [threading.Thread(target=a.run_forever, daemon=True) for a in apps]
     for thread in threads:
         thread.start()
@@ -78,8 +92,13 @@ def run_wsapp(base: str, streams: list[str], on_message: Callable[[Any], None],
         app.close()
 
 
-def run_websockets_sync(base: str, streams: list[str], on_message: Callable[[Any], None],
-                        counter: Counter, subscribers: int = 1) -> None:
+def run_websockets_sync(
+    base: str,
+    streams: list[str],
+    on_message: Callable[[Any], None],
+    counter: Counter,
+    subscribers: int = 1,
+) -> None:
     from websockets.sync.client import connect
 
     def read(url: str) -> None:
@@ -95,8 +114,13 @@ def run_websockets_sync(base: str, streams: list[str], on_message: Callable[[Any
     counter.done.wait(600)
 
 
-def run_websockets_asyncio(base: str, streams: list[str], on_message: Callable[[Any], None],
-                           counter: Counter, subscribers: int = 1) -> None:
+def run_websockets_asyncio(
+    base: str,
+    streams: list[str],
+    on_message: Callable[[Any], None],
+    counter: Counter,
+    subscribers: int = 1,
+) -> None:
     from websockets.asyncio.client import connect
 
     async def read(url: str) -> None:
@@ -117,23 +141,36 @@ def run_websockets_asyncio(base: str, streams: list[str], on_message: Callable[[
     asyncio.run(main())
 
 
-def run_binance_connector(base: str, streams: list[str], on_message: Callable[[Any], None],
-                          counter: Counter, subscribers: int = 1) -> None:
+def run_binance_connector(
+    base: str,
+    streams: list[str],
+    on_message: Callable[[Any], None],
+    counter: Counter,
+    subscribers: int = 1,
+) -> None:
     from binance.websocket.websocket_client import BinanceWebsocketClient
 
-    clients = [BinanceWebsocketClient(base + s, on_message=lambda _, m: on_message(json.loads(m)))
-               for s in streams]
+    clients = [
+        BinanceWebsocketClient(base + s, on_message=lambda _, m: on_message(json.loads(m)))
+        for s in streams
+    ]
     counter.done.wait(600)
     for client in clients:
         client.stop()
 
 
-def run_python_binance(base: str, streams: list[str], on_message: Callable[[Any], None],
-                       counter: Counter, subscribers: int = 1) -> None:
+def run_python_binance(
+    base: str,
+    streams: list[str],
+    on_message: Callable[[Any], None],
+    counter: Counter,
+    subscribers: int = 1,
+) -> None:
     from binance.ws.reconnecting_websocket import ReconnectingWebsocket
 
     async def read(stream: str) -> None:
-        socket = ReconnectingWebsocket(url=base, path=stream, max_queue_size=1_000_000)
+        root = base.removesuffix("ws/")  # python-binance joins url + "ws/" + path
+        socket = ReconnectingWebsocket(url=root, path=stream, max_queue_size=1_000_000)
         async with socket as ws:
             while not counter.done.is_set():
                 on_message(await ws.recv())  # already json-decoded by python-binance
@@ -150,8 +187,11 @@ def run_python_binance(base: str, streams: list[str], on_message: Callable[[Any]
 
 
 CLIENTS = {
-    "wsmanager": run_wsmanager, "wsapp": run_wsapp, "websockets-sync": run_websockets_sync,
-    "websockets-asyncio": run_websockets_asyncio, "binance-connector": run_binance_connector,
+    "wsmanager": run_wsmanager,
+    "wsapp": run_wsapp,
+    "websockets-sync": run_websockets_sync,
+    "websockets-asyncio": run_websockets_asyncio,
+    "binance-connector": run_binance_connector,
     "python-binance": run_python_binance,
 }
 
@@ -159,12 +199,16 @@ CLIENTS = {
 # -- cases ---------------------------------------------------------------------------------------
 
 
-def throughput(client: str, port: int, streams: int, per_stream: int,
-               subscribers: int = 1) -> dict[str, Any]:
-    counter = Counter(streams * per_stream * subscribers)
+def throughput(
+    client: str, port: int, streams: int, per_stream: int, subscribers: int = 1
+) -> dict[str, Any]:
+    counter = Counter(streams * per_stream)
     names = [f"burst-{per_stream}@s{i}" for i in range(streams)]
-    thread = threading.Thread(target=CLIENTS[client], daemon=True, args=(
-        f"ws://127.0.0.1:{port}/ws/", names, counter.hit, counter, subscribers))
+    thread = threading.Thread(
+        target=CLIENTS[client],
+        daemon=True,
+        args=(f"ws://127.0.0.1:{port}/ws/", names, counter.hit, counter, subscribers),
+    )
     thread.start()
     if not counter.done.wait(300):
         return {"error": f"timed out after {counter.count} messages"}
@@ -174,16 +218,21 @@ def throughput(client: str, port: int, streams: int, per_stream: int,
 
 def latency(client: str, port: int, rate: int, count: int) -> dict[str, Any]:
     counter = Counter(count)
-    thread = threading.Thread(target=CLIENTS[client], daemon=True, args=(
-        f"ws://127.0.0.1:{port}/ws/", [f"rate-{rate}-{count}@x"], counter.stamp, counter))
+    thread = threading.Thread(
+        target=CLIENTS[client],
+        daemon=True,
+        args=(f"ws://127.0.0.1:{port}/ws/", [f"rate-{rate}-{count}@x"], counter.stamp, counter),
+    )
     thread.start()
     if not counter.done.wait(120):
         return {"error": "timed out"}
     thread.join(30)
-    samples = sorted(counter.latencies[count // 10:])  # skip the warm-up tenth
-    return {"p50_us": samples[len(samples) // 2] / 1000,
-            "p99_us": samples[int(len(samples) * 0.99)] / 1000,
-            "mean_us": statistics.fmean(samples) / 1000}
+    samples = sorted(counter.latencies[count // 10 :])  # skip the warm-up tenth
+    return {
+        "p50_us": samples[len(samples) // 2] / 1000,
+        "p99_us": samples[int(len(samples) * 0.99)] / 1000,
+        "mean_us": statistics.fmean(samples) / 1000,
+    }
 
 
 def idle_rss(client: str, port: int, streams: int) -> dict[str, Any]:
@@ -206,8 +255,11 @@ def idle_rss(client: str, port: int, streams: int) -> dict[str, Any]:
     else:
         apps = [websocket.WebSocketApp(f"ws://127.0.0.1:{port}/ws/{n}") for n in names]
         for app in apps:
-            threading.Thread(target=app.run_forever, kwargs={"ping_interval": 20,
-                             "ping_timeout": 10}, daemon=True).start()
+            threading.Thread(
+                target=app.run_forever,
+                kwargs={"ping_interval": 20, "ping_timeout": 10},
+                daemon=True,
+            ).start()
         while sum(1 for a in apps if a.sock and a.sock.connected) < streams:
             time.sleep(0.05)
         time.sleep(1.0)
@@ -233,11 +285,14 @@ def recovery(client: str, port: int, base_retry_delay: float) -> dict[str, Any]:
     for attempt in range(5):
         arrivals.clear()
         done.clear()
-        with WSManager(url=f"ws://127.0.0.1:{port}/ws/", base_retry_delay=base_retry_delay,
-                       max_retry_delay=30.0) as manager:
+        with WSManager(
+            url=f"ws://127.0.0.1:{port}/ws/",
+            base_retry_delay=base_retry_delay,
+            max_retry_delay=30.0,
+        ) as manager:
             manager.subscribe(f"drop-1000@r{os.getpid()}-{base_retry_delay}-{attempt}", on_message)
             done.wait(60)
-        gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+        gaps = [b - a for a, b in itertools.pairwise(arrivals)]
         results.append(max(gaps))
     return {"median_s": statistics.median(results), "samples_s": results}
 
@@ -245,8 +300,12 @@ def recovery(client: str, port: int, base_retry_delay: float) -> dict[str, Any]:
 def main() -> None:
     case, client, port, *rest = sys.argv[1:]
     args = [float(a) if "." in a else int(a) for a in rest]
-    result = {"throughput": throughput, "latency": latency, "idle_rss": idle_rss,
-              "recovery": recovery}[case](client, int(port), *args)  # type: ignore[operator]
+    result = {
+        "throughput": throughput,
+        "latency": latency,
+        "idle_rss": idle_rss,
+        "recovery": recovery,
+    }[case](client, int(port), *args)  # type: ignore[operator]
     print(json.dumps(result))
 
 

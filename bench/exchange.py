@@ -23,8 +23,19 @@ import sys
 import time
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-TRADE = {"e": "trade", "E": 1700000000000, "s": "BTCUSDT", "t": 0, "p": "43251.12000000",
-         "q": "0.00210000", "b": 0, "a": 0, "T": 1700000000000, "m": True, "M": True}
+TRADE = {
+    "e": "trade",
+    "E": 1700000000000,
+    "s": "BTCUSDT",
+    "t": 0,
+    "p": "43251.12000000",
+    "q": "0.00210000",
+    "b": 0,
+    "a": 0,
+    "T": 1700000000000,
+    "m": True,
+    "M": True,
+}
 _dropped: set[str] = set()
 
 
@@ -46,12 +57,20 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     request = await reader.readuntil(b"\r\n\r\n")
     lines = request.decode().split("\r\n")
     path = lines[0].split(" ")[1]
-    key = next(line.split(":", 1)[1].strip() for line in lines if line.lower().startswith(
-        "sec-websocket-key"))
+    key = next(
+        line.split(":", 1)[1].strip()
+        for line in lines
+        if line.lower().startswith("sec-websocket-key")
+    )
     accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
-    writer.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").encode())
-    name = path.rsplit("/", 1)[1].split("@")[0]
+    writer.write(
+        (
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        ).encode()
+    )
+    stream = path.rsplit("/", 1)[1]
+    name = stream.split("@")[0]
     kind, *numbers = name.split("-")
     drain = asyncio.create_task(_discard(reader, writer))  # client pings/pongs/close
     try:
@@ -59,17 +78,18 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             count = int(numbers[0])
             blob = b"".join(frame(trade(i)) for i in range(count))
             for start in range(0, len(blob), 1 << 20):
-                writer.write(blob[start:start + (1 << 20)])
+                writer.write(blob[start : start + (1 << 20)])
                 await writer.drain()
-        elif kind == "drop" and name not in _dropped:
-            _dropped.add(name)
+        elif kind == "drop" and stream not in _dropped:
+            _dropped.add(stream)
             writer.write(b"".join(frame(trade(i)) for i in range(int(numbers[0]))))
             await writer.drain()
             writer.transport.abort()
             return
         elif kind in ("rate", "drop"):
-            rate, count = (float(numbers[0]), int(numbers[1])) if kind == "rate" else (
-                1000.0, 10**9)
+            rate, count = (
+                (float(numbers[0]), int(numbers[1])) if kind == "rate" else (1000.0, 10**9)
+            )
             interval = 1 / rate
             next_at = time.monotonic()
             for i in range(count):

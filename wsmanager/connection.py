@@ -159,30 +159,47 @@ class _FastFrameBuffer(websocket._abnf.frame_buffer):  # type: ignore[misc]
 
 
 class _BufferedDispatcher(websocket._dispatcher.DispatcherBase):  # type: ignore[misc]
-    """websocket-client's read loop, aware of frames already in our buffer (and in TLS's)."""
+    """websocket-client's read loop, aware of frames already in our buffer (and in TLS's), and
+    sending the keep-alive pings itself, so a connection needs no ping thread of its own."""
+
+    def __init__(self, app: Any, ping_timeout: float, ping_interval: float) -> None:
+        super().__init__(app, ping_timeout)
+        self.ping_interval = ping_interval
+        self.pong_wait = ping_timeout
 
     def read(self, sock: Any, read_callback: Any, check_callback: Any) -> None:
-        ws = self.app.sock
+        app = self.app
+        ws = app.sock
         if ws is None or ws.sock is None:
             return
         raw = ws.sock
         buffered = getattr(ws.frame_buffer, "has_frame", None)
         tls_pending = getattr(raw, "pending", None)
+        interval = self.ping_interval
+        next_ping = time.monotonic() + interval
         with selectors.DefaultSelector() as selector:
             selector.register(raw, selectors.EVENT_READ)
-            while self.app.keep_running:
+            while app.keep_running:
+                now = time.monotonic()
+                if now >= next_ping:
+                    next_ping = now + interval
+                    app.last_ping_tm = time.time()  # what websocket-client's check() reads
+                    with contextlib.suppress(Exception):  # a dead socket shows in the read
+                        ws.ping()
                 readable = (
                     (buffered is not None and buffered())
                     or (tls_pending is not None and tls_pending())
-                    or selector.select(self.ping_timeout)
+                    or selector.select(min(self.pong_wait, max(0.0, next_ping - now)))
                 )
                 if readable and not read_callback():
                     break
-                check_callback()
+                check_callback()  # raises when a ping went unanswered for ping_timeout
 
 
 class _App(websocket.WebSocketApp):  # type: ignore[misc]
     """``WebSocketApp`` with our read loop (its one documented-by-code extension point)."""
+
+    keepalive_interval: float = 20.0
 
     def create_dispatcher(
         self,
@@ -191,7 +208,7 @@ class _App(websocket.WebSocketApp):  # type: ignore[misc]
         is_ssl: bool = False,
         handleDisconnect: Any = None,
     ) -> Any:
-        return _BufferedDispatcher(self, ping_timeout or 10)
+        return _BufferedDispatcher(self, ping_timeout or 10, self.keepalive_interval)
 
 
 class _LimitedContinuation(websocket._abnf.continuous_frame):  # type: ignore[misc]
@@ -400,9 +417,10 @@ class StreamConnection:
             on_close=self._on_close,
             socket=sock,
         )
+        app.keepalive_interval = self._config.ping_interval
         try:
             app.run_forever(
-                ping_interval=self._config.ping_interval,
+                ping_interval=0,  # our read loop pings (one thread per connection, not two)
                 ping_timeout=self._config.ping_timeout,
                 skip_utf8_validation=True,  # validated once, in C, when the frame is decoded
             )

@@ -47,10 +47,15 @@ class Ending(enum.Enum):
 
 
 class Inbox:
-    """A bounded FIFO of raw frames between one producer and one consumer thread."""
+    """A bounded FIFO of raw frames between one producer and one consumer thread.
 
-    def __init__(self, capacity: int) -> None:
+    ``on_first_put`` runs once, on the producer's thread, before the first item is queued: the
+    dispatcher uses it to start its thread only when there is something to dispatch.
+    """
+
+    def __init__(self, capacity: int, on_first_put: Callable[[], None] | None = None) -> None:
         self._capacity = capacity
+        self._on_first_put = on_first_put
         self._items: deque[bytes] = deque()
         self._ready = threading.Condition(threading.Lock())  # guards _items, _closed, _waiting
         self._closed = False
@@ -58,6 +63,9 @@ class Inbox:
 
     def put(self, item: bytes) -> bool:
         """Append ``item``; return True if the oldest item had to be dropped to make room."""
+        if self._on_first_put is not None:
+            self._on_first_put()
+            self._on_first_put = None
         with self._ready:
             dropped = len(self._items) >= self._capacity
             if dropped:
@@ -118,7 +126,7 @@ class MessageDispatcher:
         decode: Callable[[bytes], Any] = decode_json,
     ) -> None:
         self.stream = stream
-        self.inbox = Inbox(capacity)
+        self.inbox = Inbox(capacity, on_first_put=self.start)
         self._subscribers = subscribers
         self._decode = decode
         self._ending = Ending.UNSUBSCRIBED
@@ -130,9 +138,16 @@ class MessageDispatcher:
         self.thread = threading.Thread(
             target=self._run, name=f"wsmanager-dispatch-{stream}", daemon=True
         )
+        self._start_lock = threading.Lock()  # guards _started: reader and registry both start
+        self._started = False
 
     def start(self) -> None:
-        self.thread.start()
+        """Start the thread, once. Idle streams never need it: it starts with the first
+        message, or at the end to run on_error/on_complete callbacks."""
+        with self._start_lock:
+            if not self._started:
+                self._started = True
+                self.thread.start()
 
     def finish(
         self,
@@ -145,6 +160,10 @@ class MessageDispatcher:
         self._error = error
         self._final_subscribers = subscribers
         self.inbox.close()
+        if ending is not Ending.UNSUBSCRIBED and any(
+            s.on_error if ending is Ending.FAILED else s.on_complete for s in subscribers
+        ):
+            self.start()  # someone must be told, on this stream's thread
 
     def _run(self) -> None:
         while (batch := self.inbox.take_all()) is not None:

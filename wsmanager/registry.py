@@ -153,8 +153,7 @@ class StreamRegistry:
         holder.append(stream)
         self._streams[name] = stream
         self._counters.stream_creations += 1
-        dispatcher.start()
-        connection.start()
+        connection.start()  # the dispatcher starts with the first message
         self._publish_locked()
         return stream
 
