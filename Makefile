@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint docs soak check clean
+.PHONY: demo test lint docs soak bench check clean
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check wsmanager tests bench
 	$(BIN)/mypy
 
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed: setup.cfg setup.py
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -e '.[dev]' binance-connector python-binance
+	touch $@
+
+bench: $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/run.py --write-results
+
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --seconds $${SOAK_SECONDS:-60}
 
@@ -31,4 +41,4 @@ docs: $(STAMP)
 check: lint docs test
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) build dist *.egg-info

@@ -408,3 +408,17 @@ def test_retry_delay_preview_uses_the_configuration(make_manager: MakeManager) -
     assert (info.exponential_delay, info.capped_delay) == (32.0, 30.0)
     with pytest.raises(ValueError, match="attempt"):
         manager.get_retry_delay_preview(-1)
+
+
+def test_an_idle_stream_costs_one_thread(exchange: FakeExchange, make_manager: MakeManager) -> None:
+    manager = make_manager()
+    before = {t.name for t in threading.enumerate()}
+    recorder = Recorder()
+    manager.subscribe("idle@trade", recorder)
+    assert exchange.wait_for_open("idle@trade", 1)
+    assert wait_for(lambda: manager.get_connection_status() is ConnectionState.CONNECTED)
+    new = {t.name for t in threading.enumerate()} - before
+    assert new == {"wsmanager-reader-idle@trade"}  # no ping thread, no dispatcher yet
+    exchange.publish("idle@trade")
+    assert recorder.wait_messages(1)
+    assert "wsmanager-dispatch-idle@trade" in {t.name for t in threading.enumerate()}
