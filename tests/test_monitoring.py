@@ -79,6 +79,7 @@ def test_exposition_parses_back_to_get_metrics(
         "ws_manager_invalid_messages_total": metrics.invalid_messages,
         "ws_manager_callback_errors_total": metrics.callback_errors,
         "ws_manager_messages_dropped_total": metrics.dropped_messages,
+        "ws_manager_oversized_messages_total": metrics.oversized_messages,
     }
     assert {name: parsed[(name, ())] for name in expected} == expected
     assert expected["ws_manager_callback_errors_total"] == 1

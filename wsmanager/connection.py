@@ -288,7 +288,7 @@ class StreamConnection:
         self._listener = listener
         self._inbox = inbox
         self._ssl_context = ssl_context
-        self._rng = rng or random.Random()
+        self._rng = rng  # None: the random module's shared generator (no 2.5 KB per stream)
         self._stop = threading.Event()
         self._socket_lock = threading.Lock()  # guards _socket: handed between reader and stop()
         self._socket: socket.socket | None = None

@@ -37,6 +37,16 @@ class Subscription:
     on_complete: CompleteCallback | None = None
     active: bool = field(default=True)
 
+    def deactivate(self) -> None:
+        """No callback of this subscription starts after this returns (a running one finishes):
+        the dispatcher calls ``callback`` without checking ``active``, so swap in a no-op."""
+        self.active = False
+        self.callback = _ignore
+
+
+def _ignore(message: Any) -> None:
+    pass
+
 
 class Ending(enum.Enum):
     """Why a stream's dispatch thread ends, and so what its subscribers are told."""
@@ -135,18 +145,17 @@ class MessageDispatcher:
         # Written only by the dispatch thread.
         self.invalid_messages = 0
         self.callback_errors = 0
-        self.thread = threading.Thread(
-            target=self._run, name=f"wsmanager-dispatch-{stream}", daemon=True
-        )
-        self._start_lock = threading.Lock()  # guards _started: reader and registry both start
-        self._started = False
+        self.thread: threading.Thread | None = None  # made and started on first need
+        self._start_lock = threading.Lock()  # guards thread: reader and registry both start it
 
     def start(self) -> None:
         """Start the thread, once. Idle streams never need it: it starts with the first
         message, or at the end to run on_error/on_complete callbacks."""
         with self._start_lock:
-            if not self._started:
-                self._started = True
+            if self.thread is None:
+                self.thread = threading.Thread(
+                    target=self._run, name=f"wsmanager-dispatch-{self.stream}", daemon=True
+                )
                 self.thread.start()
 
     def finish(
@@ -166,26 +175,25 @@ class MessageDispatcher:
             self.start()  # someone must be told, on this stream's thread
 
     def _run(self) -> None:
+        decode = self._decode
         while (batch := self.inbox.take_all()) is not None:
+            # Once per batch: a subscriber added meanwhile starts with the next batch; one
+            # removed meanwhile has had its callback swapped for a no-op (deactivate()).
+            subscribers = self._subscribers()
             for frame in batch:
-                self._dispatch(frame)
+                try:
+                    message = decode(frame)
+                except ValueError as exc:
+                    self.invalid_messages += 1
+                    log.warning("stream %s: skipped a frame that is not JSON: %s", self.stream, exc)
+                    continue
+                for subscription in subscribers:
+                    try:
+                        subscription.callback(message)
+                    except Exception:
+                        self.callback_errors += 1
+                        log.exception("stream %s: a subscriber's callback raised", self.stream)
         self._tell_ending()
-
-    def _dispatch(self, frame: bytes) -> None:
-        try:
-            message = self._decode(frame)
-        except ValueError as exc:
-            self.invalid_messages += 1
-            log.warning("stream %s: skipped a frame that is not valid JSON: %s", self.stream, exc)
-            return
-        for subscription in self._subscribers():
-            if not subscription.active:
-                continue
-            try:
-                subscription.callback(message)
-            except Exception:
-                self.callback_errors += 1
-                log.exception("stream %s: a subscriber's callback raised", self.stream)
 
     def _tell_ending(self) -> None:
         for subscription in self._final_subscribers:

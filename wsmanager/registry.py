@@ -35,7 +35,8 @@ class Stream:
     socket_open: bool = False
 
     def threads(self) -> tuple[threading.Thread, ...]:
-        return (self.connection.thread, self.dispatcher.thread)
+        dispatch = self.dispatcher.thread
+        return (self.connection.thread,) if dispatch is None else (self.connection.thread, dispatch)
 
     def idle_seconds(self, now_monotonic: float) -> float:
         last = self.connection.last_message_at
@@ -127,7 +128,7 @@ class StreamRegistry:
         with self._lock:
             if not subscription.active:
                 return
-            subscription.active = False
+            subscription.deactivate()
             stream = self._streams.get(subscription.stream)
             if stream is None:
                 return
@@ -163,7 +164,7 @@ class StreamRegistry:
         del self._streams[stream.name]
         subscribers = stream.subscribers
         for subscription in subscribers:
-            subscription.active = False
+            subscription.deactivate()
         stream.subscribers = ()
         self._retiring.append(stream)
         self._counters.stream_cleanups += 1
