@@ -13,7 +13,7 @@ import contextlib
 import email.utils
 import logging
 import random
-import selectors
+import select
 import socket
 import ssl
 import threading
@@ -177,23 +177,24 @@ class _BufferedDispatcher(websocket._dispatcher.DispatcherBase):  # type: ignore
         tls_pending = getattr(raw, "pending", None)
         interval = self.ping_interval
         next_ping = time.monotonic() + interval
-        with selectors.DefaultSelector() as selector:
-            selector.register(raw, selectors.EVENT_READ)
-            while app.keep_running:
-                now = time.monotonic()
-                if now >= next_ping:
-                    next_ping = now + interval
-                    app.last_ping_tm = time.time()  # what websocket-client's check() reads
-                    with contextlib.suppress(Exception):  # a dead socket shows in the read
-                        ws.ping()
-                readable = (
-                    (buffered is not None and buffered())
-                    or (tls_pending is not None and tls_pending())
-                    or selector.select(min(self.pong_wait, max(0.0, next_ping - now)))
-                )
-                if readable and not read_callback():
-                    break
-                check_callback()  # raises when a ping went unanswered for ping_timeout
+        poller = select.poll()  # lighter than a selector object (no epoll fd per connection)
+        poller.register(raw, select.POLLIN)
+        while app.keep_running:
+            now = time.monotonic()
+            if now >= next_ping:
+                next_ping = now + interval
+                app.last_ping_tm = time.time()  # what websocket-client's check() reads
+                with contextlib.suppress(Exception):  # a dead socket shows in the read
+                    ws.ping()
+            wait_ms = 1000 * min(self.pong_wait, max(0.0, next_ping - now))
+            readable = (
+                (buffered is not None and buffered())
+                or (tls_pending is not None and tls_pending())
+                or poller.poll(wait_ms)
+            )
+            if readable and not read_callback():
+                break
+            check_callback()  # raises when a ping went unanswered for ping_timeout
 
 
 class _App(websocket.WebSocketApp):  # type: ignore[misc]
