@@ -193,6 +193,8 @@ class FaultProxy:
                 pass
             finally:
                 _end(link, reset=False)
+                with self._lock:  # forget it: a long soak makes thousands of links
+                    self._links.remove(link)
 
     def _forward(self, link: _Link, target: socket.socket, data: bytes) -> None:
         if link.mode is Mode.BLACKHOLE:
