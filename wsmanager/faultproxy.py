@@ -113,9 +113,9 @@ class FaultProxy:
         self._stop.set()
         self._acceptor.join()
         self._listener.close()
-        self._end_all(reset=True)
-        with self._lock:
+        with self._lock:  # before ending them: a finished link removes itself from the list
             threads = [link.thread for link in self._links if link.thread is not None]
+        self._end_all(reset=True)
         for thread in threads:
             thread.join()
 
