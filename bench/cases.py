@@ -130,15 +130,7 @@ def run_websockets_asyncio(
                 if counter.done.is_set():
                     return
 
-    async def main() -> None:
-        tasks = [asyncio.create_task(read(base + s)) for s in streams]
-        while not counter.done.is_set():
-            await asyncio.sleep(0.01)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    asyncio.run(main())
+    _run_until_done([read(base + s) for s in streams], counter)
 
 
 def run_binance_connector(
@@ -175,10 +167,16 @@ def run_python_binance(
             while not counter.done.is_set():
                 on_message(await ws.recv())  # already json-decoded by python-binance
 
+    _run_until_done([read(s) for s in streams], counter)
+
+
+def _run_until_done(readers: list[Any], counter: Counter) -> None:
+    """Run asyncio readers until the counter is done, then cancel them."""
+
     async def main() -> None:
-        tasks = [asyncio.create_task(read(s)) for s in streams]
+        tasks = [asyncio.create_task(reader) for reader in readers]
         while not counter.done.is_set():
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # polling the thread-safe Event from the loop
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

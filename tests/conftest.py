@@ -103,3 +103,14 @@ class Recorder:
 
     def wait_messages(self, count: int, timeout: float = 5.0) -> bool:
         return self.wait(lambda r: len(r.messages) >= count, timeout)
+
+
+def flows(exchange: FakeExchange, recorder: Recorder, stream: str = "btcusdt@trade") -> bool:
+    """Data reaches ``recorder`` again (publishing until it does, bounded)."""
+    count = len(recorder.messages) + 1
+    deadline = time.monotonic() + 5 * SCALE
+    while time.monotonic() < deadline:
+        exchange.publish(stream)
+        if recorder.wait(lambda r: len(r.messages) >= count, 0.05):
+            return True
+    return False

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import FAST, SCALE, Recorder, wait_for
+from conftest import FAST, SCALE, Recorder, flows, wait_for
 
 from wsmanager import WSManager
 from wsmanager.faultproxy import FaultProxy, Mode
@@ -34,17 +34,6 @@ def proxied(proxy: FaultProxy, make_manager: MakeManager) -> MakeManager:
         return make_manager(url=f"ws://127.0.0.1:{proxy.port}/ws/", **options)
 
     return make
-
-
-def flows(exchange: FakeExchange, recorder: Recorder, stream: str = TRADE) -> bool:
-    """Data reaches ``recorder`` again (publishing until it does, bounded)."""
-    count = len(recorder.messages) + 1
-    deadline = time.monotonic() + 5 * SCALE
-    while time.monotonic() < deadline:
-        exchange.publish(stream)
-        if recorder.wait(lambda r: len(r.messages) >= count, 0.05):
-            return True
-    return False
 
 
 def _open_fds() -> int:

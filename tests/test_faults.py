@@ -7,24 +7,13 @@ import threading
 import time
 from collections.abc import Callable
 
-from conftest import SCALE, Recorder, wait_for
+from conftest import SCALE, Recorder, flows, wait_for
 
 from wsmanager import HandshakeRejectedError, RetriesExhaustedError, WSManager
 from wsmanager.testing import FakeExchange
 
 TRADE = "btcusdt@trade"
 MakeManager = Callable[..., WSManager]
-
-
-def _reconnects_after(exchange: FakeExchange, recorder: Recorder, count: int) -> bool:
-    """Data flows again: publish until the recorder has ``count`` messages (a stalled, half-open
-    connection still counts as open at the exchange, so the open count cannot tell)."""
-    deadline = time.monotonic() + 5 * SCALE
-    while time.monotonic() < deadline:
-        exchange.publish(TRADE)
-        if recorder.wait(lambda r: len(r.messages) >= count, 0.05):
-            return True
-    return False
 
 
 def test_abrupt_drop_and_close_frame_1001_reconnect(
@@ -36,10 +25,10 @@ def test_abrupt_drop_and_close_frame_1001_reconnect(
     assert exchange.wait_for_open(TRADE, 1)
     exchange.drop(TRADE)
     assert exchange.wait_for_attempts(TRADE, 2)
-    assert _reconnects_after(exchange, recorder, 1)
+    assert flows(exchange, recorder)
     exchange.drop(TRADE, code=1001, reason="24h")  # the exchange's daily disconnect
     assert exchange.wait_for_attempts(TRADE, 3)
-    assert _reconnects_after(exchange, recorder, 2)
+    assert flows(exchange, recorder)
     assert recorder.errors == []
     assert wait_for(lambda: manager.get_stream_info()[0].reconnects == 2)
     assert manager.get_metrics().retry_count == 2
@@ -58,7 +47,7 @@ def test_half_open_link_is_detected_by_ping_timeout_and_healed(
     detected = time.monotonic() - stalled_at
     config = manager.config
     assert detected <= config.ping_interval + 2 * config.ping_timeout + 0.5 * SCALE
-    assert _reconnects_after(exchange, recorder, 1)
+    assert flows(exchange, recorder)
 
 
 def test_server_restart_on_the_same_port(exchange: FakeExchange, make_manager: MakeManager) -> None:
@@ -69,7 +58,7 @@ def test_server_restart_on_the_same_port(exchange: FakeExchange, make_manager: M
     exchange.stop_listening()
     assert wait_for(lambda: manager.get_stream_info()[0].retry_attempt >= 3)
     exchange.start_listening()
-    assert _reconnects_after(exchange, recorder, 1)
+    assert flows(exchange, recorder)
     assert wait_for(lambda: manager.get_stream_info()[0].retry_attempt == 0)
     assert recorder.errors == []
 
@@ -130,7 +119,7 @@ def test_503_is_retried_until_the_server_accepts(
     manager.subscribe(TRADE, recorder, recorder.on_error)
     assert exchange.wait_for_attempts(TRADE, 3)
     exchange.accept_normally()
-    assert _reconnects_after(exchange, recorder, 1)
+    assert flows(exchange, recorder)
     assert recorder.errors == []
 
 
@@ -164,7 +153,7 @@ def test_a_handshake_that_never_answers_times_out_and_is_retried(
     manager.subscribe(TRADE, recorder, recorder.on_error)
     assert exchange.wait_for_attempts(TRADE, 2, timeout=3 * SCALE)
     exchange.accept_normally()
-    assert _reconnects_after(exchange, recorder, 1)
+    assert flows(exchange, recorder)
 
 
 def test_unsubscribe_cuts_a_backoff_wait_short(

@@ -24,7 +24,8 @@ import socket
 import struct
 import threading
 from dataclasses import dataclass, field
-from types import TracebackType
+
+from ._closing import ClosesOnExit
 
 __all__ = ["FaultProxy", "Mode"]
 
@@ -48,7 +49,7 @@ class _Link:
     thread: threading.Thread | None = None
 
 
-class FaultProxy:
+class FaultProxy(ClosesOnExit):
     """Listens on 127.0.0.1 (port 0 = any free port) and forwards to ``upstream``."""
 
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1", port: int = 0) -> None:
@@ -118,17 +119,6 @@ class FaultProxy:
         self._end_all(reset=True)
         for thread in threads:
             thread.join()
-
-    def __enter__(self) -> FaultProxy:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals -------------------------------------------------------------------------------
 

@@ -10,18 +10,19 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .manager import WSManager
+
+from ._closing import ClosesOnExit
 
 __all__ = ["StreamIterator"]
 
 _UNSET: Any = object()
 
 
-class StreamIterator:
+class StreamIterator(ClosesOnExit):
     """The messages of one stream, in order, for the thread that iterates.
 
     ``next()`` waits at most ``timeout`` seconds (None: forever) and raises ``TimeoutError``
@@ -103,17 +104,6 @@ class StreamIterator:
         """Unsubscribe; iteration ends after the messages already buffered. Idempotent."""
         self._unsubscribe()
         self._end()
-
-    def __enter__(self) -> StreamIterator:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def collect(manager: WSManager, stream: str, count: int, timeout: float) -> list[Any]:

@@ -10,12 +10,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 
+from ._closing import ClosesOnExit
 from .backoff import BackoffPolicy, RetryDelayInfo
 from .config import WSManagerConfig, is_loopback_url, redact_url, validate_stream_name
 from .dispatch import CompleteCallback, ErrorCallback, MessageCallback, Subscription
@@ -43,7 +43,7 @@ def _destroy_live_managers() -> None:
         manager._shutdown(join_timeout=_AT_EXIT_JOIN_TIMEOUT)
 
 
-class WSManager:
+class WSManager(ClosesOnExit):
     """Shared, self-healing WebSocket stream subscriptions with a callback API.
 
     All options are keyword-only except ``url``; their defaults live in
@@ -252,15 +252,8 @@ class WSManager:
             thread.join(remaining)
         _live_managers.discard(self)
 
-    def __enter__(self) -> WSManager:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """The same as :meth:`destroy` (so ``with WSManager(...)`` destroys on exit)."""
         self.destroy()
 
     def __repr__(self) -> str:

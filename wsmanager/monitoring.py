@@ -11,10 +11,10 @@ import json
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from ._closing import ClosesOnExit
 from .manager import WSManager
 from .metrics import CONTENT_TYPE_LATEST
 
@@ -119,7 +119,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-class MetricsServer:
+class MetricsServer(ClosesOnExit):
     """A running endpoint; ``close()`` stops it and ends its threads."""
 
     def __init__(self, manager: WSManager, host: str, port: int) -> None:
@@ -147,17 +147,6 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
-
-    def __enter__(self) -> MetricsServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def serve_metrics(manager: WSManager, host: str = "127.0.0.1", port: int = 3000) -> MetricsServer:
