@@ -10,16 +10,18 @@ from .errors import (
     InvalidStreamNameError,
     ManagerClosedError,
     RetriesExhaustedError,
+    StreamRejectedError,
     WSManagerError,
 )
 from .iterate import StreamIterator
 from .manager import Unsubscribe, WSManager
-from .state import ConnectionState, Health, StreamInfo, WSManagerMetrics
+from .state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConnectionState",
+    "Gap",
     "HandshakeRejectedError",
     "Health",
     "InvalidStreamNameError",
@@ -28,6 +30,7 @@ __all__ = [
     "RetryDelayInfo",
     "StreamInfo",
     "StreamIterator",
+    "StreamRejectedError",
     "Unsubscribe",
     "WSManager",
     "WSManagerConfig",

@@ -6,6 +6,7 @@ The tree::
     ├── RetriesExhaustedError      (.stream, .attempts, .last_error)
     ├── HandshakeRejectedError     (.stream, .status_code, .headers)
     ├── ManagerClosedError
+    ├── StreamRejectedError        (.stream, .code, .reason: the exchange refused a SUBSCRIBE)
     └── InvalidStreamNameError     (also a ValueError; .stream)
 
 ``RetriesExhaustedError`` and ``HandshakeRejectedError`` are not raised to the caller: they are
@@ -21,6 +22,7 @@ __all__ = [
     "InvalidStreamNameError",
     "ManagerClosedError",
     "RetriesExhaustedError",
+    "StreamRejectedError",
     "WSManagerError",
 ]
 
@@ -56,6 +58,16 @@ class HandshakeRejectedError(WSManagerError):
 
 class ManagerClosedError(WSManagerError):
     """The manager was destroyed; it accepts no new subscriptions."""
+
+
+class StreamRejectedError(WSManagerError):
+    """The exchange refused to carry a stream (a ``SUBSCRIBE`` answered with an error, twice)."""
+
+    def __init__(self, stream: str, code: int | None, reason: str) -> None:
+        super().__init__(f"stream {stream!r}: refused by the exchange (code {code}): {reason}")
+        self.stream = stream
+        self.code = code
+        self.reason = reason
 
 
 class InvalidStreamNameError(WSManagerError, ValueError):

@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "ConnectionState",
+    "Gap",
     "Health",
     "StreamInfo",
     "WSManagerMetrics",
@@ -35,6 +36,23 @@ def aggregate_state(states: Iterable[ConnectionState]) -> ConnectionState:
         if state is not ConnectionState.CONNECTED:
             return ConnectionState.CONNECTING
     return ConnectionState.CONNECTED if seen else ConnectionState.DISCONNECTED
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A jump in a stream's sequence numbers: ``expected`` (the first missing number) was never
+    delivered; ``received`` arrived instead. ``after_reconnect`` is False when the jump happened
+    on a live connection."""
+
+    stream: str
+    expected: int
+    received: int
+    after_reconnect: bool
+
+    @property
+    def missing(self) -> int:
+        """How many numbers are missing."""
+        return self.received - self.expected
 
 
 @dataclass(frozen=True)
