@@ -23,6 +23,12 @@ FAST: dict[str, Any] = {
     "ping_timeout": 0.3 * SCALE,
     "handshake_timeout": 1.0 * SCALE,
     "cleanup_interval": 60.0,
+    "close_timeout": 0.5 * SCALE,
+    # The first part's mode (one raw connection per stream); tests of many streams per
+    # connection pass streams_per_connection themselves.
+    "streams_per_connection": 1,
+    # Tests reconnect hundreds of times; the budget has tests of its own.
+    "connection_budget": None,
 }
 
 

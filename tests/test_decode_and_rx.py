@@ -11,7 +11,7 @@ from conftest import SCALE
 from reactivex import operators as ops
 
 from wsmanager import WSManager
-from wsmanager.dispatch import decode_json, decode_json_orjson, decode_json_stdlib
+from wsmanager.decode import decode_json, decode_json_orjson, decode_json_stdlib
 from wsmanager.testing import FakeExchange
 
 TRADE = "btcusdt@trade"

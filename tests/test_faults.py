@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from conftest import SCALE, Recorder, flows, wait_for
 
-from wsmanager import HandshakeRejectedError, RetriesExhaustedError, WSManager
+from wsmanager import ConnectionFailedError, HandshakeRejectedError, RetriesExhaustedError, WSManager
 from wsmanager.testing import FakeExchange
 
 TRADE = "btcusdt@trade"
@@ -92,7 +92,8 @@ def test_refused_connections_exhaust_the_retries(make_manager: MakeManager) -> N
     assert recorder.wait(lambda r: len(r.errors) == 1)
     error = recorder.errors[0]
     assert isinstance(error, RetriesExhaustedError) and error.attempts == 3
-    assert isinstance(error.last_error, ConnectionRefusedError)
+    assert isinstance(error.last_error, ConnectionFailedError)
+    assert isinstance(error.last_error.__cause__, ConnectionRefusedError)
 
 
 def test_404_is_permanent_after_one_attempt(

@@ -12,7 +12,7 @@ import pytest
 import trustme
 from conftest import FAST, Recorder
 
-from wsmanager import RetriesExhaustedError, WSManager
+from wsmanager import ConnectionFailedError, RetriesExhaustedError, WSManager
 from wsmanager.config import redact_url
 from wsmanager.monitoring import serve_metrics
 from wsmanager.testing import FakeExchange
@@ -48,8 +48,10 @@ def _failure(manager: WSManager) -> BaseException:
     manager.subscribe(TRADE, recorder, recorder.on_error)
     assert recorder.wait(lambda r: bool(r.errors), 10)
     error = recorder.errors[0]
-    assert isinstance(error, RetriesExhaustedError) and error.last_error is not None
-    return error.last_error
+    assert isinstance(error, RetriesExhaustedError)
+    assert isinstance(error.last_error, ConnectionFailedError)
+    assert error.last_error.__cause__ is not None  # the original, kept
+    return error.last_error.__cause__
 
 
 def test_wss_with_a_trusted_ca(tls_exchange: FakeExchange, ca: trustme.CA) -> None:

@@ -6,6 +6,9 @@ from .backoff import RetryDelayInfo
 from .compat import connection_migration, get_binance_connection
 from .config import WSManagerConfig
 from .errors import (
+    ConnectionFailedError,
+    ConnectionLostError,
+    HandshakeFailedError,
     HandshakeRejectedError,
     InvalidStreamNameError,
     ManagerClosedError,
@@ -20,8 +23,11 @@ from .state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConnectionFailedError",
+    "ConnectionLostError",
     "ConnectionState",
     "Gap",
+    "HandshakeFailedError",
     "HandshakeRejectedError",
     "Health",
     "InvalidStreamNameError",

@@ -91,6 +91,13 @@ def _check_positive(name: str, value: float | None, *, allow_none: bool = False)
         raise ValueError(f"{name} must be a positive, finite number of seconds, got {value!r}")
 
 
+def _check_int(name: str, value: object, *, maximum: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
+
+
 def _check_url(url: object) -> None:
     if not isinstance(url, str):
         raise ValueError(f"url must be a str, not {type(url).__name__}")
@@ -128,8 +135,16 @@ class WSManagerConfig:
     ping_interval: float = 20.0
     ping_timeout: float = 10.0
     handshake_timeout: float = 10.0
+    close_timeout: float = 1.0
+    # The exchange's rules (version 2)
+    streams_per_connection: int = 200
+    max_connection_age: float | None = 23 * 3600.0
+    connection_budget: tuple[int, float] | None = (300, 300.0)
+    max_client_messages_per_second: float = 4.0
+    stale_after: float | None = None
     # Limits
     max_buffered_messages: int = 10_000
+    max_buffered_bytes: int = 64 * 1024 * 1024
     max_message_size: int = 16 * 1024 * 1024
     # TLS
     verify_tls: bool = True
@@ -168,24 +183,37 @@ class WSManagerConfig:
                 f"ping_interval ({self.ping_interval})"
             )
         _check_positive("handshake_timeout", self.handshake_timeout)
-        if (
-            isinstance(self.max_buffered_messages, bool)
-            or not isinstance(self.max_buffered_messages, int)
-            or self.max_buffered_messages < 1
-        ):
-            raise ValueError(
-                f"max_buffered_messages must be a positive int, got {self.max_buffered_messages!r}"
-            )
+        _check_positive("close_timeout", self.close_timeout)
+        self._check_exchange_rules()
         self._check_limits()
 
-    def _check_limits(self) -> None:
-        if (
-            isinstance(self.max_message_size, bool)
-            or not isinstance(self.max_message_size, int)
-            or self.max_message_size < 1
-        ):
+    def _check_exchange_rules(self) -> None:
+        _check_int("streams_per_connection", self.streams_per_connection, maximum=1024)
+        _check_positive("max_connection_age", self.max_connection_age, allow_none=True)
+        budget = self.connection_budget
+        if budget is not None:
+            if not isinstance(budget, tuple) or len(budget) != 2:
+                raise ValueError(
+                    f"connection_budget must be (attempts, seconds) or None, got {budget!r}"
+                )
+            _check_int("connection_budget[0] (attempts)", budget[0])
+            _check_positive("connection_budget[1] (seconds)", budget[1])
+        rate = self.max_client_messages_per_second
+        _check_positive("max_client_messages_per_second", rate)
+        if rate < 1:
             raise ValueError(
-                f"max_message_size must be a positive int (bytes), got {self.max_message_size!r}"
+                f"max_client_messages_per_second must be at least 1 (a ping must fit), got {rate}"
+            )
+        _check_positive("stale_after", self.stale_after, allow_none=True)
+
+    def _check_limits(self) -> None:
+        _check_int("max_buffered_messages", self.max_buffered_messages)
+        _check_int("max_message_size", self.max_message_size)
+        _check_int("max_buffered_bytes", self.max_buffered_bytes)
+        if self.max_buffered_bytes < self.max_message_size:
+            raise ValueError(
+                f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least "
+                f"max_message_size ({self.max_message_size})"
             )
         if not isinstance(self.verify_tls, bool):
             raise ValueError(f"verify_tls must be True or False, got {self.verify_tls!r}")

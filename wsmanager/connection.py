@@ -1,10 +1,16 @@
-"""One shared stream connection: the reader thread, its reconnect loop, and error classification.
+"""One connection to the exchange: a reader thread, its reconnect loop, and the error boundary.
 
-This is the only module that talks to websocket-client. Each :class:`StreamConnection` owns one
-reader thread which, until stopped, opens a socket (:mod:`wsmanager.transport`), runs
-``WebSocketApp.run_forever`` on it without websocket-client's own ``reconnect=``, and after a
-failure waits a full-jitter backoff delay on an ``Event`` that :meth:`StreamConnection.stop`
-sets, so unsubscribe and destroy cut any wait short.
+A :class:`Connection` carries a set of streams (one, in raw mode). Its reader thread, until
+stopped: waits for the host's connection budget (:mod:`wsmanager.limits`), opens a socket
+(:mod:`wsmanager.transport`) under one deadline, runs websocket-client's
+``WebSocketApp.run_forever`` on it through a :class:`~wsmanager.guard.SocketGuard` with our read
+loop (:mod:`wsmanager.readloop`), routes each message to its stream's feed, and after a failure
+waits a full-jitter backoff delay on an ``Event`` that :meth:`Connection.stop` sets.
+
+This module is the error boundary: websocket-client's exceptions and objects become
+:class:`~wsmanager.errors.ConnectionFailedError` (close code and reason kept) here, and every way
+out of the reader thread ends in a reconnect or in ``listener.connection_failed`` — also a bug of
+ours — never in a silent, dead stream.
 """
 
 from __future__ import annotations
@@ -13,27 +19,41 @@ import contextlib
 import email.utils
 import logging
 import random
-import select
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import websocket
 
+from . import _wsclient
 from .backoff import BackoffPolicy
 from .config import WSManagerConfig, redact_url
-from .dispatch import Inbox
-from .errors import HandshakeRejectedError, RetriesExhaustedError, WSManagerError
+from .decode import decode_json
+from .delivery import StreamFeed
+from .errors import (
+    ConnectionFailedError,
+    ConnectionLostError,
+    HandshakeFailedError,
+    HandshakeRejectedError,
+    RetriesExhaustedError,
+    WSManagerError,
+)
+from .guard import SocketGuard
+from .limits import HOST_BUDGETS, MessageGate
+from .readloop import ReadLoop
 from .state import ConnectionState
-from .transport import ConnectAborted, open_socket, shutdown_quietly
+from .targets import Target
+from .transport import ConnectAborted, Deadline, open_socket, shutdown_quietly
 
 __all__ = [
+    "MAX_RETRY_AFTER",
+    "Connection",
     "ConnectionListener",
-    "MessageTooBigError",
-    "StreamConnection",
     "is_permanent_status",
     "parse_retry_after",
 ]
@@ -41,6 +61,7 @@ __all__ = [
 log = logging.getLogger("wsmanager")
 
 _RETRYABLE_4XX = frozenset({408, 418, 429})
+MAX_RETRY_AFTER = 3 * 24 * 3600.0  # seconds: Binance bans last from 2 minutes to 3 days
 
 
 def is_permanent_status(status: int) -> bool:
@@ -49,214 +70,42 @@ def is_permanent_status(status: int) -> bool:
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), else None."""
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), clamped to
+    :data:`MAX_RETRY_AFTER`; None when absent or unreadable."""
     if not value:
         return None
     value = value.strip()
     if value.isdigit():
-        return float(value)
+        return min(float(value), MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
-class MessageTooBigError(websocket.WebSocketProtocolException):
-    """A frame, or a fragmented message, longer than ``max_message_size``."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"message of {size} bytes exceeds max_message_size ({limit})")
-        self.size = size
-        self.limit = limit
-
-
-_READ_SIZE = 256 * 1024  # bytes per recv(): fewer, larger reads per wake-up (and GIL hand-off)
-_COMPACT_AT = 1024 * 1024  # drop consumed bytes from the read buffer past this offset
-
-
-class _FastFrameBuffer(websocket._abnf.frame_buffer):  # type: ignore[misc]
-    """websocket-client's frame reader, replaced: one large ``recv`` feeds many frames, parsed
-    from our own buffer, and a frame over the size limit is refused by its header, before its
-    payload is read. Works with :class:`_BufferedDispatcher`, which asks :meth:`has_frame`."""
-
-    def __init__(self, recv: Any, limit: int) -> None:
-        super().__init__(recv, skip_utf8_validation=True)
-        self._limit = limit
-        self._buffer = bytearray()
-        self._pos = 0
-
-    def has_frame(self) -> bool:
-        """A whole frame is already buffered (so select() would wrongly say "nothing to read")."""
-        buffer, pos = self._buffer, self._pos
-        available = len(buffer) - pos
-        if available < 2:
-            return False
-        length = buffer[pos + 1] & 0x7F
-        header = 2
-        if length == 126:
-            if available < 4:
-                return False
-            length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
-            header = 4
-        elif length == 127:
-            if available < 10:
-                return False
-            length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
-            header = 10
-        if buffer[pos + 1] & 0x80:
-            header += 4
-        return available >= header + length or length > self._limit
-
-    def _fill(self, needed: int) -> None:
-        buffer = self._buffer
-        while len(buffer) - self._pos < needed:
-            buffer += self.recv(_READ_SIZE)
-
-    def recv_frame(self) -> Any:
-        with self.lock:
-            self._fill(2)
-            buffer, pos = self._buffer, self._pos
-            b1, b2 = buffer[pos], buffer[pos + 1]
-            length = b2 & 0x7F
-            header = 2
-            if length == 126:
-                self._fill(4)
-                buffer = self._buffer
-                length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
-                header = 4
-            elif length == 127:
-                self._fill(10)
-                buffer = self._buffer
-                length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
-                header = 10
-            if length > self._limit:
-                raise MessageTooBigError(length, self._limit)
-            masked = b2 & 0x80
-            if masked:
-                header += 4
-            self._fill(header + length)
-            buffer = self._buffer
-            payload = bytes(buffer[pos + header : pos + header + length])
-            if masked:
-                key = bytes(buffer[pos + header - 4 : pos + header])
-                payload = websocket.ABNF.mask(key, payload)
-            end = pos + header + length
-            if end == len(buffer):
-                buffer.clear()
-                end = 0
-            elif end > _COMPACT_AT:
-                del buffer[:end]
-                end = 0
-            self._pos = end
-        frame = websocket.ABNF(
-            b1 >> 7 & 1, b1 >> 6 & 1, b1 >> 5 & 1, b1 >> 4 & 1, b1 & 0x0F, masked, payload
-        )
-        frame.validate(skip_utf8_validation=True)
-        return frame
-
-
-class _BufferedDispatcher(websocket._dispatcher.DispatcherBase):  # type: ignore[misc]
-    """websocket-client's read loop, aware of frames already in our buffer (and in TLS's), and
-    sending the keep-alive pings itself, so a connection needs no ping thread of its own."""
-
-    def __init__(self, app: Any, ping_timeout: float, ping_interval: float) -> None:
-        super().__init__(app, ping_timeout)
-        self.ping_interval = ping_interval
-        self.pong_wait = ping_timeout
-
-    def read(self, sock: Any, read_callback: Any, check_callback: Any) -> None:
-        app = self.app
-        ws = app.sock
-        if ws is None or ws.sock is None:
-            return
-        raw = ws.sock
-        buffered = getattr(ws.frame_buffer, "has_frame", None)
-        tls_pending = getattr(raw, "pending", None)
-        interval = self.ping_interval
-        next_ping = time.monotonic() + interval
-        poller = select.poll()  # lighter than a selector object (no epoll fd per connection)
-        poller.register(raw, select.POLLIN)
-        while app.keep_running:
-            now = time.monotonic()
-            if now >= next_ping:
-                next_ping = now + interval
-                app.last_ping_tm = time.time()  # what websocket-client's check() reads
-                with contextlib.suppress(Exception):  # a dead socket shows in the read
-                    ws.ping()
-            wait_ms = 1000 * min(self.pong_wait, max(0.0, next_ping - now))
-            readable = (
-                (buffered is not None and buffered())
-                or (tls_pending is not None and tls_pending())
-                or poller.poll(wait_ms)
-            )
-            if readable and not read_callback():
-                break
-            check_callback()  # raises when a ping went unanswered for ping_timeout
-
-
-class _App(websocket.WebSocketApp):  # type: ignore[misc]
-    """``WebSocketApp`` with our read loop (its one documented-by-code extension point)."""
-
-    keepalive_interval: float = 20.0
-
-    def create_dispatcher(
-        self,
-        ping_timeout: float | None,
-        dispatcher: Any = None,
-        is_ssl: bool = False,
-        handleDisconnect: Any = None,
-    ) -> Any:
-        return _BufferedDispatcher(self, ping_timeout or 10, self.keepalive_interval)
-
-
-class _LimitedContinuation(websocket._abnf.continuous_frame):  # type: ignore[misc]
-    """Reassembles fragments in a bytearray (linear, not quadratic) up to the size limit."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(fire_cont_frame=False, skip_utf8_validation=True)
-        self._limit = limit
-
-    def add(self, frame: Any) -> None:
-        if self.cont_data:
-            if not isinstance(self.cont_data[1], bytearray):  # a second fragment: start joining
-                self.cont_data[1] = bytearray(self.cont_data[1])
-            self.cont_data[1] += frame.data
-        else:
-            if frame.opcode in (websocket.ABNF.OPCODE_TEXT, websocket.ABNF.OPCODE_BINARY):
-                self.recving_frames = frame.opcode
-            self.cont_data = [frame.opcode, frame.data]
-        if len(self.cont_data[1]) > self._limit:
-            raise MessageTooBigError(len(self.cont_data[1]), self._limit)
-        if frame.fin:
-            self.recving_frames = None
-
-    def extract(self, frame: Any) -> tuple[int, Any]:
-        # websocket-client hands the reassembled message on with the last fragment's opcode
-        # (CONT); give it the message's own (TEXT/BINARY) so it is not taken for binary.
-        opcode, message = super().extract(frame)
-        message.opcode = opcode
-        return opcode, message
-
-
-def _install_limits(app: websocket.WebSocketApp, limit: int) -> None:
-    """Swap the size-limited readers into a freshly opened websocket-client connection."""
-    ws = app.sock
-    if ws is not None:
-        ws.frame_buffer = _FastFrameBuffer(ws._recv, limit)
-        ws.cont_frame = _LimitedContinuation(limit)
+ErrorFactory = Callable[[str], WSManagerError]
 
 
 class ConnectionListener(Protocol):
     """What a connection tells its owner. Called on the reader thread, never under its locks."""
 
     def connection_state_changed(
-        self, connection: StreamConnection, state: ConnectionState, socket_open: bool
+        self, connection: Connection, state: ConnectionState, socket_open: bool
     ) -> None: ...
 
-    def connection_failed(self, connection: StreamConnection, error: WSManagerError) -> None: ...
+    def connection_failed(self, connection: Connection, make_error: ErrorFactory) -> None: ...
+
+    def stream_refused(
+        self, connection: Connection, stream: str, code: int | None, reason: str
+    ) -> None: ...
+
+    def rotation_due(self, connection: Connection, reason: str) -> None: ...
+
+    def connection_ended(self, connection: Connection) -> None: ...
 
 
 @dataclass
@@ -264,242 +113,463 @@ class _Attempt:
     """What one run of ``run_forever`` ended with."""
 
     opened_at: float | None = None  # monotonic
-    messages: int = 0
     error: BaseException | None = None
+    close_code: int | None = None
+    close_reason: str = ""
+    loop: ReadLoop | None = None
 
 
-class StreamConnection:
-    """The reader thread of one stream. Counters here are written only by that thread."""
+class Connection:
+    """A connection carrying streams. Counters are written only by its reader thread."""
 
     def __init__(
         self,
-        stream: str,
+        number: int,
+        name: str,
         config: WSManagerConfig,
+        target: Target,
         listener: ConnectionListener,
-        inbox: Inbox,
         *,
         ssl_context: ssl.SSLContext | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.stream = stream
-        self.url = config.stream_url(stream)
-        self.display_url = redact_url(self.url)  # for logs and metrics: no credentials
-        self._config = config
-        self._policy = BackoffPolicy(config.base_retry_delay, config.max_retry_delay)
+        self.number = number
+        self.name = name
+        self.config = config
+        self.target = target
         self._listener = listener
-        self._inbox = inbox
         self._ssl_context = ssl_context
-        self._rng = rng  # None: the random module's shared generator (no 2.5 KB per stream)
+        self._rng = rng  # None: the random module's shared generator
+        self._policy = BackoffPolicy(config.base_retry_delay, config.max_retry_delay)
+        parts = urlsplit(config.url)
+        default = 443 if parts.scheme == "wss" else 80
+        self.host_key = f"{parts.hostname}:{parts.port or default}"
+        self.healthy_after = min(config.ping_interval, config.max_retry_delay)
+        age = config.max_connection_age
+        self.max_age = float("inf") if age is None else age * (1 - (rng or random).uniform(0, 0.1))
+        self.gate = MessageGate(config.max_client_messages_per_second)
+        # Copy-on-write: replaced whole (by the registry), never mutated; read by the reader.
+        self.feeds: Mapping[str, StreamFeed] = {}
         self._stop = threading.Event()
-        self._socket_lock = threading.Lock()  # guards _socket: handed between reader and stop()
+        self._retiring = False  # a successor takes over: end instead of reconnecting
+        self._names_in_url = True  # False after the exchange refused a combined URL (HTTP 400)
+        self._lock = threading.Lock()  # guards _socket and _loop_running (reader vs stop())
         self._socket: socket.socket | None = None
+        self._loop_running = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._attempt = _Attempt()
-        self._dropping = False
-        self._dropped_in_episode = 0
-        self._has_opened_before = False
+        self._has_opened = False
+        self.closed_by_us = False
+        self.url = target.url([] if target.combined else [name])[0]
+        self.display_url = redact_url(self.url)
         # Written only by the reader thread.
         self.state = ConnectionState.CONNECTING
+        self.epoch: object = object()
         self.messages_received = 0
-        self.binary_frames = 0
-        self.dropped_messages = 0
+        self.invalid_messages = 0
         self.oversized_messages = 0
-        self.last_message_at: float | None = None
-        self.retry_attempt = 0
-        self.retries = 0
-        self.reconnects = 0
+        self.retry_attempt = 0  # consecutive failed attempts now (0 once proved healthy)
+        self.retry_count = 0  # retries started (waits after a failure), all time
+        self.reconnects = 0  # sockets re-opened after the first
+        self.attempts = 0  # connection attempts made (each counted by the host budget)
+        self.throttled = 0  # attempts that waited for the host budget
+        self.resubscribes: dict[str, int] = {}
         self.disconnected_since: float | None = time.monotonic()
+        self.opened_at: float | None = None
+        self.last_error: ConnectionFailedError | None = None
         self.thread = threading.Thread(
-            target=self._run, name=f"wsmanager-reader-{stream}", daemon=True
+            target=self._run, name=f"wsmanager-reader-{name}", daemon=True
         )
 
-    # -- control, from any thread -------------------------------------------------------------
+    # -- control, from any thread (never blocks) -------------------------------------------------
 
     def start(self) -> None:
         self.thread.start()
 
+    def carry(self, feeds: Mapping[str, StreamFeed]) -> None:
+        """Carry exactly these streams from now on (SUBSCRIBE/UNSUBSCRIBE follow)."""
+        self.feeds = dict(feeds)
+        self.wake()
+
+    def retire(self) -> None:
+        """A successor takes over: if this socket goes, end rather than reconnect."""
+        self._retiring = True
+
     def stop(self) -> None:
-        """Ask the reader thread to end: cuts short a backoff wait, a connect or a read."""
+        """End the reader thread: a clean close (close frame 1000, a short wait) when the
+        connection is open, else cut a wait, a connect or a handshake short."""
         self._stop.set()
-        with self._socket_lock:
-            sock = self._socket
-        if sock is not None:
+        with self._lock:
+            sock, running = self._socket, self._loop_running
+        if running:
+            self.wake()
+        else:
             shutdown_quietly(sock)
+
+    def kill(self) -> None:
+        """Like :meth:`stop`, without the close handshake."""
+        self._stop.set()
+        with self._lock:
+            sock = self._socket
+        shutdown_quietly(sock)
+
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    # -- for the read loop -----------------------------------------------------------------------
+
+    def wake_fd(self) -> int:
+        return self._wake_r.fileno()
+
+    def drain_wake(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(4096):
+                pass
+
+    def loop_running(self, running: bool) -> None:
+        with self._lock:
+            self._loop_running = running
+
+    def proved_healthy(self) -> None:
+        self.retry_attempt = 0
+
+    def rotation_due(self, reason: str) -> None:
+        log.info("connection %s (%s): %s; rotating", self.number, self.name, reason)
+        self._listener.rotation_due(self, reason)
+
+    def stream_refused(self, stream: str, code: int | None, reason: str) -> None:
+        log.error("stream %s: refused by the exchange (code %s): %s", stream, code, reason)
+        self._listener.stream_refused(self, stream, code, reason)
+
+    def note_resubscribe(self, stream: str) -> None:
+        self.resubscribes[stream] = self.resubscribes.get(stream, 0) + 1
 
     # -- the reader thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
         try:
-            while not self._stop.is_set():
-                self._set_state(ConnectionState.CONNECTING, socket_open=False)
-                attempt = self._connect_and_read()
-                if self._stop.is_set():
-                    break
-                if self._proved_healthy(attempt):
-                    self.retry_attempt = 0
-                self.retry_attempt += 1
-                failures = self.retry_attempt
-                error = attempt.error
-                status = getattr(error, "status_code", None)
-                if (
-                    isinstance(error, websocket.WebSocketBadStatusException)
-                    and isinstance(status, int)
-                    and is_permanent_status(status)
-                ):
-                    headers = error.resp_headers or {}
-                    log.error("stream %s: handshake rejected with HTTP %s", self.stream, status)
-                    self._fail(HandshakeRejectedError(self.stream, status, headers))
-                    return
-                limit = self._config.max_retry_attempts
-                if limit is not None and failures >= limit:
-                    log.error(
-                        "stream %s: giving up after %d failed attempts: %r",
-                        self.stream,
-                        failures,
-                        error,
-                    )
-                    self._fail(RetriesExhaustedError(self.stream, failures, error))
-                    return
-                delay = self._policy.delay(failures - 1, self._rng)
-                retry_after = self._retry_after(error)
-                if retry_after is not None:
-                    delay = max(delay, retry_after)
-                self.retries += 1
-                log.info(
-                    "stream %s: connection attempt failed (%r); retry %d in %.2fs",
-                    self.stream,
-                    error,
-                    failures,
-                    delay,
-                )
-                if self._stop.wait(delay):
-                    break
-        except Exception:  # a bug here must not die silently
-            log.exception("stream %s: reader thread crashed", self.stream)
+            self._reconnect_loop()
+        except BaseException as exc:  # a bug of ours: report it, never leave a zombie stream
+            log.exception("connection %s (%s): reader thread failed", self.number, self.name)
+            error = ConnectionFailedError(f"internal error in wsmanager: {exc!r}")
+            error.__cause__ = exc
+            self.last_error = error
+            if not self._stop.is_set():
+                self._listener.connection_failed(self, lambda stream: _internal(stream, error))
         finally:
             self._set_state(ConnectionState.DISCONNECTED, socket_open=False)
+            with contextlib.suppress(OSError):
+                self._wake_r.close()
+                self._wake_w.close()
+            self._listener.connection_ended(self)
 
-    def _proved_healthy(self, attempt: _Attempt) -> bool:
-        if attempt.opened_at is None:
-            return False
-        lived = time.monotonic() - attempt.opened_at
-        return attempt.messages > 0 or lived >= self._config.ping_interval
+    def _reconnect_loop(self) -> None:
+        while not self._stop.is_set():
+            self._set_state(ConnectionState.CONNECTING, socket_open=False)
+            acquired, waited = HOST_BUDGETS.acquire(
+                self.host_key, self.config.connection_budget, self._stop
+            )
+            if waited:
+                self.throttled += 1
+            if not acquired:
+                return
+            self.attempts += 1
+            attempt = self._connect_and_read()
+            if self._stop.is_set() or self._retiring:
+                return
+            error = _final_error(attempt)
+            self.last_error = error
+            if self._handle_refused_url(error):
+                continue
+            self.retry_attempt += 1
+            if isinstance(error, HandshakeFailedError) and error.status_code is not None:
+                status = error.status_code
+                if is_permanent_status(status):
+                    log.error("connection %s: handshake rejected with HTTP %s", self.name, status)
+                    self._listener.connection_failed(self, _rejected(status, error.headers))
+                    return
+            limit = self.config.max_retry_attempts
+            if limit is not None and self.retry_attempt >= limit:
+                failures = self.retry_attempt
+                log.error(
+                    "connection %s: giving up after %d failed attempts: %s",
+                    self.name,
+                    failures,
+                    error,
+                )
+                self._listener.connection_failed(self, _exhausted(failures, error))
+                return
+            delay = self._policy.delay(self.retry_attempt - 1, self._rng)
+            retry_after = _retry_after(error)
+            if retry_after is not None:
+                HOST_BUDGETS.pause(self.host_key, retry_after)  # every stream of this host
+                delay = max(delay, retry_after)
+            self.retry_count += 1
+            log.info(
+                "connection %s: attempt failed (%s); retry %d in %.2fs",
+                self.name,
+                error,
+                self.retry_attempt,
+                delay,
+            )
+            if self._stop.wait(delay):
+                return
 
-    def _retry_after(self, error: BaseException | None) -> float | None:
-        if isinstance(error, websocket.WebSocketBadStatusException):
-            return parse_retry_after((error.resp_headers or {}).get("retry-after"))
-        return None
-
-    def _fail(self, error: WSManagerError) -> None:
-        self._listener.connection_failed(self, error)
+    def _handle_refused_url(self, error: ConnectionFailedError) -> bool:
+        """A combined URL answered with HTTP 400: open again naming no stream (SUBSCRIBE then
+        names the refused one)."""
+        if (
+            isinstance(error, HandshakeFailedError)
+            and error.status_code == 400
+            and self.target.combined
+            and self._names_in_url
+            and len(self.feeds) > 0
+        ):
+            log.warning(
+                "connection %s: the exchange refused the streams in the URL; subscribing instead",
+                self.name,
+            )
+            self._names_in_url = False
+            return True
+        return False
 
     def _connect_and_read(self) -> _Attempt:
         self._attempt = attempt = _Attempt()
+        deadline = Deadline.after(self.config.handshake_timeout)
+        names = sorted(self.feeds)
+        if self.target.combined:
+            url, named = self.target.url(names, names_in_url=self._names_in_url)
+        else:
+            url, named = self.target.url([self.name])
         try:
             sock = open_socket(
-                self.url,
-                timeout=self._config.handshake_timeout,
+                url,
+                deadline=deadline,
                 stop=self._stop,
+                publish=self._publish,
                 ssl_context=self._ssl_context,
             )
         except ConnectAborted:
             return attempt
-        except (OSError, ssl.SSLError) as exc:
+        except ConnectionFailedError as exc:
             attempt.error = exc
             return attempt
-        with self._socket_lock:
-            self._socket = sock
-        if self._stop.is_set():  # stop() ran before the socket was published
-            shutdown_quietly(sock)
-        app = _App(
-            self.url,
-            on_open=self._on_open,
+        guard = SocketGuard(sock, deadline)
+        app = _wsclient.App(
+            url,
+            loop_factory=lambda app: ReadLoop(self, app, guard),
+            on_open=lambda app: self._on_open(app, sock, guard, named),
             on_data=self._on_data,
             on_error=self._on_error,
             on_close=self._on_close,
-            socket=sock,
+            on_ping=self._on_ping,
+            socket=guard,
         )
-        app.keepalive_interval = self._config.ping_interval
         try:
-            app.run_forever(
-                ping_interval=0,  # our read loop pings (one thread per connection, not two)
-                ping_timeout=self._config.ping_timeout,
-                skip_utf8_validation=True,  # validated once, in C, when the frame is decoded
-            )
+            app.run_forever(ping_interval=0, ping_timeout=None, skip_utf8_validation=True)
         finally:
-            with self._socket_lock:
-                self._socket = None
+            self._publish(None)
             sock.close()
             if attempt.opened_at is not None:
                 self.disconnected_since = time.monotonic()
+        if attempt.error is None and guard.status is None and attempt.opened_at is None:
+            attempt.error = HandshakeFailedError(None, "the handshake did not complete")
         return attempt
+
+    def _publish(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            self._socket = sock
+        if sock is not None and self._stop.is_set():
+            shutdown_quietly(sock)  # stop() ran before the socket was published
 
     # -- websocket-client callbacks, on the reader thread ----------------------------------------
 
-    def _on_open(self, app: websocket.WebSocketApp) -> None:
-        _install_limits(app, self._config.max_message_size)
-        if self._attempt.opened_at is None:
-            self._attempt.opened_at = time.monotonic()
-        if self._has_opened_before:
+    def _on_open(
+        self, app: _wsclient.App, sock: socket.socket, guard: SocketGuard, named: list[str]
+    ) -> None:
+        attempt = self._attempt
+        loop: ReadLoop | None = app.loop
+        if not _wsclient.check_loop_installed(app) or loop is None:
+            attempt.error = ConnectionFailedError(
+                f"websocket-client {websocket.__version__} did not use wsmanager's read loop "
+                "(WebSocketApp.create_dispatcher): this version is not supported"
+            )
+            log.error("%s", attempt.error)
+            shutdown_quietly(sock)
+            return
+        attempt.loop = loop
+        reader = _wsclient.install_fast_reader(
+            app, sock, guard.leftover, self.config.max_message_size
+        )
+        guard.handshake_done(take_leftover=reader is not None)
+        sock.settimeout(self.config.ping_timeout)  # bounds a send to a peer that stops reading
+        now = time.monotonic()
+        attempt.opened_at = now
+        self.opened_at = now
+        self.epoch = object()
+        if self._has_opened:
             self.reconnects += 1
-        self._has_opened_before = True
+        self._has_opened = True
         self.disconnected_since = None
-        # While reading, the same timeout bounds a frame that stalls half-way.
-        if self._socket is not None:  # set by this thread; no lock needed to read it here
-            self._socket.settimeout(self._config.handshake_timeout)
-        log.debug("stream %s: connected to %s", self.stream, self.display_url)
+        loop.opened(reader, named)
+        log.debug("connection %s: connected to %s", self.name, redact_url(app.url))
         self._set_state(ConnectionState.CONNECTED, socket_open=True)
 
-    def _on_data(self, app: websocket.WebSocketApp, data: bytes, opcode: int, fin: bool) -> None:
+    def _on_data(self, app: _wsclient.App, data: bytes, opcode: int, fin: bool) -> None:
         self.messages_received += 1
-        self._attempt.messages += 1
-        if self._attempt.messages == 1:
-            self.retry_attempt = 0  # a message proves the connection healthy
-        self.last_message_at = time.time()
-        if opcode == websocket.ABNF.OPCODE_TEXT:
-            if self._inbox.put(data):
-                self.dropped_messages += 1
-                self._dropped_in_episode += 1
-                if not self._dropping:
-                    self._dropping = True
-                    log.warning(
-                        "stream %s: callbacks are slower than the stream; dropping the oldest "
-                        "buffered messages (buffer of %d)",
-                        self.stream,
-                        self._config.max_buffered_messages,
-                    )
-            elif self._dropping and len(self._inbox) * 2 < self._config.max_buffered_messages:
-                self._dropping = False
-                log.warning(
-                    "stream %s: caught up after dropping %d message(s)",
-                    self.stream,
-                    self._dropped_in_episode,
-                )
-                self._dropped_in_episode = 0
-        else:
-            self.binary_frames += 1
-            log.warning("stream %s: skipped a binary frame of %d bytes", self.stream, len(data))
+        loop = self._attempt.loop
+        if opcode != _wsclient.OPCODE_TEXT:
+            self.invalid_messages += 1
+            log.warning("connection %s: skipped a binary frame of %d bytes", self.name, len(data))
+            return
+        if loop is not None and loop.reader is None:  # the public reading path: check late
+            too_big = _wsclient.over_limit(data, self.config.max_message_size)
+            if too_big is not None:
+                loop.failure = too_big
+                return
+        try:
+            value = decode_json(data)
+        except BaseException as exc:  # ValueError, RecursionError, MemoryError...
+            self.invalid_messages += 1
+            log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
+            return
+        self._route(value, len(data), loop)
 
-    def _on_error(self, app: websocket.WebSocketApp, error: BaseException) -> None:
-        if self._attempt.error is None:
-            self._attempt.error = error
-        if isinstance(error, MessageTooBigError):
+    def _route(self, value: Any, size: int, loop: ReadLoop | None) -> None:
+        if type(value) is dict:
+            if self.target.combined:
+                name = value.get("stream")
+                if type(name) is str and "data" in value:
+                    payload = value["data"]
+                    if type(payload) is dict and payload.get("e") == "serverShutdown":
+                        self.rotation_due("the exchange announced serverShutdown")
+                        return
+                    feed = self.feeds.get(name)
+                    if feed is not None:
+                        feed.offer(self, self.epoch, payload, size)
+                    return
+                if "id" in value and ("result" in value or "error" in value):
+                    if loop is not None:
+                        loop.answer(value)
+                    return
+            if value.get("e") == "serverShutdown":
+                self.rotation_due("the exchange announced serverShutdown")
+                return
+        if not self.target.combined:
+            feed = self.feeds.get(self.name)
+            if feed is not None:
+                feed.offer(self, self.epoch, value, size)
+            return
+        self.invalid_messages += 1
+        log.warning(
+            "connection %s: skipped a message that is not a stream's: %.200r", self.name, value
+        )
+
+    def _on_ping(self, app: _wsclient.App, data: bytes) -> None:
+        self.gate.record(time.monotonic())  # websocket-client has answered with a pong
+
+    def _on_error(self, app: _wsclient.App, error: BaseException) -> None:
+        attempt = self._attempt
+        if attempt.error is None:
+            attempt.error = error
+        if isinstance(error, _wsclient.MessageTooBigError):
             self.oversized_messages += 1
-            log.warning("stream %s: %s; closing with 1009 and reconnecting", self.stream, error)
+            log.warning("connection %s: %s; closing with 1009 and reconnecting", self.name, error)
             with contextlib.suppress(Exception):  # best effort: the peer may be gone
                 if app.sock is not None:
+                    self.gate.record(time.monotonic())
                     app.sock.send_close(1009, b"message too big")
-        # Shut the socket now, so websocket-client's teardown does not wait for a close
-        # frame from a peer that may be dead.
-        with self._socket_lock:
+        # Shut the socket now, so websocket-client's teardown does not wait for a close frame
+        # from a peer that may be dead.
+        with self._lock:
             sock = self._socket
-        if sock is not None:
-            shutdown_quietly(sock)
+        shutdown_quietly(sock)
         if not self._stop.is_set():
-            log.info("stream %s: connection lost: %r", self.stream, error)
+            log.info("connection %s: connection lost: %s", self.name, _convert(error, attempt))
 
-    def _on_close(self, app: websocket.WebSocketApp, code: Any, reason: Any) -> None:
+    def _on_close(self, app: _wsclient.App, code: Any, reason: Any) -> None:
+        attempt = self._attempt
+        if isinstance(code, int) and attempt.close_code is None:
+            attempt.close_code = code
+            attempt.close_reason = reason if isinstance(reason, str) else ""
         self._set_state(ConnectionState.CONNECTING, socket_open=False)
 
     def _set_state(self, state: ConnectionState, *, socket_open: bool) -> None:
         self.state = state
         self._listener.connection_state_changed(self, state, socket_open)
+
+
+def _internal(stream: str, error: ConnectionFailedError) -> WSManagerError:
+    return RetriesExhaustedError(stream, 0, error)
+
+
+def _rejected(status: int, headers: Mapping[str, str]) -> ErrorFactory:
+    return lambda stream: HandshakeRejectedError(stream, status, headers)
+
+
+def _exhausted(attempts: int, error: ConnectionFailedError) -> ErrorFactory:
+    return lambda stream: RetriesExhaustedError(stream, attempts, error)
+
+
+def _retry_after(error: ConnectionFailedError) -> float | None:
+    if isinstance(error, HandshakeFailedError):
+        return parse_retry_after(error.headers.get("retry-after"))
+    return None
+
+
+def _close_args(error: Any) -> tuple[int | None, str]:
+    """The close code and reason inside websocket-client's own report of a close frame."""
+    if isinstance(error, websocket.ABNF):  # 1.9.0 hands the close frame itself to on_error
+        data = error.data or b""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if len(data) >= 2:
+            return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
+        return None, ""
+    code = getattr(error, "status_code", None)  # 1.9.2 converts it into an exception
+    reason = getattr(error, "reason", None)
+    return (code if isinstance(code, int) else None), (reason if isinstance(reason, str) else "")
+
+
+def _convert(error: BaseException | None, attempt: _Attempt) -> ConnectionFailedError:
+    """websocket-client's report of how a connection ended, as one of our exceptions."""
+    if isinstance(error, ConnectionFailedError):
+        return error
+    code, reason = attempt.close_code, attempt.close_reason
+    if error is None:
+        text = "closed by the exchange" if code is not None else "connection closed"
+        return ConnectionLostError(f"{text}{': ' + reason if reason else ''}", code=code)
+    if isinstance(error, _wsclient.MessageTooBigError):
+        converted: ConnectionFailedError = ConnectionLostError(str(error), code=1009)
+    elif isinstance(error, websocket.WebSocketBadStatusException):
+        status = getattr(error, "status_code", None)
+        headers = getattr(error, "resp_headers", None) or {}
+        converted = HandshakeFailedError(
+            status if isinstance(status, int) else None, str(error), headers
+        )
+    elif attempt.opened_at is None and isinstance(error, websocket.WebSocketException):
+        converted = HandshakeFailedError(101, f"invalid upgrade: {error}")
+    else:
+        frame_code, frame_reason = _close_args(error)
+        code = code if code is not None else frame_code
+        reason = reason or frame_reason
+        if frame_code is not None or isinstance(error, websocket.ABNF):
+            text = f"closed by the exchange{': ' + reason if reason else ''}"
+        elif isinstance(error, (TimeoutError, socket.timeout, websocket.WebSocketTimeoutException)):
+            text = f"timed out: {error}"
+        else:
+            text = str(error) or type(error).__name__
+        converted = ConnectionLostError(text, code=code)
+    if isinstance(error, BaseException):
+        converted.__cause__ = error
+    return converted
+
+
+def _final_error(attempt: _Attempt) -> ConnectionFailedError:
+    return _convert(attempt.error, attempt)

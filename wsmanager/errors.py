@@ -3,14 +3,20 @@
 The tree::
 
     WSManagerError
-    ├── RetriesExhaustedError      (.stream, .attempts, .last_error)
+    ├── ConnectionFailedError      (.code, .reason: why one connection attempt ended)
+    │   ├── HandshakeFailedError   (.status_code, .headers: the opening handshake failed)
+    │   └── ConnectionLostError    (an open connection ended; .code is the close code or None)
+    ├── RetriesExhaustedError      (.stream, .attempts, .last_error: a ConnectionFailedError)
     ├── HandshakeRejectedError     (.stream, .status_code, .headers)
     ├── ManagerClosedError
     ├── StreamRejectedError        (.stream, .code, .reason: the exchange refused a SUBSCRIBE)
     └── InvalidStreamNameError     (also a ValueError; .stream)
 
-``RetriesExhaustedError`` and ``HandshakeRejectedError`` are not raised to the caller: they are
-handed to each subscriber's ``on_error`` when a stream ends for good.
+``RetriesExhaustedError``, ``HandshakeRejectedError`` and ``StreamRejectedError`` are not raised
+to the caller: they are handed to each subscriber's ``on_error`` when a stream ends for good.
+``ConnectionFailedError`` and its subclasses describe one failed attempt: they are what
+``RetriesExhaustedError.last_error`` holds (websocket-client's own exceptions never leave
+:mod:`wsmanager.connection`; the original is kept as ``__cause__``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "ConnectionFailedError",
+    "ConnectionLostError",
+    "HandshakeFailedError",
     "HandshakeRejectedError",
     "InvalidStreamNameError",
     "ManagerClosedError",
@@ -29,6 +38,33 @@ __all__ = [
 
 class WSManagerError(Exception):
     """Base class of every wsmanager error."""
+
+
+class ConnectionFailedError(WSManagerError):
+    """One connection attempt failed, or one open connection ended (retried)."""
+
+    def __init__(self, reason: str, *, code: int | None = None) -> None:
+        super().__init__(reason if code is None else f"{reason} (close code {code})")
+        self.reason = reason
+        self.code = code
+
+
+class HandshakeFailedError(ConnectionFailedError):
+    """The server did not upgrade the connection: an HTTP status other than 101, a response too
+    large or too slow, or an invalid upgrade. ``status_code`` is None when there was no status."""
+
+    def __init__(
+        self, status_code: int | None, reason: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        text = reason if status_code is None else f"HTTP {status_code}: {reason}"
+        super().__init__(f"handshake failed: {text}")
+        self.status_code = status_code
+        self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
+
+
+class ConnectionLostError(ConnectionFailedError):
+    """An open connection ended: a close frame (``code``, ``reason``), a dropped TCP connection,
+    or a dead link (no pong in time); ``code`` is None without a close frame."""
 
 
 class RetriesExhaustedError(WSManagerError):

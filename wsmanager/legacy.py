@@ -16,7 +16,7 @@ from typing import Any
 import websocket
 
 from .config import stream_url, validate_stream_name
-from .transport import ConnectAborted, open_socket, shutdown_quietly
+from .transport import ConnectAborted, Deadline, open_socket, shutdown_quietly
 
 __all__ = ["LegacyConnectionManager"]
 
@@ -46,7 +46,12 @@ class _LegacyConnection:
         # Opening the socket ourselves is the one change from the old behaviour: it lets stop()
         # wake this thread at any point (websocket-client alone cannot cut a handshake short).
         try:
-            sock = open_socket(self.url, timeout=_HANDSHAKE_TIMEOUT, stop=self._stop)
+            sock = open_socket(
+                self.url,
+                deadline=Deadline.after(_HANDSHAKE_TIMEOUT),
+                stop=self._stop,
+                publish=lambda sock: None,
+            )
         except (ConnectAborted, OSError) as exc:
             log.info("legacy: connect to %s failed: %r", self.url, exc)
             return

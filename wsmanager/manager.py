@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
+import os
 import ssl
 import threading
 import time
@@ -18,11 +19,18 @@ from prometheus_client import CollectorRegistry
 from ._closing import ClosesOnExit
 from .backoff import BackoffPolicy, RetryDelayInfo
 from .config import WSManagerConfig, is_loopback_url, redact_url, validate_stream_name
-from .dispatch import CompleteCallback, ErrorCallback, MessageCallback, Subscription
+from .delivery import (
+    CompleteCallback,
+    ErrorCallback,
+    GapCallback,
+    MessageCallback,
+    Subscription,
+)
+from .errors import ManagerClosedError
 from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
 from .registry import StreamRegistry
-from .state import ConnectionState, Health, StreamInfo, WSManagerMetrics
+from .state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 from .status import StatusCallback, StatusFeed
 
 __all__ = ["Unsubscribe", "WSManager"]
@@ -32,6 +40,7 @@ log = logging.getLogger("wsmanager")
 Unsubscribe = Callable[[], None]
 
 _AT_EXIT_JOIN_TIMEOUT = 2.0
+_HANDOVER_POLL = 0.01  # seconds between checks of a handover in progress
 _live_managers: weakref.WeakSet[WSManager] = weakref.WeakSet()
 _at_exit_registered = False
 _at_exit_lock = threading.Lock()
@@ -75,12 +84,21 @@ class WSManager(ClosesOnExit):
             )
         self._policy = BackoffPolicy(self.config.base_retry_delay, self.config.max_retry_delay)
         self._status = StatusFeed()
-        self._registry = StreamRegistry(self.config, self._status_changed, ssl_context=ssl_context)
-        # Supervisor: delivers status changes and runs the idle sweep.
+        self._gap_listeners: tuple[GapCallback, ...] = ()  # copy-on-write
+        self._gap_lock = threading.Lock()  # serialises changes of _gap_listeners
+        self._registry = StreamRegistry(
+            self.config,
+            self._status_changed,
+            lambda: self._gap_listeners,
+            ssl_context=ssl_context,
+            on_handover=self._wake_supervisor,
+        )
+        # Supervisor: delivers status changes, runs the idle sweep, finishes handovers.
         self._wake = threading.Condition(threading.Lock())  # guards the three flags below
         self._status_dirty = False
         self._stopping = False
         self._destroyed = False
+        self._forked_away = False
         self._supervisor = threading.Thread(
             target=self._supervise, name="wsmanager-supervisor", daemon=True
         )
@@ -92,12 +110,17 @@ class WSManager(ClosesOnExit):
     def _tls_context(self, given: ssl.SSLContext | None) -> ssl.SSLContext | None:
         if self.config.verify_tls:
             return given
+        if given is not None:
+            raise ValueError(
+                "verify_tls=False cannot be combined with ssl_context: wsmanager never changes "
+                "a context it is given; turn verification off on your own context instead"
+            )
         log.warning(
             "TLS certificate and hostname verification is OFF for %s (verify_tls=False): "
             "anyone on the path can read and forge this data",
             redact_url(self.config.url),
         )
-        context = given or ssl.create_default_context()
+        context = ssl.create_default_context()  # our own: nobody else shares it
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
         return context
@@ -110,16 +133,22 @@ class WSManager(ClosesOnExit):
         callback: MessageCallback,
         on_error: ErrorCallback | None = None,
         on_complete: CompleteCallback | None = None,
+        *,
+        backfill: bool = False,
     ) -> Unsubscribe:
         """Call ``callback(message)`` with each decoded JSON message of ``stream``.
 
         Returns an idempotent ``unsubscribe()`` that is safe from any thread, callbacks included.
+        ``backfill=True`` (``@aggTrade`` streams, with ``rest_url`` set) fills a gap from the
+        exchange's REST API before the message that revealed it.
         """
         validate_stream_name(stream)
         _check_callable("callback", callback)
         _check_callable("on_error", on_error, optional=True)
         _check_callable("on_complete", on_complete, optional=True)
-        subscription = Subscription(stream, callback, on_error, on_complete)
+        if self._forked_away:
+            raise ManagerClosedError(_FORKED)
+        subscription = Subscription(stream, callback, on_error, on_complete, backfill)
         self._registry.subscribe(subscription)
         registry = self._registry
 
@@ -163,6 +192,26 @@ class WSManager(ClosesOnExit):
 
         def unsubscribe() -> None:
             status.remove(listener)
+
+        return unsubscribe
+
+    def on_gap(self, callback: Callable[[Gap], object]) -> Unsubscribe:
+        """Call ``callback(gap)`` for every jump in a sequenced stream (``wsmanager.Gap``), on
+        that stream's callback thread, before the message that revealed it."""
+        _check_callable("callback", callback)
+        with self._gap_lock:
+            self._gap_listeners = (*self._gap_listeners, callback)
+        done = False
+
+        def unsubscribe() -> None:
+            nonlocal done
+            with self._gap_lock:
+                if done:
+                    return
+                done = True
+                listeners = list(self._gap_listeners)
+                listeners.remove(callback)
+                self._gap_listeners = tuple(listeners)
 
         return unsubscribe
 
@@ -212,7 +261,10 @@ class WSManager(ClosesOnExit):
         return self._exporter.exposition()
 
     def health(self) -> Health:
-        """Unhealthy when destroyed, or when a stream has had no connection for too long."""
+        """Unhealthy when destroyed, when a stream has had no connection for longer than
+        ``max_retry_delay``, or for ``max_retry_delay`` after a stream failed for good."""
+        if self._forked_away:
+            return Health(False, [_FORKED])
         if self._destroyed:
             return Health(False, ["the manager was destroyed"])
         limit = self.config.max_retry_delay
@@ -221,6 +273,10 @@ class WSManager(ClosesOnExit):
             f"(more than max_retry_delay, {limit:g}s)"
             for name, seconds in self._registry.disconnected_for()
             if seconds > limit
+        ]
+        reasons += [
+            f"stream {name!r} failed {ago:.1f}s ago: {reason}"
+            for name, reason, ago in self._registry.recent_failures(limit)
         ]
         return Health(not reasons, reasons)
 
@@ -236,21 +292,40 @@ class WSManager(ClosesOnExit):
         self._shutdown(join_timeout=None)
 
     def _shutdown(self, join_timeout: float | None) -> None:
+        if self._forked_away:
+            return  # the parent's connections: not ours to close
         with self._wake:
             self._destroyed = True
+        # First end the streams (the registry publishes the final "disconnected" status), then
+        # stop the supervisor, which delivers that status before it ends.
+        closing = self._registry.close()
+        with self._wake:
             self._stopping = True
             self._wake.notify()
         self._exporter.close()
-        threads = self._registry.close()
-        threads.append(self._supervisor)
-        deadline = None if join_timeout is None else time.monotonic() + join_timeout
         current = threading.current_thread()
+        deadline = None if join_timeout is None else time.monotonic() + join_timeout
+        # Connections close with a close frame and a short wait; past that, cut them.
+        grace = time.monotonic() + self.config.close_timeout + 0.5
+        for connection in closing:
+            if connection.thread is not current:
+                connection.thread.join(max(0.0, grace - time.monotonic()))
+            if connection.thread.is_alive():
+                connection.kill()
+        threads = [*self._registry.threads(), self._supervisor]
         for thread in threads:
             if thread is current or not thread.is_alive():
                 continue
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(remaining)
         _live_managers.discard(self)
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's streams without touching their sockets."""
+        self._forked_away = True
+        self._destroyed = True
+        self._wake = threading.Condition(threading.Lock())
+        self._registry.forget_after_fork()
 
     def close(self) -> None:
         """The same as :meth:`destroy` (so ``with WSManager(...)`` destroys on exit)."""
@@ -266,17 +341,25 @@ class WSManager(ClosesOnExit):
     def _supervise(self) -> None:
         interval = self.config.cleanup_interval
         next_sweep = time.monotonic() + interval
+        registry = self._registry
         while True:
+            handovers = registry.handovers_pending()
             with self._wake:
                 while not (self._status_dirty or self._stopping):
                     remaining = next_sweep - time.monotonic()
+                    if handovers:
+                        remaining = min(remaining, _HANDOVER_POLL)
                     if remaining <= 0:
                         break
                     self._wake.wait(remaining)
+                    if handovers:
+                        break
                 stopping = self._stopping
                 self._status_dirty = False
             if stopping:
                 break
+            if handovers:
+                registry.advance_handovers()
             self._status.deliver()
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + interval
@@ -287,6 +370,9 @@ class WSManager(ClosesOnExit):
                         log.exception("the idle sweep failed")
         self._status.deliver()  # the final "disconnected"
         self._status.clear()
+
+
+_FORKED = "this manager belongs to the parent process (os.fork): create a new one in the child"
 
 
 def _check_callable(name: str, value: object, *, optional: bool = False) -> None:
@@ -303,3 +389,19 @@ def _register_for_exit(manager: WSManager) -> None:
         if not _at_exit_registered:
             atexit.register(_destroy_live_managers)
             _at_exit_registered = True
+
+
+def _forget_managers_in_child() -> None:
+    """After ``os.fork()``, in the child: its managers' threads do not exist there and their
+    sockets are the parent's, so the child neither uses, reports nor closes them (not even at
+    exit); the child creates its own managers."""
+    global _at_exit_lock
+    _at_exit_lock = threading.Lock()
+    managers = list(_live_managers)
+    _live_managers.clear()
+    for manager in managers:
+        manager._forget_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_managers_in_child)

@@ -1,72 +1,85 @@
-"""The table of active streams: who subscribes to what, and the manager-wide counters.
+"""The table of streams and of the connection groups that carry them, and the manager's counters.
 
-One lock (``StreamRegistry._lock``) guards the table, each stream's subscriber tuple and socket
-flag, and the counters below. Nothing slow and no user code runs under it: removing a stream only
-flags it, shuts its socket down and wakes its threads, which end on their own.
+A :class:`Group` is up to ``streams_per_connection`` streams that share one callback thread
+(:class:`~wsmanager.delivery.DeliveryLoop`) and are carried by one
+:class:`~wsmanager.connection.Connection` — by two during a handover (a planned rotation, or the
+exchange's ``serverShutdown``): the successor opens with the same streams, each stream's feed
+switches to it once it continues the sequence, then the old connection closes with 1000.
+
+One lock (``StreamRegistry._lock``) guards the table, the groups, each stream's subscriber tuple
+and the counters below. Nothing slow and no user code runs under it: ending a stream only flags
+it and wakes its threads, which end on their own. Lock order: registry -> delivery loop.
 """
 
 from __future__ import annotations
 
+import itertools
+import logging
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from .config import WSManagerConfig
-from .connection import StreamConnection
-from .dispatch import Ending, MessageDispatcher, Subscription
-from .errors import ManagerClosedError, WSManagerError
+from .connection import Connection, ErrorFactory
+from .delivery import Backfill, DeliveryLoop, Ending, GapCallback, StreamFeed, Subscription
+from .errors import ManagerClosedError, StreamRejectedError, WSManagerError
+from .sequence import rule_for
 from .state import ConnectionState, StreamInfo, WSManagerMetrics, aggregate_state
+from .targets import target_for
 
-__all__ = ["Stream", "StreamRegistry"]
+__all__ = ["Group", "Stream", "StreamRegistry"]
+
+log = logging.getLogger("wsmanager")
+
+HANDOVER_GRACE = 2.0  # seconds a handover waits, once the successor is open, for quiet streams
 
 
 @dataclass(eq=False)
 class Stream:
-    """One shared stream: its connection (reader thread), dispatcher and subscribers."""
+    """One shared stream: its feed (buffer, order, subscribers) and the group that carries it."""
 
     name: str
     created_at: float  # epoch seconds
     created_monotonic: float
-    connection: StreamConnection
-    dispatcher: MessageDispatcher
-    subscribers: tuple[Subscription, ...] = ()
-    socket_open: bool = False
+    feed: StreamFeed
+    group: Group
 
-    def threads(self) -> tuple[threading.Thread, ...]:
-        dispatch = self.dispatcher.thread
-        return (self.connection.thread,) if dispatch is None else (self.connection.thread, dispatch)
+    @property
+    def subscribers(self) -> tuple[Subscription, ...]:
+        return self.feed.subscribers
 
-    def idle_seconds(self, now_monotonic: float) -> float:
-        last = self.connection.last_message_at
-        if last is None:
-            return now_monotonic - self.created_monotonic
-        return max(0.0, time.time() - last)
+    def idle_seconds(self, now: float) -> float:
+        last = self.feed.last_message_monotonic
+        return now - (last if last is not None else self.created_monotonic)
 
-    def info(self) -> StreamInfo:
-        connection = self.connection
-        return StreamInfo(
-            name=self.name,
-            url=connection.display_url,
-            subscribers=len(self.subscribers),
-            state=connection.state,
-            created_at=self.created_at,
-            last_message_at=connection.last_message_at,
-            messages_received=connection.messages_received,
-            retry_attempt=connection.retry_attempt,
-            reconnects=connection.reconnects,
-            invalid_messages=connection.binary_frames + self.dispatcher.invalid_messages,
-            callback_errors=self.dispatcher.callback_errors,
-            dropped_messages=connection.dropped_messages,
-            oversized_messages=connection.oversized_messages,
-            buffered_messages=len(self.dispatcher.inbox),
-        )
+
+@dataclass(eq=False)
+class Group:
+    """Streams that share a callback thread and a connection."""
+
+    number: int
+    loop: DeliveryLoop
+    connection: Connection
+    streams: dict[str, Stream] = field(default_factory=dict)
+    successor: Connection | None = None
+    successor_open_since: float | None = None  # monotonic
+    socket_open: dict[Connection, bool] = field(default_factory=dict)
+    reconnects_before: int = 0  # of the connections it had before this one
+    closed: bool = False
+
+    def feeds(self) -> dict[str, StreamFeed]:
+        return {name: stream.feed for name, stream in self.streams.items()}
+
+    def connections(self) -> tuple[Connection, ...]:
+        return (self.connection,) if self.successor is None else (self.connection, self.successor)
 
 
 @dataclass
 class _Totals:
-    """Counters folded in from streams whose threads have ended."""
+    """Counters of connections and streams that are gone."""
 
     messages_received: int = 0
     invalid_messages: int = 0
@@ -74,43 +87,77 @@ class _Totals:
     dropped_messages: int = 0
     oversized_messages: int = 0
     retry_count: int = 0
+    gaps: int = 0
+    duplicates: int = 0
+    throttled_attempts: int = 0
+    client_messages_sent: int = 0
+    connection_attempts: int = 0
+    resubscribes: int = 0
+    backfilled: int = 0
 
-    def add(self, stream: Stream) -> None:
-        info = stream.info()
-        self.messages_received += info.messages_received
-        self.invalid_messages += info.invalid_messages
-        self.callback_errors += info.callback_errors
-        self.dropped_messages += info.dropped_messages
-        self.oversized_messages += info.oversized_messages
-        self.retry_count += stream.connection.retries
+    def add_connection(self, connection: Connection) -> None:
+        self.messages_received += connection.messages_received
+        self.invalid_messages += connection.invalid_messages
+        self.oversized_messages += connection.oversized_messages
+        self.retry_count += connection.retry_count
+        self.throttled_attempts += connection.throttled
+        self.client_messages_sent += connection.gate.total
+        self.connection_attempts += connection.attempts
+        self.resubscribes += sum(connection.resubscribes.values())
+
+    def add_feed(self, feed: StreamFeed) -> None:
+        self.callback_errors += feed.callback_errors
+        self.dropped_messages += feed.dropped
+        self.gaps += feed.gaps
+        self.duplicates += feed.duplicates
+        self.backfilled += feed.backfilled
 
 
 @dataclass
 class _Counters:
     stream_creations: int = 0
     stream_cleanups: int = 0
+    streams_failed: int = 0
+    rotations: int = 0
     active_connections_hwm: int = 0
     retired: _Totals = field(default_factory=_Totals)
 
 
 class StreamRegistry:
-    """Streams by exact name, reference counted by their subscribers."""
+    """Streams by exact name, reference counted by their subscribers, in connection groups."""
 
     def __init__(
         self,
         config: WSManagerConfig,
         on_status: Callable[[ConnectionState], None],
+        gap_listeners: Callable[[], tuple[GapCallback, ...]],
         *,
         ssl_context: ssl.SSLContext | None = None,
+        backfill_for: Callable[[str], Backfill | None] | None = None,
+        on_handover: Callable[[], None] = lambda: None,
     ) -> None:
         self._config = config
+        self._target = target_for(config)
         self._on_status = on_status  # called under the lock: must only record and signal
+        self._gap_listeners = gap_listeners
         self._ssl_context = ssl_context
+        self._backfill_for = backfill_for
+        self._on_handover = on_handover  # called under the lock: must only signal
         self._lock = threading.Lock()
         self._streams: dict[str, Stream] = {}
-        self._retiring: list[Stream] = []  # removed, threads maybe still ending
+        self._groups: list[Group] = []
+        self._group_of: dict[Connection, Group] = {}
+        self._retiring_connections: list[Connection] = []
+        self._retiring_loops: list[DeliveryLoop] = []
+        self._retiring_feeds: list[StreamFeed] = []
+        self._numbers = itertools.count(1)
         self._closed = False
         self._counters = _Counters()
+        self._failures: deque[tuple[str, str, float]] = deque(maxlen=1000)
+
+    @property
+    def combined(self) -> bool:
+        return self._target.combined
 
     # -- subscriptions ---------------------------------------------------------------------------
 
@@ -122,7 +169,10 @@ class StreamRegistry:
             stream = self._streams.get(subscription.stream)
             if stream is None:
                 stream = self._create_locked(subscription.stream)
-            stream.subscribers = (*stream.subscribers, subscription)
+            feed = stream.feed
+            feed.subscribers = (*feed.subscribers, subscription)
+            if subscription.backfill and feed.backfill is None and self._backfill_for is not None:
+                feed.backfill = self._backfill_for(stream.name)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
@@ -132,45 +182,92 @@ class StreamRegistry:
             stream = self._streams.get(subscription.stream)
             if stream is None:
                 return
-            stream.subscribers = tuple(s for s in stream.subscribers if s is not subscription)
-            if not stream.subscribers:
+            feed = stream.feed
+            feed.subscribers = tuple(s for s in feed.subscribers if s is not subscription)
+            if not feed.subscribers:
                 self._remove_locked(stream, Ending.UNSUBSCRIBED)
 
     def _create_locked(self, name: str) -> Stream:
-        holder: list[Stream] = []
-        dispatcher = MessageDispatcher(
-            name, self._config.max_buffered_messages, lambda: holder[0].subscribers
+        group = self._group_with_room_locked()
+        new_group = group is None
+        if group is None:
+            group = self._new_group_locked(name)
+        feed = StreamFeed(
+            name,
+            group.loop,
+            capacity=self._config.max_buffered_messages,
+            max_bytes=self._config.max_buffered_bytes,
+            rule=rule_for(name),
         )
-        connection = StreamConnection(
-            name, self._config, self, dispatcher.inbox, ssl_context=self._ssl_context
-        )
-        stream = Stream(
-            name=name,
-            created_at=time.time(),
-            created_monotonic=time.monotonic(),
-            connection=connection,
-            dispatcher=dispatcher,
-        )
-        holder.append(stream)
+        stream = Stream(name, time.time(), time.monotonic(), feed, group)
         self._streams[name] = stream
+        group.streams[name] = stream
         self._counters.stream_creations += 1
-        connection.start()  # the dispatcher starts with the first message
+        feed.attach(group.connection)
+        if group.successor is not None:
+            feed.begin_handover(group.successor)
+        for connection in group.connections():
+            connection.carry(group.feeds())
+        if new_group:
+            group.connection.start()
         self._publish_locked()
         return stream
+
+    def _group_with_room_locked(self) -> Group | None:
+        if not self._target.combined:
+            return None
+        limit = self._config.streams_per_connection
+        for group in self._groups:
+            if not group.closed and len(group.streams) < limit:
+                return group
+        return None
+
+    def _new_group_locked(self, first_stream: str) -> Group:
+        number = next(self._numbers)
+        name = f"conn-{number}" if self._target.combined else first_stream
+        loop = DeliveryLoop(name, self._gap_listeners)
+        connection = self._new_connection_locked(number, name)
+        group = Group(number, loop, connection)
+        self._groups.append(group)
+        self._group_of[connection] = group
+        return group
+
+    def _new_connection_locked(self, number: int, name: str) -> Connection:
+        return Connection(
+            number, name, self._config, self._target, self, ssl_context=self._ssl_context
+        )
 
     def _remove_locked(
         self, stream: Stream, ending: Ending, error: Exception | None = None
     ) -> None:
         del self._streams[stream.name]
-        subscribers = stream.subscribers
+        group = stream.group
+        del group.streams[stream.name]
+        feed = stream.feed
+        subscribers = feed.subscribers
         for subscription in subscribers:
             subscription.deactivate()
-        stream.subscribers = ()
-        self._retiring.append(stream)
+        feed.subscribers = ()
         self._counters.stream_cleanups += 1
-        stream.connection.stop()
-        stream.dispatcher.finish(ending, subscribers, error)
+        feed.finish(ending, subscribers, error)
+        self._retiring_feeds.append(feed)
+        if group.streams:
+            for connection in group.connections():
+                connection.carry(group.feeds())
+        else:
+            self._close_group_locked(group)
         self._publish_locked()
+
+    def _close_group_locked(self, group: Group) -> None:
+        group.closed = True
+        if group in self._groups:
+            self._groups.remove(group)
+        for connection in group.connections():
+            connection.carry({})
+            connection.stop()
+            self._retiring_connections.append(connection)
+        group.loop.close()
+        self._retiring_loops.append(group.loop)
 
     # -- bulk removal ----------------------------------------------------------------------------
 
@@ -183,105 +280,287 @@ class StreamRegistry:
                 self._remove_locked(stream, Ending.COMPLETED)
         return len(idle)
 
-    def close(self) -> list[threading.Thread]:
-        """Refuse new subscriptions, end every stream, and return every thread still to join."""
+    def close(self) -> list[Connection]:
+        """Refuse new subscriptions and end every stream; return the connections still ending."""
         with self._lock:
             self._closed = True
             for stream in list(self._streams.values()):
                 self._remove_locked(stream, Ending.COMPLETED)
-            return [t for s in self._retiring for t in s.threads()]
+            return [c for c in self._retiring_connections if c.thread.is_alive()]
 
-    # -- ConnectionListener, called on reader threads ----------------------------------------------
+    def threads(self) -> list[threading.Thread]:
+        """Every thread still running that this registry started."""
+        with self._lock:
+            threads = [c.thread for c in self._all_connections_locked()]
+            threads += [loop.thread for loop in self._all_loops_locked() if loop.thread is not None]
+            return [t for t in threads if t.is_alive()]
+
+    # -- handovers -------------------------------------------------------------------------------
+
+    def handovers_pending(self) -> bool:
+        with self._lock:
+            return any(g.successor is not None for g in self._groups)
+
+    def advance_handovers(self) -> None:
+        """Finish each handover whose streams have all switched (or whose grace ran out)."""
+        now = time.monotonic()
+        with self._lock:
+            for group in list(self._groups):
+                successor = group.successor
+                if successor is None:
+                    continue
+                since = group.successor_open_since
+                feeds = [s.feed for s in group.streams.values()]
+                if all(f.switched_to(successor) for f in feeds):
+                    self._promote_locked(group)
+                elif since is not None and now - since >= HANDOVER_GRACE:
+                    log.info("connection %s: handover grace over; switching", group.number)
+                    self._promote_locked(group)
+
+    def _start_handover_locked(self, group: Group, reason: str) -> None:
+        if group.successor is not None or group.closed:
+            return
+        old = group.connection
+        successor = self._new_connection_locked(old.number, old.name)
+        group.successor = successor
+        group.successor_open_since = None
+        self._group_of[successor] = group
+        for stream in group.streams.values():
+            stream.feed.begin_handover(successor)
+        successor.carry(group.feeds())
+        old.retire()
+        self._counters.rotations += 1
+        log.info("connection %s: handover started (%s)", old.name, reason)
+        successor.start()
+        self._on_handover()
+
+    def _promote_locked(self, group: Group) -> None:
+        """The successor carries everything now; the old connection closes (1000)."""
+        successor = group.successor
+        if successor is None:
+            return
+        old = group.connection
+        for stream in group.streams.values():
+            stream.feed.force_switch(successor)
+        group.reconnects_before += old.reconnects
+        group.connection, group.successor, group.successor_open_since = successor, None, None
+        group.socket_open.pop(old, None)
+        old.carry({})
+        old.stop()
+        self._retiring_connections.append(old)
+        self._publish_locked()
+
+    # -- ConnectionListener, called on reader threads ---------------------------------------------
 
     def connection_state_changed(
-        self, connection: StreamConnection, state: ConnectionState, socket_open: bool
+        self, connection: Connection, state: ConnectionState, socket_open: bool
     ) -> None:
         with self._lock:
-            stream = self._find_locked(connection)
-            if stream is None:
+            group = self._group_of.get(connection)
+            if group is None:
                 return
-            stream.socket_open = socket_open
+            group.socket_open[connection] = socket_open
+            if connection is group.successor:
+                group.successor_open_since = time.monotonic() if socket_open else None
             active = self._active_connections_locked()
             if active > self._counters.active_connections_hwm:
                 self._counters.active_connections_hwm = active
             self._publish_locked()
 
-    def connection_failed(self, connection: StreamConnection, error: WSManagerError) -> None:
+    def connection_failed(self, connection: Connection, make_error: ErrorFactory) -> None:
         with self._lock:
-            stream = self._streams.get(connection.stream)
-            if stream is not None and stream.connection is connection:
+            group = self._group_of.get(connection)
+            if group is None or group.closed:
+                return
+            if connection is group.successor:  # the old connection carries on
+                log.warning("connection %s: the replacement failed; keeping the old", group.number)
+                group.successor = None
+                group.successor_open_since = None
+                for stream in group.streams.values():
+                    stream.feed.attach(group.connection)
+                self._retiring_connections.append(connection)
+                return
+            if connection is not group.connection:
+                return
+            if group.successor is not None:
+                self._promote_locked(group)
+                return
+            for stream in list(group.streams.values()):
+                error = make_error(stream.name)
+                self._note_failure_locked(stream.name, error)
                 self._remove_locked(stream, Ending.FAILED, error)
 
-    def _find_locked(self, connection: StreamConnection) -> Stream | None:
-        stream = self._streams.get(connection.stream)
-        if stream is not None and stream.connection is connection:
-            return stream
-        for stream in self._retiring:
-            if stream.connection is connection:
-                return stream
-        return None
+    def stream_refused(
+        self, connection: Connection, stream_name: str, code: int | None, reason: str
+    ) -> None:
+        with self._lock:
+            stream = self._streams.get(stream_name)
+            if stream is None or self._group_of.get(connection) is not stream.group:
+                return
+            error = StreamRejectedError(stream_name, code, reason)
+            self._note_failure_locked(stream_name, error)
+            self._remove_locked(stream, Ending.FAILED, error)
+
+    def rotation_due(self, connection: Connection, reason: str) -> None:
+        with self._lock:
+            group = self._group_of.get(connection)
+            if group is not None and connection is group.connection and not self._closed:
+                self._start_handover_locked(group, reason)
+
+    def connection_ended(self, connection: Connection) -> None:
+        with self._lock:
+            group = self._group_of.get(connection)
+            if group is not None and connection is group.connection and group.successor:
+                self._promote_locked(group)  # the old one went before the handover finished
+
+    def _note_failure_locked(self, stream: str, error: WSManagerError) -> None:
+        self._counters.streams_failed += 1
+        self._failures.append((stream, str(error), time.monotonic()))
 
     # -- reading -------------------------------------------------------------------------------
 
     def _publish_locked(self) -> None:
-        self._on_status(aggregate_state(s.connection.state for s in self._streams.values()))
+        self._on_status(self._state_locked())
+
+    def _state_locked(self) -> ConnectionState:
+        return aggregate_state(s.group.connection.state for s in self._streams.values())
 
     def _active_connections_locked(self) -> int:
-        return sum(1 for s in self._all_locked() if s.socket_open)
+        return sum(
+            1
+            for group in self._groups
+            for connection, is_open in group.socket_open.items()
+            if is_open and connection.thread.is_alive()
+        )
 
-    def _all_locked(self) -> Iterable[Stream]:
-        yield from self._streams.values()
-        yield from self._retiring
+    def _all_connections_locked(self) -> Iterable[Connection]:
+        for group in self._groups:
+            yield from group.connections()
+        yield from self._retiring_connections
+
+    def _all_loops_locked(self) -> Iterable[DeliveryLoop]:
+        for group in self._groups:
+            yield group.loop
+        yield from self._retiring_loops
 
     def _reap_locked(self) -> None:
-        """Fold the counters of streams whose threads have ended into the retired totals."""
-        still: list[Stream] = []
-        for stream in self._retiring:
-            if any(t.is_alive() for t in stream.threads()):
-                still.append(stream)
+        """Fold the counters of connections and feeds that are gone into the retired totals."""
+        retired = self._counters.retired
+        still: list[Connection] = []
+        for connection in self._retiring_connections:
+            if connection.thread.is_alive():
+                still.append(connection)
             else:
-                self._counters.retired.add(stream)
-        self._retiring = still
+                retired.add_connection(connection)
+                self._group_of.pop(connection, None)
+        self._retiring_connections = still
+        self._retiring_loops = [
+            loop
+            for loop in self._retiring_loops
+            if loop.thread is not None and loop.thread.is_alive()
+        ]
+        for feed in self._retiring_feeds:
+            retired.add_feed(feed)
+        self._retiring_feeds = []
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: forget every stream and connection, touching no socket (they are
+        the parent's) and no lock another thread may have held at the fork."""
+        self._lock = threading.Lock()
+        self._closed = True
+        self._streams.clear()
+        self._groups.clear()
+        self._group_of.clear()
+        self._retiring_connections.clear()
+        self._retiring_loops.clear()
+        self._retiring_feeds.clear()
 
     def state(self) -> ConnectionState:
         with self._lock:
-            return aggregate_state(s.connection.state for s in self._streams.values())
+            return self._state_locked()
 
     def infos(self) -> list[StreamInfo]:
         with self._lock:
-            return [s.info() for s in self._streams.values()]
+            return [self._info_locked(s) for s in self._streams.values()]
+
+    def _info_locked(self, stream: Stream) -> StreamInfo:
+        connection = stream.group.connection
+        feed = stream.feed
+        raw = not self._target.combined
+        return StreamInfo(
+            name=stream.name,
+            url=connection.display_url,
+            subscribers=len(feed.subscribers),
+            state=connection.state,
+            created_at=stream.created_at,
+            last_message_at=feed.last_message_at,
+            messages_received=feed.received,
+            retry_attempt=connection.retry_attempt,
+            reconnects=stream.group.reconnects_before + connection.reconnects,
+            invalid_messages=connection.invalid_messages if raw else 0,
+            callback_errors=feed.callback_errors,
+            dropped_messages=feed.dropped,
+            oversized_messages=connection.oversized_messages if raw else 0,
+            buffered_messages=feed.buffered(),
+            buffered_bytes=feed.buffered_bytes,
+            gaps=feed.gaps,
+            duplicates=feed.duplicates,
+            resubscribes=sum(
+                c.resubscribes.get(stream.name, 0) for c in stream.group.connections()
+            ),
+            connection=connection.number,
+        )
 
     def active_count(self) -> int:
         with self._lock:
             return len(self._streams)
 
     def disconnected_for(self) -> list[tuple[str, float]]:
-        """(name, seconds) of each active stream that has no open connection now."""
+        """(name, seconds) of each active stream whose connection is not open now."""
         now = time.monotonic()
         with self._lock:
             return [
                 (s.name, now - since)
                 for s in self._streams.values()
-                if (since := s.connection.disconnected_since) is not None
+                if (since := s.group.connection.disconnected_since) is not None
             ]
+
+    def recent_failures(self, within: float) -> list[tuple[str, str, float]]:
+        """(stream, reason, seconds ago) of streams that failed in the last ``within`` s."""
+        now = time.monotonic()
+        with self._lock:
+            return [(s, r, now - t) for s, r, t in self._failures if now - t <= within]
 
     def metrics(self) -> WSManagerMetrics:
         with self._lock:
             self._reap_locked()
             totals = _Totals(**vars(self._counters.retired))
-            for stream in self._all_locked():
-                totals.add(stream)
+            for connection in self._all_connections_locked():
+                totals.add_connection(connection)
+            for stream in self._streams.values():
+                totals.add_feed(stream.feed)
+            counters = self._counters
             return WSManagerMetrics(
                 active_connections=self._active_connections_locked(),
                 active_streams=len(self._streams),
                 subscribers=sum(len(s.subscribers) for s in self._streams.values()),
                 retry_count=totals.retry_count,
-                stream_creations=self._counters.stream_creations,
-                stream_cleanups=self._counters.stream_cleanups,
-                active_connections_hwm=self._counters.active_connections_hwm,
+                stream_creations=counters.stream_creations,
+                stream_cleanups=counters.stream_cleanups,
+                active_connections_hwm=counters.active_connections_hwm,
                 messages_received=totals.messages_received,
                 invalid_messages=totals.invalid_messages,
                 callback_errors=totals.callback_errors,
                 dropped_messages=totals.dropped_messages,
                 oversized_messages=totals.oversized_messages,
+                gaps=totals.gaps,
+                duplicates_dropped=totals.duplicates,
+                connection_attempts=totals.connection_attempts,
+                connection_attempts_throttled=totals.throttled_attempts,
+                client_messages_sent=totals.client_messages_sent,
+                streams_failed=counters.streams_failed,
+                rotations=counters.rotations,
+                resubscribes=totals.resubscribes,
+                backfilled_messages=totals.backfilled,
+                connections=len(self._groups),
             )

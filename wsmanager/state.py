@@ -73,11 +73,19 @@ class StreamInfo:
     dropped_messages: int = 0
     oversized_messages: int = 0
     buffered_messages: int = 0
+    buffered_bytes: int = 0
+    gaps: int = 0
+    duplicates: int = 0
+    resubscribes: int = 0
+    connection: int = 0  # number of the connection carrying the stream now
 
 
 @dataclass(frozen=True)
 class WSManagerMetrics:
-    """Counters of one manager. ``*_total``-style counters only ever grow."""
+    """Counters of one manager. Gauges: ``active_connections`` (sockets open now),
+    ``active_streams``, ``subscribers``, ``connections``. Every other number only grows:
+    ``retry_count`` counts retries started after a failed attempt, ``connection_attempts`` every
+    attempt, ``connection_attempts_throttled`` those that waited for the host's budget."""
 
     active_connections: int
     active_streams: int
@@ -91,6 +99,16 @@ class WSManagerMetrics:
     callback_errors: int
     dropped_messages: int
     oversized_messages: int = 0
+    gaps: int = 0
+    duplicates_dropped: int = 0
+    connection_attempts: int = 0
+    connection_attempts_throttled: int = 0
+    client_messages_sent: int = 0
+    streams_failed: int = 0
+    rotations: int = 0
+    resubscribes: int = 0
+    backfilled_messages: int = 0
+    connections: int = 0  # connection groups (each one connection, two during a handover)
     implementation: str = "WSManager"
 
     def as_dict(self) -> dict[str, Any]:

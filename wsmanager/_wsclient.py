@@ -1,0 +1,339 @@
+"""Every use of websocket-client's undocumented internals, in one module that checks itself.
+
+What we rely on, and why:
+
+- ``WebSocketApp.create_dispatcher`` (undocumented, called by ``run_forever`` in 1.8 and 1.9): we
+  return our own read loop (:class:`wsmanager.readloop.ReadLoop`), which sends the pings, paces
+  client messages and never blocks inside a frame. Without it wsmanager cannot work, so
+  :func:`check_loop_installed` fails the connection loudly if ``run_forever`` did not call it.
+- ``WebSocket.frame_buffer`` / ``WebSocket.cont_frame`` and the classes
+  ``websocket._abnf.frame_buffer`` / ``continuous_frame``: we swap in a frame reader that parses
+  many frames from one large ``recv`` (about 5x the throughput of websocket-client's), refuses a
+  frame over ``max_message_size`` from its header, and tells the read loop whether a whole message
+  is buffered (so the loop never blocks inside a frame that trickles in), and a reassembler that is
+  linear in the number of fragments and bounded in size.
+
+At import we check the version range and that those names exist; after each connection opens,
+:func:`install_fast_reader` checks that the swap took. If either check fails, the connection runs on
+websocket-client's own (public) frame reader and one warning says so: the size limit is then
+applied when a message has arrived (:func:`over_limit`), and a frame that trickles in is bounded by
+a read deadline of the socket guard instead — slower, never silent.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import websocket
+
+__all__ = [
+    "FAST_READER_AVAILABLE",
+    "SUPPORTED_RANGE",
+    "App",
+    "FastFrameBuffer",
+    "MessageTooBigError",
+    "install_fast_reader",
+    "version",
+]
+
+log = logging.getLogger("wsmanager")
+
+SUPPORTED_RANGE = ((1, 8, 0), (2, 0, 0))  # [lowest, highest) websocket-client we test
+_READ_SIZE = 256 * 1024  # bytes per recv(): fewer, larger reads per wake-up
+_COMPACT_AT = 1024 * 1024  # drop consumed bytes from the read buffer past this offset
+
+OPCODE_CONT = 0x0
+OPCODE_TEXT = 0x1
+OPCODE_BINARY = 0x2
+OPCODE_CLOSE = 0x8
+OPCODE_PING = 0x9
+OPCODE_PONG = 0xA
+
+
+def version() -> tuple[int, int, int]:
+    """websocket-client's version as a tuple (0, 0, 0 if it cannot be read)."""
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", getattr(websocket, "__version__", ""))
+    return (int(match[1]), int(match[2]), int(match[3])) if match else (0, 0, 0)
+
+
+def _private_names_present() -> bool:
+    abnf = getattr(websocket, "_abnf", None)
+    return (
+        abnf is not None
+        and isinstance(getattr(abnf, "frame_buffer", None), type)
+        and isinstance(getattr(abnf, "continuous_frame", None), type)
+        and callable(getattr(websocket.WebSocketApp, "create_dispatcher", None))
+        and callable(getattr(websocket.ABNF, "mask", None))
+    )
+
+
+_in_range = SUPPORTED_RANGE[0] <= version() < SUPPORTED_RANGE[1]
+FAST_READER_AVAILABLE = _in_range and _private_names_present()
+if not _in_range:  # pragma: no cover - depends on the environment
+    log.warning(
+        "websocket-client %s is outside the tested range [%s, %s); using its public frame reader",
+        getattr(websocket, "__version__", "?"),
+        ".".join(map(str, SUPPORTED_RANGE[0])),
+        ".".join(map(str, SUPPORTED_RANGE[1])),
+    )
+
+_warned_fallback = threading.Event()
+
+
+def warn_fallback_once(reason: str) -> None:
+    if not _warned_fallback.is_set():
+        _warned_fallback.set()
+        log.warning(
+            "websocket-client %s: %s; wsmanager uses websocket-client's own frame reader "
+            "(slower; the message size limit is applied after a message has arrived)",
+            getattr(websocket, "__version__", "?"),
+            reason,
+        )
+
+
+class MessageTooBigError(websocket.WebSocketProtocolException):  # type: ignore[misc]
+    """A frame, or a fragmented message, longer than ``max_message_size``."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds max_message_size ({limit})")
+        self.size = size
+        self.limit = limit
+
+
+def over_limit(data: bytes, limit: int) -> MessageTooBigError | None:
+    """The size check of the public path, applied to a message that has arrived."""
+    return MessageTooBigError(len(data), limit) if len(data) > limit else None
+
+
+_FrameBufferBase: Any = websocket._abnf.frame_buffer if FAST_READER_AVAILABLE else object
+_ContinuationBase: Any = websocket._abnf.continuous_frame if FAST_READER_AVAILABLE else object
+
+
+class FastFrameBuffer(_FrameBufferBase):  # type: ignore[misc]
+    """websocket-client's frame reader, replaced.
+
+    :meth:`feed` reads whatever the socket has (never blocking) into our buffer; :meth:`ready`
+    says whether ``recv_data_frame`` can return without reading more; :meth:`recv_frame` (called
+    by websocket-client) parses one frame from the buffer.
+    """
+
+    def __init__(self, sock: Any, leftover: bytes, limit: int) -> None:
+        super().__init__(self._recv_blocking, skip_utf8_validation=True)
+        self._sock = sock
+        self._limit = limit
+        self._buffer = bytearray(leftover)
+        self._pos = 0
+        self.frames_parsed = 0  # the self-check: websocket-client really reads through us
+
+    # -- the read loop's side --------------------------------------------------------------------
+
+    def feed(self) -> int:
+        """Append what the socket has now; return the byte count, -1 at end of stream."""
+        sock = self._sock
+        total = 0
+        timeout = sock.gettimeout()
+        sock.settimeout(0)
+        try:
+            while True:
+                try:
+                    data = sock.recv(_READ_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:  # ssl.SSLWantReadError is an OSError too
+                    if type(exc).__name__ in ("SSLWantReadError", "SSLWantWriteError"):
+                        break
+                    raise
+                if not data:
+                    return total or -1
+                self._buffer += data
+                total += len(data)
+                pending = getattr(sock, "pending", None)
+                if len(data) < _READ_SIZE and not (pending is not None and pending()):
+                    break
+        finally:
+            sock.settimeout(timeout)
+        return total
+
+    def buffered(self) -> int:
+        return len(self._buffer) - self._pos
+
+    def ready(self) -> bool:
+        """A whole message (or a control frame, or a frame over the limit) is buffered."""
+        buffer, pos, end = self._buffer, self._pos, len(self._buffer)
+        while True:
+            header = _header(buffer, pos, end)
+            if header is None:
+                return False
+            first, length, size = header
+            if length > self._limit:
+                return True
+            if end - pos < size + length:
+                return False
+            if first & 0x80 or first & 0x08:  # FIN, or a control frame (opcode >= 8)
+                return True
+            pos += size + length  # a fragment without FIN: the rest must be buffered too
+
+    def peek(self) -> tuple[int, bytes] | None:
+        """(opcode, unmasked payload) of the next whole frame, without consuming it."""
+        buffer, pos = self._buffer, self._pos
+        header = _header(buffer, pos, len(buffer))
+        if header is None:
+            return None
+        first, length, size = header
+        if len(buffer) - pos < size + length or length > self._limit:
+            return None
+        payload = bytes(buffer[pos + size : pos + size + length])
+        if buffer[pos + 1] & 0x80:
+            payload = websocket.ABNF.mask(bytes(buffer[pos + size - 4 : pos + size]), payload)
+        return first & 0x0F, payload
+
+    # -- websocket-client's side -----------------------------------------------------------------
+
+    def _recv_blocking(self, bufsize: int) -> bytes:
+        return bytes(self._sock.recv(bufsize))
+
+    def _fill(self, needed: int) -> None:
+        # Only reached if websocket-client asks for a frame that is not whole yet (the read loop
+        # calls it only when ready() is true); the socket's timeout bounds the wait.
+        while len(self._buffer) - self._pos < needed:
+            data = self._sock.recv(_READ_SIZE)
+            if not data:
+                raise websocket.WebSocketConnectionClosedException("connection closed by the peer")
+            self._buffer += data
+
+    def recv_frame(self) -> Any:
+        with self.lock:
+            self._fill(2)
+            header = _header(self._buffer, self._pos, len(self._buffer))
+            while header is None:
+                self._fill(len(self._buffer) - self._pos + 1)
+                header = _header(self._buffer, self._pos, len(self._buffer))
+            first, length, size = header
+            if length > self._limit:
+                raise MessageTooBigError(length, self._limit)
+            self._fill(size + length)
+            buffer, pos = self._buffer, self._pos
+            masked = buffer[pos + 1] & 0x80
+            payload = bytes(buffer[pos + size : pos + size + length])
+            if masked:
+                payload = websocket.ABNF.mask(bytes(buffer[pos + size - 4 : pos + size]), payload)
+            end = pos + size + length
+            if end == len(buffer):
+                buffer.clear()
+                end = 0
+            elif end > _COMPACT_AT:
+                del buffer[:end]
+                end = 0
+            self._pos = end
+            self.frames_parsed += 1
+        frame = websocket.ABNF(
+            first >> 7 & 1,
+            first >> 6 & 1,
+            first >> 5 & 1,
+            first >> 4 & 1,
+            first & 0x0F,
+            1 if masked else 0,
+            payload,
+        )
+        frame.validate(skip_utf8_validation=True)
+        return frame
+
+
+def _header(buffer: bytearray, pos: int, end: int) -> tuple[int, int, int] | None:
+    """(first byte, payload length, header size) of the frame at ``pos``, or None if partial."""
+    if end - pos < 2:
+        return None
+    second = buffer[pos + 1]
+    length = second & 0x7F
+    size = 2
+    if length == 126:
+        if end - pos < 4:
+            return None
+        length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
+        size = 4
+    elif length == 127:
+        if end - pos < 10:
+            return None
+        length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
+        size = 10
+    if second & 0x80:
+        size += 4
+    return buffer[pos], length, size
+
+
+class LimitedContinuation(_ContinuationBase):  # type: ignore[misc]
+    """Reassembles fragments in a bytearray (linear, not quadratic) up to the size limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(fire_cont_frame=False, skip_utf8_validation=True)
+        self._limit = limit
+
+    cont_data: Any
+    recving_frames: Any
+
+    def add(self, frame: Any) -> None:
+        if self.cont_data:
+            if not isinstance(self.cont_data[1], bytearray):  # a second fragment: start joining
+                self.cont_data[1] = bytearray(self.cont_data[1])
+            self.cont_data[1] += frame.data
+        else:
+            if frame.opcode in (OPCODE_TEXT, OPCODE_BINARY):
+                self.recving_frames = frame.opcode
+            self.cont_data = [frame.opcode, frame.data]
+        if len(self.cont_data[1]) > self._limit:
+            raise MessageTooBigError(len(self.cont_data[1]), self._limit)
+        if frame.fin:
+            self.recving_frames = None
+
+    def extract(self, frame: Any) -> tuple[int, Any]:
+        # websocket-client hands a reassembled message on with the last fragment's opcode (CONT);
+        # give it the message's own (TEXT/BINARY) so that it is not taken for binary.
+        opcode, message = super().extract(frame)
+        message.opcode = opcode
+        if isinstance(message.data, bytearray):
+            message.data = bytes(message.data)
+        return opcode, message
+
+
+def install_fast_reader(app: Any, sock: Any, leftover: bytes, limit: int) -> FastFrameBuffer | None:
+    """Swap our frame reader and reassembler into ``app``'s freshly opened connection.
+
+    Returns the reader, or None (with one warning) when this websocket-client does not let us.
+    """
+    if not FAST_READER_AVAILABLE:
+        warn_fallback_once("its internals are not the ones wsmanager was tested with")
+        return None
+    ws = getattr(app, "sock", None)
+    if ws is None or not hasattr(ws, "frame_buffer") or not hasattr(ws, "cont_frame"):
+        warn_fallback_once("WebSocket.frame_buffer/cont_frame are missing")
+        return None
+    reader: FastFrameBuffer = FastFrameBuffer(sock, leftover, limit)
+    ws.frame_buffer = reader
+    ws.cont_frame = LimitedContinuation(limit)
+    installed: object = getattr(ws, "frame_buffer", None)
+    if installed is not reader:  # pragma: no cover - a read-only attribute
+        warn_fallback_once("WebSocket.frame_buffer cannot be replaced")
+        return None
+    return reader
+
+
+class App(websocket.WebSocketApp):  # type: ignore[misc]
+    """``WebSocketApp`` whose ``run_forever`` runs the read loop made by ``loop_factory``."""
+
+    def __init__(self, url: str, *, loop_factory: Callable[[App], Any], **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self.loop_factory = loop_factory
+        self.loop: Any = None
+
+    def create_dispatcher(self, *args: Any, **kwargs: Any) -> Any:
+        self.loop = self.loop_factory(self)
+        return self.loop
+
+
+def check_loop_installed(app: App) -> bool:
+    """True when ``run_forever`` asked us for its dispatcher (so our read loop runs)."""
+    return app.loop is not None

@@ -1,0 +1,380 @@
+"""From reader threads to callbacks: each stream's bounded, ordered feed, and the callback thread
+that the streams of one connection share.
+
+A reader thread hands each decoded message of a stream to that stream's :class:`StreamFeed`
+(:meth:`StreamFeed.offer`), which keeps the stream's order: duplicates are dropped, jumps in the
+sequence numbers become :class:`~wsmanager.state.Gap` events, and during a handover the messages of
+the new connection wait until they continue what the old one delivered. Each feed is bounded in
+messages and in bytes (the oldest dropped, counted).
+
+A :class:`DeliveryLoop` (one thread, started on first need) delivers the feeds of one connection
+group: ready feeds take turns, and a turn delivers what the feed has pending, handing the thread
+on to the next ready feed after a short time slice, so one slow callback holds another stream
+back by about one callback's duration at most. Its lock guards every feed's state; user code is
+never called under it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .sequence import Sequencer, SequenceRule, Verdict
+from .state import Gap
+
+__all__ = ["DeliveryLoop", "Ending", "StreamFeed", "Subscription"]
+
+log = logging.getLogger("wsmanager")
+
+MessageCallback = Callable[[Any], object]
+ErrorCallback = Callable[[Exception], object]
+CompleteCallback = Callable[[], object]
+GapCallback = Callable[[Gap], object]
+Backfill = Callable[[Gap], list[Any]]
+
+TURN_SLICE = 0.01  # seconds a stream keeps the callback thread while others are waiting
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One subscriber of one stream. ``active`` is switched off, once, under the registry lock."""
+
+    stream: str
+    callback: MessageCallback
+    on_error: ErrorCallback | None = None
+    on_complete: CompleteCallback | None = None
+    backfill: bool = False
+    active: bool = field(default=True)
+
+    def deactivate(self) -> None:
+        """No callback of this subscription starts after this returns (a running one finishes):
+        the loop calls ``callback`` without checking ``active``, so swap in a no-op."""
+        self.active = False
+        self.callback = _ignore
+
+
+def _ignore(message: Any) -> None:
+    pass
+
+
+class Ending(enum.Enum):
+    """Why a stream ends, and so what its subscribers are told."""
+
+    UNSUBSCRIBED = "unsubscribed"  # nobody left to tell
+    COMPLETED = "completed"  # idle cleanup or destroy: on_complete()
+    FAILED = "failed"  # unrecoverable: on_error(exc)
+
+
+_MESSAGE, _GAP, _BACKFILL = 0, 1, 2
+
+
+class StreamFeed:
+    """One stream's buffer and order. Fields are guarded by ``loop.lock`` unless noted."""
+
+    def __init__(
+        self,
+        name: str,
+        loop: DeliveryLoop,
+        *,
+        capacity: int,
+        max_bytes: int,
+        rule: SequenceRule | None,
+    ) -> None:
+        self.name = name
+        self.loop = loop
+        self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.subscribers: tuple[Subscription, ...] = ()  # swapped whole by the registry
+        self.backfill: Backfill | None = None  # set by the registry when a subscriber asks
+        self._items: deque[tuple[int, Any, int]] = deque()
+        self.buffered_bytes = 0
+        self._sequencer = Sequencer(rule) if rule is not None else None
+        self._source: object | None = None  # the connection whose messages count now
+        self._source_epoch: object | None = None
+        self._successor: object | None = None
+        self._held: list[tuple[Any, int, object]] = []  # the successor's, until the switch
+        self._queued = False
+        self._ending: tuple[Ending, Exception | None, tuple[Subscription, ...]] | None = None
+        self._dropping = False
+        # Counters (written under the lock by readers, or by the loop thread only).
+        self.received = 0
+        self.dropped = 0
+        self.duplicates = 0
+        self.last_message_at: float | None = None  # epoch seconds
+        self.last_message_monotonic: float | None = None
+        self.gaps = 0  # loop thread
+        self.backfilled = 0  # loop thread
+        self.callback_errors = 0  # loop thread
+
+    # -- the connections' side (reader threads) -------------------------------------------------
+
+    def attach(self, connection: object) -> None:
+        """Take messages from ``connection`` (a new stream, or after a failed handover)."""
+        with self.loop.lock:
+            self._source = connection
+            self._successor = None
+            self._held.clear()
+
+    def begin_handover(self, successor: object) -> None:
+        """``successor`` carries this stream too; switch to it once it continues the sequence."""
+        with self.loop.lock:
+            if self._source is None:
+                self._source = successor
+            elif self._source is not successor:
+                self._successor = successor
+                self._held.clear()
+
+    def switched_to(self, connection: object) -> bool:
+        with self.loop.lock:
+            return self._source is connection and self._successor is None
+
+    def force_switch(self, connection: object) -> None:
+        """The old connection is gone: take ``connection``'s messages from now on."""
+        with self.loop.lock:
+            if self._successor is connection or self._source is None:
+                self._switch_locked()
+            elif self._source is not connection:
+                self._source, self._successor = connection, None
+                self._held.clear()
+
+    def offer(self, connection: object, epoch: object, message: Any, size: int) -> None:
+        """A message of this stream from ``connection`` (its socket ``epoch``)."""
+        now = time.monotonic()
+        with self.loop.lock:
+            if self._ending is not None:
+                return
+            self.received += 1
+            self.last_message_monotonic = now
+            self.last_message_at = time.time()
+            if connection is self._source:
+                self._accept_locked(message, size, epoch)
+                if self._held:
+                    self._try_switch_locked()
+            elif connection is self._successor:
+                self._held.append((message, size, epoch))
+                self._try_switch_locked()
+            # else: a connection this stream has left (unsubscribed, or a finished handover)
+
+    def _try_switch_locked(self) -> None:
+        first = self._held[0][0]
+        if self._sequencer is None or self._sequencer.follows(first):
+            self._switch_locked()
+
+    def _switch_locked(self) -> None:
+        self._source, self._successor = self._successor or self._source, None
+        held, self._held = self._held, []
+        for message, size, epoch in held:
+            self._accept_locked(message, size, epoch)
+
+    def _accept_locked(self, message: Any, size: int, epoch: object) -> None:
+        after_reconnect = self._source_epoch is not None and epoch is not self._source_epoch
+        self._source_epoch = epoch
+        sequencer = self._sequencer
+        if sequencer is not None:
+            verdict, gap = sequencer.check(message)
+            if verdict is Verdict.DUPLICATE:
+                self.duplicates += 1
+                return
+            if gap is not None:
+                event = Gap(self.name, gap[0], gap[1], after_reconnect)
+                kind = _BACKFILL if self.backfill is not None else _GAP
+                self._append_locked(kind, event, 0)
+        self._append_locked(_MESSAGE, message, size)
+
+    def _append_locked(self, kind: int, value: Any, size: int) -> None:
+        items = self._items
+        items.append((kind, value, size))
+        self.buffered_bytes += size
+        while len(items) > self.capacity or (
+            self.buffered_bytes > self.max_bytes and len(items) > 1
+        ):
+            dropped = items.popleft()
+            self.buffered_bytes -= dropped[2]
+            if dropped[0] == _MESSAGE:
+                self.dropped += 1
+                if not self._dropping:
+                    self._dropping = True
+                    log.warning(
+                        "stream %s: callbacks are slower than the stream; dropping the oldest "
+                        "buffered messages (at most %d messages / %d bytes)",
+                        self.name,
+                        self.capacity,
+                        self.max_bytes,
+                    )
+            else:  # a gap event is never dropped silently: keep it in front
+                items.appendleft(dropped)
+                self.buffered_bytes += dropped[2]
+                break
+        self.loop.schedule_locked(self)
+
+    def buffered(self) -> int:
+        return len(self._items)
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def finish(
+        self,
+        ending: Ending,
+        subscribers: tuple[Subscription, ...] = (),
+        error: Exception | None = None,
+    ) -> None:
+        """Discard what is buffered; then tell ``subscribers`` how the stream ended."""
+        with self.loop.lock:
+            if self._ending is not None:
+                return
+            self._ending = (ending, error, subscribers)
+            self._items.clear()
+            self.buffered_bytes = 0
+            self._source = self._successor = None
+            self._held.clear()
+            needed = ending is not Ending.UNSUBSCRIBED and any(
+                s.on_error if ending is Ending.FAILED else s.on_complete for s in subscribers
+            )
+            if needed:
+                self.loop.schedule_locked(self)
+
+    # -- the loop's side ------------------------------------------------------------------------
+
+    def _take_locked(
+        self,
+    ) -> tuple[
+        list[tuple[int, Any, int]], tuple[Ending, Exception | None, tuple[Subscription, ...]] | None
+    ]:
+        items = list(self._items)
+        self._items.clear()
+        self.buffered_bytes = 0
+        if self._dropping and not items:
+            self._dropping = False
+        return items, self._ending
+
+    def _give_back_locked(self, items: list[tuple[int, Any, int]]) -> None:
+        if self._ending is not None:
+            return
+        self._items.extendleft(reversed(items))
+        self.buffered_bytes += sum(item[2] for item in items)
+        self.loop.schedule_locked(self)
+
+
+class DeliveryLoop:
+    """The callback thread of one connection group, shared by its streams' feeds."""
+
+    def __init__(self, name: str, gap_listeners: Callable[[], tuple[GapCallback, ...]]) -> None:
+        self.name = name
+        self.lock = threading.Lock()  # guards _ready, _closed, thread and every feed's state
+        self._wake = threading.Condition(self.lock)
+        self._ready: deque[StreamFeed] = deque()
+        self._closed = False
+        self._gap_listeners = gap_listeners
+        self.thread: threading.Thread | None = None
+
+    def schedule_locked(self, feed: StreamFeed) -> None:
+        """Queue ``feed`` for a turn (caller holds ``lock``); start the thread on first need."""
+        if feed._queued:
+            return
+        feed._queued = True
+        self._ready.append(feed)
+        if self.thread is None:
+            self.thread = threading.Thread(
+                target=self._run, name=f"wsmanager-dispatch-{self.name}", daemon=True
+            )
+            self.thread.start()
+        else:
+            self._wake.notify()
+
+    def close(self) -> None:
+        """No feed will be added: the thread ends once every queued turn is done."""
+        with self.lock:
+            self._closed = True
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                while not self._ready and not self._closed:
+                    self._wake.wait()
+                if not self._ready:
+                    return
+                feed = self._ready.popleft()
+                feed._queued = False
+                items, ending = feed._take_locked()
+            try:
+                self._turn(feed, items)
+                if ending is not None:
+                    _tell_ending(feed.name, *ending)
+            except BaseException:  # never lose the thread: every other stream depends on it
+                log.exception("stream %s: delivery failed", feed.name)
+
+    def _turn(self, feed: StreamFeed, items: list[tuple[int, Any, int]]) -> None:
+        started = time.monotonic()
+        subscribers = feed.subscribers  # once per turn; an unsubscribe swaps in a no-op
+        for index, (kind, value, _size) in enumerate(items):
+            if kind == _MESSAGE:
+                for subscription in subscribers:
+                    try:
+                        subscription.callback(value)
+                    except BaseException:  # SystemExit and RecursionError included
+                        feed.callback_errors += 1
+                        log.exception("stream %s: a subscriber's callback raised", feed.name)
+            else:
+                self._gap(feed, kind, value)
+            if self._ready and time.monotonic() - started > TURN_SLICE and index + 1 < len(items):
+                with self.lock:
+                    feed._give_back_locked(items[index + 1 :])
+                return
+
+    def _gap(self, feed: StreamFeed, kind: int, gap: Gap) -> None:
+        if kind == _BACKFILL and feed.backfill is not None:
+            try:
+                missing = feed.backfill(gap)
+            except Exception as exc:
+                log.warning("stream %s: backfill of %s failed: %s", feed.name, gap, exc)
+            else:
+                feed.backfilled += len(missing)
+                for message in missing:
+                    for subscription in feed.subscribers:
+                        try:
+                            subscription.callback(message)
+                        except BaseException:
+                            feed.callback_errors += 1
+                            log.exception("stream %s: a subscriber's callback raised", feed.name)
+                return
+        feed.gaps += 1
+        log.warning(
+            "stream %s: gap of %d (expected %d, received %d%s)",
+            gap.stream,
+            gap.missing,
+            gap.expected,
+            gap.received,
+            ", after a reconnect" if gap.after_reconnect else "",
+        )
+        for listener in self._gap_listeners():
+            try:
+                listener(gap)
+            except BaseException:
+                log.exception("an on_gap callback raised")
+
+
+def _tell_ending(
+    stream: str, ending: Ending, error: Exception | None, subscribers: tuple[Subscription, ...]
+) -> None:
+    for subscription in subscribers:
+        callback: Callable[..., object] | None
+        args: tuple[Any, ...] = ()
+        if ending is Ending.FAILED:
+            callback, args = subscription.on_error, (error,)
+        elif ending is Ending.COMPLETED:
+            callback = subscription.on_complete
+        else:
+            callback = None
+        if callback is None:
+            continue
+        try:
+            callback(*args)
+        except BaseException:
+            log.exception("stream %s: an on_error/on_complete callback raised", stream)

@@ -1,0 +1,102 @@
+"""Sequence numbers of Binance streams: ordering, duplicates and gaps (pure).
+
+=============  ==========================  ===========
+stream         number(s)                   contiguous
+=============  ==========================  ===========
+``@trade``     ``t``                       yes
+``@aggTrade``  ``a``                       yes
+``@depth``     ``U`` (first), ``u`` (last) yes: next ``U`` = last ``u`` + 1
+``@bookTicker``  ``u``                     no (orders only)
+=============  ==========================  ===========
+
+A message whose number is not past the last one delivered is a duplicate (dropped); where numbers
+are contiguous, a number that jumps forward is a gap (reported, and the message delivered).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["SequenceRule", "Sequencer", "Verdict", "numbers_of", "rule_for"]
+
+
+class SequenceRule(enum.Enum):
+    TRADE = ("t", None, True)
+    AGG_TRADE = ("a", None, True)
+    DEPTH = ("U", "u", True)
+    BOOK_TICKER = ("u", None, False)
+
+    def __init__(self, first: str, last: str | None, contiguous: bool) -> None:
+        self.first_key = first
+        self.last_key = last or first
+        self.contiguous = contiguous
+
+
+def rule_for(stream: str) -> SequenceRule | None:
+    """The sequence rule of ``stream`` (``btcusdt@depth@100ms`` -> DEPTH), or None."""
+    if stream.startswith("!") or "@" not in stream:
+        return None
+    kind = stream.split("@")[1]
+    if kind == "trade":
+        return SequenceRule.TRADE
+    if kind == "aggTrade":
+        return SequenceRule.AGG_TRADE
+    if kind == "depth":  # diff depth (@depth, @depth@100ms); not partial depth (@depth5...)
+        return SequenceRule.DEPTH
+    if kind == "bookTicker":
+        return SequenceRule.BOOK_TICKER
+    return None
+
+
+def numbers_of(rule: SequenceRule, payload: Any) -> tuple[int, int] | None:
+    """(first, last) number of ``payload`` under ``rule``, or None if it carries none."""
+    if not isinstance(payload, dict):
+        return None
+    first = payload.get(rule.first_key)
+    last = payload.get(rule.last_key)
+    if type(first) is not int or type(last) is not int or last < first:
+        return None
+    return first, last
+
+
+class Verdict(enum.Enum):
+    DELIVER = "deliver"
+    DUPLICATE = "duplicate"  # not past the last number delivered: dropped
+
+
+@dataclass
+class Sequencer:
+    """The last number delivered on one stream, and what a new message means."""
+
+    rule: SequenceRule
+    last: int | None = None
+
+    def check(self, payload: Any) -> tuple[Verdict, tuple[int, int] | None]:
+        """The verdict on ``payload``, and ``(expected, received)`` when it reveals a gap.
+
+        Updates ``last`` for a message to deliver. A payload without a number is delivered and
+        leaves the sequence as it was.
+        """
+        numbers = numbers_of(self.rule, payload)
+        if numbers is None:
+            return Verdict.DELIVER, None
+        first, last = numbers
+        previous = self.last
+        if previous is not None and last <= previous:
+            return Verdict.DUPLICATE, None
+        self.last = last
+        if previous is not None and self.rule.contiguous and first > previous + 1:
+            return Verdict.DELIVER, (previous + 1, first)
+        return Verdict.DELIVER, None
+
+    def follows(self, payload: Any) -> bool:
+        """True when ``payload`` continues this sequence with nothing missing in between: the
+        test a handover uses before it switches a stream to its new connection. Contiguous
+        numbers must not jump; others must overlap what was delivered (the old connection has
+        caught up with the first message the new one sent)."""
+        numbers = numbers_of(self.rule, payload)
+        if numbers is None or self.last is None:
+            return True
+        return numbers[0] <= self.last + (1 if self.rule.contiguous else 0)
