@@ -153,9 +153,10 @@ class Connection:
         self._stop = threading.Event()
         self._retiring = False  # a successor takes over: end instead of reconnecting
         self._names_in_url = True  # False after the exchange refused a combined URL (HTTP 400)
-        self._lock = threading.Lock()  # guards _socket and _loop_running (reader vs stop())
+        self._lock = threading.Lock()  # guards _socket and _open (reader vs stop())
         self._socket: socket.socket | None = None
-        self._loop_running = False
+        self._open = False  # the handshake is done: stop() lets the read loop close cleanly
+        self._guard: SocketGuard | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -202,8 +203,8 @@ class Connection:
         connection is open, else cut a wait, a connect or a handshake short."""
         self._stop.set()
         with self._lock:
-            sock, running = self._socket, self._loop_running
-        if running:
+            sock, is_open, guard = self._socket, self._open, self._guard
+        if is_open or (guard is not None and guard.status == 101):  # upgraded: close cleanly
             self.wake()
         else:
             shutdown_quietly(sock)
@@ -232,9 +233,11 @@ class Connection:
             while self._wake_r.recv(4096):
                 pass
 
-    def loop_running(self, running: bool) -> None:
+    def _set_open(self, is_open: bool) -> None:
         with self._lock:
-            self._loop_running = running
+            self._open = is_open
+            if not is_open:
+                self._guard = None
 
     def proved_healthy(self) -> None:
         self.retry_attempt = 0
@@ -361,6 +364,8 @@ class Connection:
             attempt.error = exc
             return attempt
         guard = SocketGuard(sock, deadline)
+        with self._lock:
+            self._guard = guard
         app = _wsclient.App(
             url,
             loop_factory=lambda app: ReadLoop(self, app, guard),
@@ -374,6 +379,7 @@ class Connection:
         try:
             app.run_forever(ping_interval=0, ping_timeout=None, skip_utf8_validation=True)
         finally:
+            self._set_open(False)
             self._publish(None)
             sock.close()
             if attempt.opened_at is not None:
@@ -418,6 +424,7 @@ class Connection:
         self._has_opened = True
         self.disconnected_since = None
         loop.opened(reader, named)
+        self._set_open(True)  # from now on stop() asks the loop for a clean close
         log.debug("connection %s: connected to %s", self.name, redact_url(app.url))
         self._set_state(ConnectionState.CONNECTED, socket_open=True)
 

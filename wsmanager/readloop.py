@@ -106,7 +106,6 @@ class ReadLoop:
 
     def read(self, sock: Any, read_callback: Callable[[], Any], *_: Any) -> None:
         connection = self.connection
-        connection.loop_running(True)
         poller = select.poll()
         poller.register(self.guard.fileno(), _READ_EVENTS)
         wake = connection.wake_fd()
@@ -148,7 +147,7 @@ class ReadLoop:
                     finally:
                         self.guard.read_deadline = None
         finally:
-            connection.loop_running(False)
+            poller.unregister(wake)
 
     def _buffered(self) -> bool:
         """Bytes we hold that poll() cannot see (our frame buffer, TLS, the handshake's tail)."""
