@@ -4,7 +4,11 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint docs soak bench check clean
+.PHONY: demo test test-oldest lint docs soak bench check clean
+
+# The lowest websocket-client that setup.cfg allows; CI runs the suite on it too.
+WSCLIENT_OLDEST := 1.8.0
+OLDEST_VENV := .venv-oldest
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +21,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+$(OLDEST_VENV)/.installed: setup.cfg setup.py
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/pip install --quiet --upgrade pip
+	$(OLDEST_VENV)/bin/pip install --quiet -e '.[dev]' 'websocket-client==$(WSCLIENT_OLDEST)'
+	touch $@
+
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/python -c "import websocket; print('websocket-client', websocket.__version__)"
+	$(OLDEST_VENV)/bin/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check wsmanager tests bench
@@ -41,4 +55,4 @@ docs: $(STAMP)
 check: lint docs test
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build dist *.egg-info
+	rm -rf $(VENV) $(OLDEST_VENV) $(BENCH_VENV) build dist *.egg-info

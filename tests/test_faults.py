@@ -9,7 +9,12 @@ from collections.abc import Callable
 
 from conftest import SCALE, Recorder, flows, wait_for
 
-from wsmanager import ConnectionFailedError, HandshakeRejectedError, RetriesExhaustedError, WSManager
+from wsmanager import (
+    ConnectionFailedError,
+    HandshakeRejectedError,
+    RetriesExhaustedError,
+    WSManager,
+)
 from wsmanager.testing import FakeExchange
 
 TRADE = "btcusdt@trade"

@@ -73,8 +73,9 @@ def test_demo_finishes_and_prints_a_summary() -> None:
     assert result.returncode == 0, result.stderr
     assert "fault injected" in result.stdout
     assert "== summary ==" in result.stdout
-    assert "sharing saved 50%" in result.stdout
-    assert "HTTP 200, status 'healthy', activeConnections 4" in result.stdout
+    assert "connections open at once: 1 for 4 streams" in result.stdout
+    assert "sharing saved 88%" in result.stdout
+    assert "HTTP 200, status 'healthy', activeConnections 1" in result.stdout
 
 
 def test_health_command_against_a_real_endpoint(exchange: FakeExchange) -> None:
