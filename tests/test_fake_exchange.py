@@ -66,7 +66,8 @@ def request(ws: ClientConnection, method: str, params: Any = None, id: Any = 1) 
 def handshake_refusal(url: str) -> tuple[int, dict[str, str], bytes]:
     """Status, headers and body of a refused handshake (fails if it is accepted)."""
     try:
-        ws_client(url).close()
+        with ws_client(url):
+            pass
     except InvalidStatus as exc:
         response = exc.response
         return response.status_code, dict(response.headers.raw_items()), response.body or b""

@@ -501,9 +501,9 @@ class ExchangeServer:
                 self.tick()
                 next_at += 1 / self.rate
                 delay = next_at - loop.time()
-                if delay < 0:  # behind: carry on from now, no burst
+                if delay < -1.0:  # over a second behind: carry on from now
                     next_at, delay = loop.time(), 0.0
-                await asyncio.sleep(delay)
+                await asyncio.sleep(max(0.0, delay))
         finally:
             self.ticker = None
 
