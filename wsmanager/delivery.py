@@ -100,7 +100,9 @@ class StreamFeed:
         self._successor: object | None = None
         self._held: list[tuple[Any, int, object]] = []  # the successor's, until the switch
         self._queued = False
+        self._in_turn = False  # its turn is running: new messages wait for the next turn
         self._ending: tuple[Ending, Exception | None, tuple[Subscription, ...]] | None = None
+        self._told = False  # the ending was handed to the loop
         self._dropping = False
         # Counters (written under the lock by readers, or by the loop thread only).
         self.received = 0
@@ -251,14 +253,17 @@ class StreamFeed:
         self.buffered_bytes = 0
         if self._dropping and not items:
             self._dropping = False
+        if self._ending is None or self._told:
+            return items, None
+        self._told = True
         return items, self._ending
 
     def _give_back_locked(self, items: list[tuple[int, Any, int]]) -> None:
+        """Put the rest of a turn back in front; it is queued when the turn ends."""
         if self._ending is not None:
             return
         self._items.extendleft(reversed(items))
         self.buffered_bytes += sum(item[2] for item in items)
-        self.loop.schedule_locked(self)
 
 
 class DeliveryLoop:
@@ -274,8 +279,11 @@ class DeliveryLoop:
         self.thread: threading.Thread | None = None
 
     def schedule_locked(self, feed: StreamFeed) -> None:
-        """Queue ``feed`` for a turn (caller holds ``lock``); start the thread on first need."""
-        if feed._queued:
+        """Queue ``feed`` for a turn (caller holds ``lock``); start the thread on first need.
+
+        A feed whose turn is running is queued when the turn ends, behind the feeds that became
+        ready meanwhile: a busy stream cannot take two turns in a row while another waits."""
+        if feed._queued or feed._in_turn:
             return
         feed._queued = True
         self._ready.append(feed)
@@ -302,6 +310,7 @@ class DeliveryLoop:
                     return
                 feed = self._ready.popleft()
                 feed._queued = False
+                feed._in_turn = True
                 items, ending = feed._take_locked()
             try:
                 self._turn(feed, items)
@@ -309,6 +318,11 @@ class DeliveryLoop:
                     _tell_ending(feed.name, *ending)
             except BaseException:  # never lose the thread: every other stream depends on it
                 log.exception("stream %s: delivery failed", feed.name)
+            finally:
+                with self.lock:
+                    feed._in_turn = False
+                    if feed._items or (feed._ending is not None and not feed._told):
+                        self.schedule_locked(feed)
 
     def _turn(self, feed: StreamFeed, items: list[tuple[int, Any, int]]) -> None:
         started = time.monotonic()

@@ -19,6 +19,13 @@ from dataclasses import dataclass, field
 __all__ = ["HOST_BUDGETS", "HostBudgets", "MessageGate"]
 
 _WINDOW = 1.0
+# Seconds added to the message window: the exchange counts a message when it arrives, and
+# arrival delays vary a little, so messages sent exactly one window apart can arrive closer.
+MESSAGE_SLACK = 0.05
+# Seconds added to a connection budget's window: the exchange counts an attempt when it arrives,
+# a little after we count it, and the delay varies; without slack an attempt at the very end of
+# our window can land inside the exchange's.
+BUDGET_SLACK = 0.5
 
 
 class MessageGate:
@@ -32,11 +39,12 @@ class MessageGate:
     def wait_time(self, now: float) -> float:
         """Seconds until one more message fits in the window (0: now)."""
         sent = self._sent
-        while sent and now - sent[0] >= _WINDOW:
+        window = _WINDOW + MESSAGE_SLACK
+        while sent and now - sent[0] >= window:
             sent.popleft()
         if len(sent) < self.capacity:
             return 0.0
-        return sent[0] + _WINDOW - now
+        return sent[0] + window - now
 
     def record(self, now: float) -> None:
         """Count a message sent at ``now`` (also one we could not delay, such as a pong)."""
@@ -70,6 +78,7 @@ class HostBudgets:
             wait = max(0.0, host.paused_until - now)
             if budget is not None:
                 limit, window = budget
+                window += BUDGET_SLACK
                 attempts = host.attempts
                 while attempts and now - attempts[0] >= window:
                     attempts.popleft()

@@ -32,6 +32,11 @@ GAUGES = (
     ),
     ("active_streams", "ws_manager_active_streams", "Active (shared) streams"),
     ("subscribers", "ws_manager_subscribers", "Subscriptions across all streams"),
+    (
+        "connections",
+        "ws_manager_connections",
+        "Connections carrying streams (each carries up to streams_per_connection)",
+    ),
 )
 COUNTERS = (
     ("retry_count", "ws_manager_retry_count", "Reconnect attempts"),
@@ -58,8 +63,38 @@ COUNTERS = (
         "ws_manager_oversized_messages",
         "Messages refused for exceeding max_message_size (connection closed with 1009)",
     ),
+    ("gaps", "ws_manager_gaps", "Jumps in sequenced streams (all streams)"),
+    (
+        "duplicates_dropped",
+        "ws_manager_duplicates_dropped",
+        "Messages dropped as duplicates or out of order (sequence numbers)",
+    ),
+    ("connection_attempts", "ws_manager_connection_attempts", "Connection attempts made"),
+    (
+        "connection_attempts_throttled",
+        "ws_manager_connection_attempts_throttled",
+        "Connection attempts that waited for the host's connection budget or Retry-After",
+    ),
+    (
+        "client_messages_sent",
+        "ws_manager_client_messages_sent",
+        "Messages sent to the exchange: pings, pongs, SUBSCRIBE/UNSUBSCRIBE, close",
+    ),
+    (
+        "streams_failed",
+        "ws_manager_streams_failed",
+        "Streams ended by an unrecoverable error (retries exhausted, rejected, refused)",
+    ),
+    ("rotations", "ws_manager_rotations", "Connection handovers (age or serverShutdown)"),
+    ("resubscribes", "ws_manager_resubscribes", "Stale streams subscribed again"),
+    (
+        "backfilled_messages",
+        "ws_manager_backfilled_messages",
+        "Messages of a gap fetched from the REST API and delivered",
+    ),
 )
 STREAM_AGE = "ws_manager_stream_last_message_age_seconds"
+STREAM_GAPS = "ws_manager_stream_gaps"
 
 
 class _MetricsSource(Protocol):
@@ -104,16 +139,17 @@ class ManagerCollector(Collector):
         with self._lock:
             members = list(self._members.items())
         families = self._families()
-        age = families[-1]
+        age, gaps = families[-2:]
         now = time.time()
         for name, source in members:
             values = [name] if self._label_names else []
             metrics = source.get_metrics()
-            for family, (attribute, _, _) in zip(families[:-1], GAUGES + COUNTERS, strict=True):
+            for family, (attribute, _, _) in zip(families[:-2], GAUGES + COUNTERS, strict=True):
                 family.add_metric(values, getattr(metrics, attribute))
             for info in source.get_stream_info():
                 last = info.last_message_at if info.last_message_at is not None else info.created_at
                 age.add_metric([*values, info.name], max(0.0, now - last))
+                gaps.add_metric([*values, info.name], info.gaps)
         yield from families
 
     def _families(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
@@ -128,6 +164,13 @@ class ManagerCollector(Collector):
             GaugeMetricFamily(
                 STREAM_AGE,
                 "Seconds since the stream's last message (or since it was created)",
+                labels=[*labels, "stream"],
+            )
+        )
+        families.append(
+            CounterMetricFamily(
+                STREAM_GAPS,
+                "Jumps in the stream's sequence numbers (while the stream is active)",
                 labels=[*labels, "stream"],
             )
         )

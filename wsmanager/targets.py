@@ -17,7 +17,7 @@ from .config import WSManagerConfig, stream_url
 
 __all__ = ["MAX_REQUEST_LINE", "Target", "target_for"]
 
-MAX_REQUEST_LINE = 8192  # bytes, the exchange's limit for "GET <path> HTTP/1.1\r\n"
+MAX_REQUEST_LINE = 8000  # bytes of "GET <path> HTTP/1.1\r\n": under the exchange's 8 KiB
 _REQUEST_LINE_OVERHEAD = len("GET  HTTP/1.1\r\n")
 
 
