@@ -348,6 +348,25 @@ def test_a_trickling_client_is_cut_at_the_request_deadline(
         assert wait_for(lambda: _get(server.url)[0] == 200)  # the slot is free again
 
 
+def test_a_huge_request_head_is_cut_not_buffered(
+    exchange: FakeExchange, make_manager: MakeManager
+) -> None:
+    manager = make_manager()
+    # 80 header lines of 60 KB: within the standard library's per-line and per-count limits.
+    line = b"X-Big: " + b"a" * 60_000 + b"\r\n"
+    with serve_metrics(manager, port=0) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5 * SCALE) as client:
+            answer = b""
+            try:
+                client.sendall(b"GET /api/ws/metrics HTTP/1.0\r\n" + line * 80 + b"\r\n")
+                while chunk := client.recv(65536):
+                    answer += chunk
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            assert not answer.startswith(b"HTTP/1.0 200"), "a 4.8 MB head was read and answered"
+        assert _get(server.url)[0] == 200
+
+
 def test_a_free_slot_serves_normally_again(
     exchange: FakeExchange, make_manager: MakeManager
 ) -> None:

@@ -9,14 +9,15 @@ The source is anything shaped like a manager (:class:`MetricsSource`): a ``WSMan
 Clients cannot hold the server hostage: at most ``max_clients`` are served at once, one thread
 each; a client over the cap gets a canned ``503`` from the accepting thread and no thread of its
 own. Each client has ``request_timeout`` seconds from being accepted to getting its answer (the
-serving thread shuts the socket down past it, so trickling bytes does not extend it), and
-``close()`` shuts every client socket down and joins every thread it started.
+serving thread shuts the socket down past it, so trickling bytes does not extend it) and 64 KiB
+of request head, and ``close()`` shuts every client socket down and joins every thread it started.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -46,6 +47,7 @@ DEFAULT_REQUEST_TIMEOUT = 5.0  # seconds from accept to the answer sent
 _MAX_REFUSED = 256  # refused sockets kept open (no thread) until their client reads the 503
 _REFUSED_LINGER = 1.0  # seconds a refused socket waits for its client to close first
 _POLL_INTERVAL = 0.1  # seconds between deadline checks by the serving thread
+_MAX_HEAD = 64 * 1024  # bytes of request line + headers read from one client
 
 _BUSY_BODY = b"too many clients\n"
 _BUSY = (
@@ -128,6 +130,38 @@ def health_document(manager: MetricsSource) -> dict[str, Any]:
     }
 
 
+class _HeadTooLarge(Exception):
+    """A client sent more than ``_MAX_HEAD`` bytes of request head; its connection is cut."""
+
+
+class _HeadReader(io.BufferedIOBase):
+    """The handler's ``rfile``: the request head only, at most ``limit`` bytes in all.
+
+    The standard library bounds each line (64 KiB) and the header count (100), which still lets
+    one client make us buffer 6.4 MB; this bounds the whole head.
+    """
+
+    def __init__(self, raw: io.BufferedIOBase, limit: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._left = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self._left <= 0:
+            raise _HeadTooLarge(f"request head over {_MAX_HEAD} bytes")
+        wanted = self._left if size is None or size < 0 else min(size, self._left)
+        line = self._raw.readline(wanted)
+        self._left -= len(line)
+        return line
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     # HTTP/1.0 (the default): one request per connection, so no idle keep-alive connection
@@ -137,6 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         # A per recv/send timeout as a backstop; the server's deadline bounds their sum.
         self.connection.settimeout(self.server.request_timeout)
+        self.rfile = _HeadReader(self.rfile, _MAX_HEAD)
 
     def do_GET(self) -> None:
         self._answer(with_body=True)
