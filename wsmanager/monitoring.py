@@ -268,7 +268,6 @@ class _Server(HTTPServer):
         self._clients: dict[socket.socket, float] = {}  # admitted socket -> monotonic deadline
         self._threads: list[threading.Thread] = []  # serving thread only, then server_close
         self._refused: list[tuple[socket.socket, float]] = []  # serving thread only
-        self.refused_count = 0
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -287,8 +286,15 @@ class _Server(HTTPServer):
             name="wsmanager-metrics-client",
             daemon=True,
         )
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: refuse rather than lose the slot
+            log.warning("metrics endpoint: could not start a thread for a client")
+            with self._lock:
+                del self._clients[sock]
+                self.shutdown_request(sock)
+            return
         self._threads.append(thread)
-        thread.start()
 
     def _serve_client(self, sock: socket.socket, client_address: Any) -> None:
         try:
@@ -302,7 +308,6 @@ class _Server(HTTPServer):
 
     def _refuse(self, sock: socket.socket) -> None:
         """Answer 503 without a thread; keep the socket until its client closes (no RST)."""
-        self.refused_count += 1
         try:
             sock.setblocking(False)
             _drain(sock)
@@ -350,10 +355,12 @@ class _Server(HTTPServer):
 
 
 def _drain(sock: socket.socket) -> bool:
-    """Read what a non-blocking socket has; False once its peer has closed or it failed."""
+    """Read what a non-blocking socket has, up to 64 KiB a call; False once it should be closed:
+    its peer closed, it failed, or it keeps sending (the serving thread must not spin here)."""
     try:
-        while sock.recv(4096):
-            pass
+        for _ in range(16):
+            if not sock.recv(4096):
+                return False
     except BlockingIOError:
         return True
     except OSError:
