@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import re
+import selectors
 import shutil
+import socket
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -14,13 +20,13 @@ from pathlib import Path
 import pytest
 import requests
 import responses
-from conftest import Recorder, wait_for
+from conftest import SCALE, Recorder, wait_for
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from wsmanager import WSManager
+from wsmanager import Health, WSManager
 from wsmanager.cli import probe_health
-from wsmanager.monitoring import serve_metrics
+from wsmanager.monitoring import MetricsSource, serve_metrics
 from wsmanager.testing import FakeExchange
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,3 +258,215 @@ def test_health_probe_unreachable_or_malformed() -> None:
     assert probe_health(URL) == 2
     responses.replace(responses.GET, URL, json={"status": "healthy"}, status=503)
     assert probe_health(URL) == 2
+
+
+# The endpoint under hostile or many clients, and any metrics source (defect 17).
+
+
+def _connect_idle(port: int, count: int) -> list[socket.socket]:
+    return [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(count)]
+
+
+def _answered(
+    clients: list[socket.socket], expected: int, timeout: float = 10
+) -> dict[socket.socket, bytes]:
+    """What clients received up to the server's EOF, once ``expected`` got it or at ``timeout``."""
+    received: dict[socket.socket, bytes] = {}
+    pending = {c: b"" for c in clients}
+    deadline = time.monotonic() + timeout * SCALE
+    with selectors.DefaultSelector() as selector:
+        for client in clients:
+            selector.register(client, selectors.EVENT_READ)
+        while len(received) < expected and time.monotonic() < deadline:
+            for key, _ in selector.select(max(deadline - time.monotonic(), 0)):
+                client = key.fileobj
+                assert isinstance(client, socket.socket)
+                try:
+                    data = client.recv(4096)
+                except ConnectionResetError:
+                    data = b""
+                if data:
+                    pending[client] += data
+                else:
+                    selector.unregister(client)
+                    received[client] = pending.pop(client)
+    return received
+
+
+def test_idle_clients_cannot_hold_the_server(
+    exchange: FakeExchange, make_manager: MakeManager
+) -> None:
+    manager = _busy_manager(exchange, make_manager)
+    cap = 8
+    server = serve_metrics(manager, port=0, max_clients=cap, request_timeout=30 * SCALE)
+    clients: list[socket.socket] = []
+    try:
+        before = threading.active_count()
+        clients = _connect_idle(server.port, 200)
+        # Past the cap each one gets a canned 503 at once, from the accepting thread.
+        refused = _answered(clients, 200 - cap)
+        assert len(refused) == 200 - cap
+        assert all(answer.startswith(b"HTTP/1.0 503 ") for answer in refused.values())
+        assert threading.active_count() - before <= cap
+        started = time.monotonic()
+        status, headers, body = _get(server.url)
+        assert (status, headers["Retry-After"], body) == (503, "1", b"too many clients\n")
+        assert time.monotonic() - started < 1.0 * SCALE
+        started = time.monotonic()
+        server.close()
+        elapsed = time.monotonic() - started
+        assert elapsed < 1.0 * SCALE, f"close() took {elapsed:.2f} s with {cap} idle clients"
+        admitted = [c for c in clients if c not in refused]
+        assert len(_answered(admitted, cap, timeout=1)) == cap  # their sockets were shut down
+    finally:
+        server.close()
+        for client in clients:
+            client.close()
+
+
+def test_a_trickling_client_is_cut_at_the_request_deadline(
+    exchange: FakeExchange, make_manager: MakeManager
+) -> None:
+    manager = make_manager()
+    deadline = 0.5 * SCALE
+    with serve_metrics(manager, port=0, max_clients=1, request_timeout=deadline) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as slow:
+            started = time.monotonic()
+            slow.sendall(b"GET /api/ws/metrics HTTP/1.0\r\nX-Slow: ")
+            slow.setblocking(False)
+            cut = False
+            while not cut and time.monotonic() - started < 5 * SCALE:
+                try:
+                    slow.sendall(b"x")  # one byte every 50 ms: each recv is quick, the whole is not
+                    cut = slow.recv(1) == b""
+                except BlockingIOError:
+                    time.sleep(0.05)
+                except OSError:
+                    cut = True
+            elapsed = time.monotonic() - started
+            assert cut and deadline * 0.8 <= elapsed < deadline + 1.0 * SCALE, elapsed
+        assert wait_for(lambda: _get(server.url)[0] == 200)  # the slot is free again
+
+
+def test_a_huge_request_head_is_cut_not_buffered(
+    exchange: FakeExchange, make_manager: MakeManager
+) -> None:
+    manager = make_manager()
+    # 80 header lines of 60 KB: within the standard library's per-line and per-count limits.
+    line = b"X-Big: " + b"a" * 60_000 + b"\r\n"
+    with serve_metrics(manager, port=0) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5 * SCALE) as client:
+            answer = b""
+            try:
+                client.sendall(b"GET /api/ws/metrics HTTP/1.0\r\n" + line * 80 + b"\r\n")
+                while chunk := client.recv(65536):
+                    answer += chunk
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            assert not answer.startswith(b"HTTP/1.0 200"), "a 4.8 MB head was read and answered"
+        assert _get(server.url)[0] == 200
+
+
+def test_a_free_slot_serves_normally_again(
+    exchange: FakeExchange, make_manager: MakeManager
+) -> None:
+    manager = make_manager()
+    with serve_metrics(manager, port=0, max_clients=2, request_timeout=30 * SCALE) as server:
+        first, second = _connect_idle(server.port, 2)
+        with first, second:
+            assert wait_for(lambda: _get(server.url)[0] == 503)
+            first.close()
+            assert wait_for(lambda: _get(server.url)[0] == 200)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_clients": 0}, "max_clients"),
+        ({"max_clients": True}, "max_clients"),
+        ({"max_clients": "8"}, "max_clients"),
+        ({"request_timeout": 0}, "request_timeout"),
+        ({"request_timeout": -1.0}, "request_timeout"),
+        ({"request_timeout": float("inf")}, "request_timeout"),
+        ({"request_timeout": float("nan")}, "request_timeout"),
+    ],
+)
+def test_bad_limits_are_refused(options: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        serve_metrics(_Source(), port=0, **options)  # type: ignore[arg-type]
+
+
+class _State(enum.Enum):
+    UP = "up"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Info:
+    link_name: str
+    state: _State
+
+
+@dataclasses.dataclass(frozen=True)
+class _Metrics:
+    links_open: int = 2
+    implementation: str = "Relay"
+
+    def as_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
+
+
+class _Source:
+    """Not a WSManager: the least a relay must offer to be served."""
+
+    healthy = True
+
+    def health(self) -> Health:
+        return Health(self.healthy, [] if self.healthy else ["relay down"])
+
+    def get_metrics(self) -> _Metrics:
+        return _Metrics()
+
+    def get_prometheus_metrics(self) -> str:
+        return "relay_links_open 2\n"
+
+
+class _SourceWithStreams(_Source):
+    def get_stream_info(self) -> list[_Info]:
+        return [_Info("btcusdt@trade", _State.UP)]
+
+
+def test_any_metrics_source_is_served(exchange: FakeExchange, make_manager: MakeManager) -> None:
+    assert isinstance(make_manager(), MetricsSource)
+    source = _Source()
+    assert isinstance(source, MetricsSource)
+    with serve_metrics(source, port=0) as server:
+        status, _, body = _get(server.url)
+        assert status == 200
+        assert json.loads(body) == {
+            "status": "healthy",
+            "reasons": [],
+            "metrics": {"linksOpen": 2, "implementation": "Relay"},
+            "streams": [],
+        }
+        assert _get(server.url + "?format=prometheus")[2] == b"relay_links_open 2\n"
+        source.healthy = False
+        status, _, body = _get(server.url)
+        assert status == 503 and json.loads(body)["reasons"] == ["relay down"]
+    with serve_metrics(_SourceWithStreams(), port=0) as server:
+        streams = json.loads(_get(server.url)[2])["streams"]
+        assert streams == [{"linkName": "btcusdt@trade", "state": "up"}]
+
+
+def test_a_source_without_the_methods_is_refused_by_name() -> None:
+    with pytest.raises(TypeError, match=r"object has no health\(\), get_metrics\(\)"):
+        serve_metrics(object(), port=0)  # type: ignore[arg-type]
+
+
+def test_a_source_that_raises_answers_500_and_the_server_goes_on() -> None:
+    class Broken(_Source):
+        def health(self) -> Health:
+            raise RuntimeError("bug in the source")
+
+    with serve_metrics(Broken(), port=0) as server:
+        assert _get(server.url)[0] == 500
+        assert _get(server.url + "?format=prometheus")[0] == 200

@@ -73,14 +73,16 @@ class _LegacyConnection:
             sock.close()
 
     def _on_message(self, app: websocket.WebSocketApp, data: str) -> None:
+        # Nothing a message or a callback throws may end the reader: SystemExit would end this
+        # thread silently, and RecursionError (deep JSON, a recursive callback) is survivable.
         try:
             message = json.loads(data)
-        except ValueError:
-            log.warning("legacy: skipped a message that is not JSON")
+        except (ValueError, RecursionError) as exc:
+            log.warning("legacy: skipped a message that is not JSON (%s)", type(exc).__name__)
             return
         try:
             self._callback(message)
-        except Exception:
+        except (Exception, SystemExit):
             log.exception("legacy: a callback raised")
 
     def stop(self) -> None:
@@ -93,30 +95,40 @@ class _LegacyConnection:
 
 
 class LegacyConnectionManager:
-    """``subscribe(stream, callback) -> unsubscribe``, one connection per call."""
+    """``subscribe(stream, callback) -> unsubscribe``, one connection per call.
+
+    It keeps no finished connection: an unsubscribed one is held only while its thread is still
+    ending, and forgotten at the next call once that thread is over.
+    """
 
     implementation = "Legacy"
 
     def __init__(self, url: str, reconnect_delay: float = 5.0) -> None:
         self.url = url
         self.reconnect_delay = reconnect_delay
-        self._lock = threading.Lock()  # guards _connections
-        self._connections: set[_LegacyConnection] = set()
-        self._retired: list[_LegacyConnection] = []
+        self._lock = threading.Lock()  # guards _connections and _stopping
+        self._connections: set[_LegacyConnection] = set()  # subscribed
+        self._stopping: list[_LegacyConnection] = []  # unsubscribed, thread maybe still running
+
+    def _forget_finished(self) -> None:
+        """Drop stopped connections whose thread has ended (the caller holds ``_lock``)."""
+        self._stopping = [c for c in self._stopping if c.thread.is_alive()]
 
     def subscribe(self, stream: str, callback: Callable[[Any], object]) -> Callable[[], None]:
         validate_stream_name(stream)
         connection = _LegacyConnection(stream_url(self.url, stream), callback, self.reconnect_delay)
         with self._lock:
+            self._forget_finished()
             self._connections.add(connection)
-        connection.thread.start()
+            connection.thread.start()  # under the lock: close() never sees it unstarted
 
         def unsubscribe() -> None:
             with self._lock:
                 if connection not in self._connections:
                     return
                 self._connections.discard(connection)
-                self._retired.append(connection)
+                self._forget_finished()
+                self._stopping.append(connection)
             connection.stop()
 
         return unsubscribe
@@ -124,6 +136,7 @@ class LegacyConnectionManager:
     @property
     def connection_count(self) -> int:
         with self._lock:
+            self._forget_finished()
             return len(self._connections)
 
     def wait_connected(self, timeout: float) -> bool:
@@ -132,11 +145,11 @@ class LegacyConnectionManager:
         return all(c.opened.wait(timeout) for c in connections)
 
     def close(self) -> None:
-        """Stop every connection and join their threads (except the calling thread)."""
+        """Stop every connection, join their threads (except the calling thread), keep none."""
         with self._lock:
-            connections = list(self._connections) + self._retired
-            self._retired.extend(self._connections)
+            connections = list(self._connections) + self._stopping
             self._connections.clear()
+            self._stopping = []
         for connection in connections:
             connection.stop()
         for connection in connections:
