@@ -428,6 +428,20 @@ def test_drop_and_stall_reach_connections_that_subscribed(exchange: FakeExchange
         assert recv_json(other)["a"] == 1  # the other connection is untouched
 
 
+def test_handshake_faults_apply_to_combined_urls(exchange: FakeExchange) -> None:
+    exchange.reject(503, {"Retry-After": "2"}, stream=AGG)
+    status, headers, _ = handshake_refusal(exchange.combined_url(TRADE, AGG))
+    assert status == 503 and headers["Retry-After"] == "2"
+    with ws_client(exchange.combined_url(TRADE)):
+        assert exchange.wait_for_open(TRADE, 1)
+    exchange.accept_normally(stream=AGG)
+    exchange.accept_then_close(1001)
+    with ws_client(exchange.combined_url()) as ws, pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=3 * SCALE)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert exchange.stats(AGG).attempts == 1
+
+
 def test_send_raw_is_never_enveloped(exchange: FakeExchange) -> None:
     with ws_client(exchange.combined_url(TRADE)) as ws:
         assert exchange.send_raw(TRADE, "not json") == 1

@@ -30,6 +30,7 @@ from .book import TrueBook
 from .connection import Client
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
 from .market import Market
+from .rest import RestFaults
 from .rules import ExchangeRules, Violation
 from .server import ExchangeServer, Handshake
 
@@ -79,7 +80,7 @@ class FakeExchange:
         self._started = True
         self._thread.start()
         self._run(self._server.start_listening)
-        self._run_sync(lambda: self._server.set_rate(self._server.rate))
+        self._run_sync(lambda: self._server.streams.set_rate(self._server.streams.rate))
         return self
 
     def close(self) -> None:
@@ -138,7 +139,7 @@ class FakeExchange:
         enveloped; return how many connections it went to. The sequence advances even when no
         connection carries the stream."""
         return self._run_sync(
-            lambda: self._server.send(stream, self._market.publish(stream, payload))
+            lambda: self._server.streams.send(stream, self._market.publish(stream, payload))
         )
 
     def send_raw(self, stream: str, data: str | bytes | list[str]) -> int:
@@ -148,7 +149,7 @@ class FakeExchange:
         async def run() -> int:
             targets = [
                 c
-                for c in self._server.targets(stream)
+                for c in self._server.streams.targets(stream)
                 if not c.stalled and stream not in c.silenced
             ]
             sent = 0
@@ -163,7 +164,7 @@ class FakeExchange:
     def set_rate(self, rate: float) -> None:
         """Publish every stream carried by an open connection ``rate`` times a second (0: off)."""
         _check_rate(rate)
-        self._run_sync(lambda: self._server.set_rate(rate))
+        self._run_sync(lambda: self._server.streams.set_rate(rate))
 
     def sequence(self, stream: str) -> int:
         """The last number ``stream``'s sequence made (trade ``t``, aggTrade ``a``, depth
@@ -187,7 +188,7 @@ class FakeExchange:
             last = self._market.last.get(stream)
             if last is None:
                 raise ValueError(f"nothing was published on {stream!r} yet: nothing to repeat")
-            return self._server.send(stream, [last] * times)
+            return self._server.streams.send(stream, [last] * times)
 
         return self._run_sync(run)
 
@@ -196,7 +197,7 @@ class FakeExchange:
         a connection that subscribes it later, or sends UNSUBSCRIBE then SUBSCRIBE, gets it)."""
 
         def run() -> int:
-            targets = self._server.targets(stream)
+            targets = self._server.streams.targets(stream)
             for client in targets:
                 client.silenced.add(stream)
             return len(targets)
@@ -205,7 +206,7 @@ class FakeExchange:
 
     def unsilence(self, stream: str) -> int:
         def run() -> int:
-            targets = [c for c in self._server.targets(stream) if stream in c.silenced]
+            targets = [c for c in self._server.streams.targets(stream) if stream in c.silenced]
             for client in targets:
                 client.silenced.discard(stream)
             return len(targets)
@@ -245,7 +246,7 @@ class FakeExchange:
         close frame, when ``code`` is None; else with a close frame ``code`` (e.g. 1001)."""
 
         async def run() -> int:
-            targets = self._server.targets(stream)
+            targets = self._server.streams.targets(stream)
             if code is None:
                 for client in targets:
                     client.ws.transport.abort()
@@ -260,7 +261,7 @@ class FakeExchange:
         FIN, until closed."""
 
         def run() -> int:
-            targets = self._server.targets(stream)
+            targets = self._server.streams.targets(stream)
             for client in targets:
                 client.stalled = True
                 client.ws.transport.pause_reading()
@@ -314,6 +315,52 @@ class FakeExchange:
     def _set_handshake(self, stream: str | None, handshake: Handshake) -> None:
         self._run_sync(lambda: self._server.handshakes.__setitem__(stream, handshake))
 
+    # -- REST faults ---------------------------------------------------------------------------
+
+    def rest_errors(self, status: int = 500, count: int | None = 1) -> None:
+        """Answer the next ``count`` REST requests (None: all, until :meth:`rest_normal`) with
+        HTTP ``status`` and Binance's error JSON."""
+        _check_status(status)
+        _check_optional_count(count)
+
+        def run() -> None:
+            faults = self._server.rest.faults
+            faults.error_status, faults.error_count = status, count
+
+        self._run_sync(run)
+
+    def rest_throttle(self, status: int = 429, retry_after: int = 1, count: int | None = 1) -> None:
+        """Answer the next ``count`` REST requests with ``status`` (429 or 418) and
+        ``Retry-After: retry_after``."""
+        if status not in (429, 418):
+            raise ValueError(f"status must be 429 or 418, not {status!r}")
+        if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
+            raise ValueError(f"retry_after must be an int >= 0 (seconds), not {retry_after!r}")
+        _check_optional_count(count)
+
+        def run() -> None:
+            faults = self._server.rest.faults
+            faults.throttle_status, faults.throttle_retry_after = status, retry_after
+            faults.throttle_count = count
+
+        self._run_sync(run)
+
+    def rest_delay(self, seconds: float) -> None:
+        """Answer every REST request ``seconds`` late."""
+        _check_rate(seconds, "seconds")
+        self._run_sync(lambda: setattr(self._server.rest.faults, "delay", float(seconds)))
+
+    def snapshot_lag(self, updates: int) -> None:
+        """Serve depth snapshots ``updates`` update ids older than the stream: the true book as
+        it was then (0: current)."""
+        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+            raise ValueError(f"updates must be an int >= 0, not {updates!r}")
+        self._run_sync(lambda: setattr(self._server.rest.faults, "snapshot_lag", updates))
+
+    def rest_normal(self) -> None:
+        """Undo every REST fault."""
+        self._run_sync(lambda: setattr(self._server.rest, "faults", RestFaults()))
+
     # -- what the exchange saw (thread-safe) -----------------------------------------------------
 
     def stats(self, stream: str) -> StreamStats:
@@ -350,6 +397,7 @@ class FakeExchange:
         return self._ledger.violations()
 
     def rest_requests(self) -> list[RestRequest]:
+        """Every REST request: ``(at, path, params, status, weight)``."""
         return self._ledger.rest_requests()
 
     def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -402,6 +450,16 @@ async def _send_raw(client: Client, data: str | bytes | list[str]) -> bool:
 def _check_rate(value: object, name: str = "rate") -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+
+
+def _check_status(status: object) -> None:
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise ValueError(f"status must be an HTTP status (100-599), not {status!r}")
+
+
+def _check_optional_count(count: object) -> None:
+    if count is not None:
+        _check_count("count", count)
 
 
 def _check_count(name: str, value: object) -> None:

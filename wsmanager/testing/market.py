@@ -63,7 +63,7 @@ class Market:
         if kind == "depth":
             return DepthFeed(self.book(stream_symbol(stream)))
         if kind == "partial_depth":
-            levels = int(stream.split("@", 1)[1][5:])
+            levels = int(stream.split("@")[1][5:])
             return PartialDepthFeed(self.book(stream_symbol(stream)), levels)
         return CounterFeed(stream, rng)
 

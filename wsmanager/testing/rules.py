@@ -157,19 +157,23 @@ class GateAnswer(NamedTuple):
 
 
 class AttemptGate:
-    """Connection attempts per client IP: over the window -> 429 with ``Retry-After`` (seconds
-    until the window allows one again); an attempt made while told to wait -> 418, banned for
-    ``ban_seconds``; every attempt during a ban -> 418. Only attempts let through count."""
+    """Connection attempts (or REST weight) per client IP: over the window -> 429 with
+    ``Retry-After`` (seconds until the window allows one again); an attempt made while told to
+    wait -> 418, banned for ``ban_seconds``; every attempt during a ban -> 418. Only attempts
+    let through count."""
 
-    def __init__(self, limit: int, window: float, ban_seconds: float) -> None:
+    def __init__(
+        self, limit: int, window: float, ban_seconds: float, unit: str = "connection attempts"
+    ) -> None:
         self.limit = limit
+        self.unit = unit
         self.window = window
         self.ban_seconds = ban_seconds
         self._windows: dict[str, SlidingWindow] = {}
         self._told: dict[str, float] = {}  # ip -> until when it was told to wait
         self._banned: dict[str, float] = {}  # ip -> ban end
 
-    def attempt(self, ip: str, now: float, enforce: bool = True) -> GateAnswer:
+    def attempt(self, ip: str, now: float, enforce: bool = True, weight: int = 1) -> GateAnswer:
         window = self._windows.setdefault(ip, SlidingWindow(self.window))
         if enforce:
             banned = self._banned.get(ip, 0.0)
@@ -178,15 +182,15 @@ class AttemptGate:
             if now < self._told.get(ip, 0.0):
                 self._banned[ip] = now + self.ban_seconds
                 return GateAnswer(418, _seconds(self.ban_seconds), "attempt while told to wait")
-        if window.count(now) >= self.limit:
-            wait = window.free_in(now, self.limit - 1)
-            detail = f"more than {self.limit} connection attempts in {self.window:g} s"
+        if window.count(now) + weight > self.limit:
+            wait = window.free_in(now, self.limit - weight)
+            detail = f"over {self.limit} {self.unit} in {self.window:g} s"
             if enforce:
                 self._told[ip] = now + wait
                 return GateAnswer(429, _seconds(wait), detail)
-            window.add(now)
+            window.add(now, weight)
             return GateAnswer(0, 0, detail)  # recorded, let through
-        window.add(now)
+        window.add(now, weight)
         return GateAnswer(0, 0, "")
 
 

@@ -5,7 +5,6 @@ broadcasting, rules and faults. :class:`~wsmanager.testing.FakeExchange` is its 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import http
 import itertools
 import logging
@@ -15,18 +14,17 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
+from .broadcast import Broadcaster
 from .connection import WEBSOCKETS_MAX_LINE, Client, HookedConnection, text_frame
 from .control import (
     ControlError,
     ControlRequest,
     Route,
-    envelope,
     error_answer,
     parse_request,
     result_answer,
@@ -35,9 +33,10 @@ from .control import (
 )
 from .ledger import ControlEntry, Ledger
 from .market import Market, dumps
+from .rest import RestApi, json_response
 from .rules import AttemptGate, ExchangeRules, SlidingWindow, Violation
 
-__all__ = ["ExchangeServer", "Handshake", "json_response"]
+__all__ = ["ExchangeServer", "Handshake"]
 
 logger = logging.getLogger("wsmanager.testing")
 
@@ -49,29 +48,6 @@ class Handshake:
     headers: tuple[tuple[str, str], ...] = ()
     body: str = ""
     close_code: int = 1000
-
-
-def json_response(status: int, body: Any, headers: Iterable[tuple[str, str]] = ()) -> Response:
-    data = (body if isinstance(body, str) else dumps(body)).encode()
-    try:
-        phrase = http.HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Error"
-    content_type = "text/plain; charset=utf-8" if isinstance(body, str) else "application/json"
-    return Response(
-        status,
-        phrase,
-        Headers(
-            [
-                ("Date", email.utils.formatdate(usegmt=True)),
-                ("Connection", "close"),
-                ("Content-Type", content_type),
-                ("Content-Length", str(len(data))),
-                *headers,
-            ]
-        ),
-        data,
-    )
 
 
 def _loggable(message: str | bytes) -> Any:
@@ -100,13 +76,11 @@ class ExchangeServer:
         self.rules = rules or ExchangeRules()
         self.ledger = ledger
         self.market = market
-        self.rate = rate
-        self.rest: Any = None  # the REST side, set by FakeExchange
         gate = self.rules.connection_attempts
         self.gate = AttemptGate(gate[0], gate[1], self.rules.ban_seconds) if gate else None
         self.server: Server | None = None
-        self.clients: dict[int, Client] = {}
-        self.carriers: dict[str, dict[Client, None]] = {}  # stream -> connections carrying it
+        self.rest = RestApi(market, ledger, self.rules, self.violate)
+        self.streams = Broadcaster(market, ledger, rate)
         self.handshakes: dict[str | None, Handshake] = {}
         self.hang_release: asyncio.Event | None = None
         self.refused: dict[str, tuple[int, str]] = {}
@@ -114,7 +88,6 @@ class ExchangeServer:
         self.answer_control = True
         self.hook_failures = 0
         self.ids = itertools.count(1)
-        self.ticker: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.connection_class = type("ExchangeConnection", (HookedConnection,), {"listener": self})
 
@@ -143,14 +116,15 @@ class ExchangeServer:
         if server is None:
             return
         server.close(close_connections=False)
-        for client in list(self.clients.values()):
+        for client in self.streams.targets(None):
             client.ws.transport.abort()
         self.release_hung()
         await server.wait_closed()
 
     async def shutdown(self) -> None:
         await self.stop_listening()
-        tasks = [*self.tasks, *([self.ticker] if self.ticker else [])]
+        ticker = self.streams.ticker
+        tasks = [*self.tasks, *([ticker] if ticker else [])]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -220,9 +194,8 @@ class ExchangeServer:
     ) -> Response | None:
         ws = cast(HookedConnection, connection)
         is_upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
-        if not is_upgrade and request.path.startswith("/api/") and self.rest is not None:
-            response: Response = await self.rest.answer(ws, request)
-            return response
+        if not is_upgrade and request.path.startswith("/api/"):
+            return await self.rest.answer(ws, request)
         found = route(request.path)
         streams = found.streams if found else ()
         self.ledger.attempt(streams)
@@ -295,10 +268,7 @@ class ExchangeServer:
         ws = cast(HookedConnection, connection)
         client = ws.client
         assert client is not None
-        self.clients[client.id] = client
-        for stream in client.streams:
-            self.carriers.setdefault(stream, {})[client] = None
-        self.ledger.opened(client.id, client.path, client.streams)
+        self.streams.opened(client)
         client.registered = True
         for at in client.early_frames:
             self.ledger.client_message(client.id, at)
@@ -322,11 +292,8 @@ class ExchangeServer:
                 handle.cancel()
             for task in client.tasks:
                 task.cancel()
-            self.clients.pop(client.id, None)
-            for stream in client.streams:
-                self._uncarry(client, stream)
             received = ws.protocol.close_rcvd
-            self.ledger.closed(client.id, received.code if received is not None else None)
+            self.streams.closed(client, received.code if received is not None else None)
 
     def _hook_broken(self) -> None:
         self.hook_failures += 1
@@ -334,13 +301,6 @@ class ExchangeServer:
             "fake exchange: the python-websockets frame hook was not called for a client "
             "message; client message counts and rate rules are wrong"
         )
-
-    def _uncarry(self, client: Client, stream: str) -> None:
-        carriers = self.carriers.get(stream)
-        if carriers is not None:
-            carriers.pop(client, None)
-            if not carriers:
-                del self.carriers[stream]
 
     def _start_rules(self, client: Client) -> None:
         rules = self.rules
@@ -427,7 +387,7 @@ class ExchangeServer:
             if request.method == "SUBSCRIBE" and name in self.refused:
                 raise ControlError(*self.refused[name])
         if request.method == "UNSUBSCRIBE":
-            self.uncarry(client, [n for n in names if n in client.streams])
+            self.streams.uncarry(client, [n for n in names if n in client.streams])
             return None
         new = [n for n in names if n not in client.streams]
         limit = self.rules.max_streams_per_connection
@@ -438,107 +398,15 @@ class ExchangeServer:
                 raise ControlError(
                     2, f"Invalid request: too many streams; a connection carries at most {limit}"
                 )
-        self.carry(client, new)
+        self.streams.carry(client, new)
         return None
 
-    def carry(self, client: Client, streams: list[str]) -> None:
-        for stream in streams:
-            client.streams[stream] = None
-            self.carriers.setdefault(stream, {})[client] = None
-        if streams:
-            self.ledger.carried(client.id, streams, ())
-
-    def uncarry(self, client: Client, streams: list[str]) -> None:
-        for stream in streams:
-            del client.streams[stream]
-            client.silenced.discard(stream)
-            self._uncarry(client, stream)
-        if streams:
-            self.ledger.carried(client.id, (), streams)
-
-    # -- broadcasting ----------------------------------------------------------------------------
-
-    def targets(self, stream: str | None) -> list[Client]:
-        if stream is None:
-            return list(self.clients.values())
-        return list(self.carriers.get(stream, ()))
-
-    def _frames(
-        self, client: Client, stream: str, texts: list[str], cache: dict[bool, list[bytes]]
-    ) -> list[bytes]:
-        frames = cache.get(client.combined)
-        if frames is None:
-            if client.combined:
-                frames = [text_frame(envelope(stream, t).encode()) for t in texts]
-            else:
-                frames = [text_frame(t.encode()) for t in texts]
-            cache[client.combined] = frames
-        return frames
-
-    def send(self, stream: str, texts: list[str]) -> int:
-        """Send encoded payloads to every connection carrying ``stream``; return how many."""
-        cache: dict[bool, list[bytes]] = {}
-        reached = 0
-        for client in self.carriers.get(stream, ()):
-            if client.stalled or stream in client.silenced:
-                continue
-            if client.write(b"".join(self._frames(client, stream, texts, cache))):
-                reached += 1
-        if reached:
-            self.ledger.sent({stream: reached * len(texts)})
-        return reached
-
-    def set_rate(self, rate: float) -> None:
-        self.rate = rate
-        if rate > 0 and self.ticker is None:
-            self.ticker = asyncio.get_running_loop().create_task(self._tick_forever())
-
-    async def _tick_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_at = loop.time()
-        try:
-            while self.rate > 0:
-                self.tick()
-                next_at += 1 / self.rate
-                delay = next_at - loop.time()
-                if delay < -1.0:  # over a second behind: carry on from now
-                    next_at, delay = loop.time(), 0.0
-                await asyncio.sleep(max(0.0, delay))
-        finally:
-            self.ticker = None
-
-    def tick(self) -> None:
-        """Publish every stream carried by an open connection once, one write per connection."""
-        batches: dict[Client, list[tuple[str, int, bytes]]] = {}
-        for stream, carriers in self.carriers.items():
-            texts = self.market.publish(stream)
-            cache: dict[bool, list[bytes]] = {}
-            for client in carriers:
-                if client.stalled or stream in client.silenced:
-                    continue
-                frames = self._frames(client, stream, texts, cache)
-                batches.setdefault(client, []).append((stream, len(frames), b"".join(frames)))
-        sent: dict[str, int] = {}
-        for client, batch in batches.items():
-            if client.write(b"".join(item[2] for item in batch)):
-                for stream, count, _ in batch:
-                    sent[stream] = sent.get(stream, 0) + count
-        if sent:
-            self.ledger.sent(sent)
-
     def server_shutdown(self, enveloped: bool, close_after: float | None) -> int:
-        text = dumps({"e": "serverShutdown", "E": int(time.time() * 1000)})
-        targets = [c for c in self.clients.values() if not c.closing]
-        for client in targets:
-            body = text
-            if enveloped and client.streams:
-                body = envelope(next(iter(client.streams)), text)
-            client.write(text_frame(body.encode()))
+        targets = self.streams.server_shutdown(enveloped)
         if close_after is not None:
+            loop = asyncio.get_running_loop()
             for client in targets:
                 client.handles.append(
-                    asyncio.get_running_loop().call_later(
-                        close_after, self.close_client, client, 1001, "Server shutdown"
-                    )
+                    loop.call_later(close_after, self.close_client, client, 1001, "Server shutdown")
                 )
         return len(targets)
