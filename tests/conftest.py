@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("WSMANAGER_CHECK_LOCKS", "1")  # every lock's order checked (before import)
+
 import threading
 import time
 from collections.abc import Callable, Iterator

@@ -151,3 +151,15 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after("3") == 3.0
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+
+
+def test_the_lock_order_checker_catches_an_inversion() -> None:
+    from wsmanager._locks import CHECKING, LockOrderError, make_lock
+
+    assert CHECKING  # conftest turns it on for the whole suite
+    registry, delivery = make_lock("registry"), make_lock("delivery")
+    with registry, delivery:  # the documented order
+        pass
+    with delivery, pytest.raises(LockOrderError, match="'registry' while holding delivery"):
+        registry.acquire()
+    assert not registry.locked()

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import websocket
 
 from . import _wsclient
+from ._locks import make_lock
 from .backoff import BackoffPolicy
 from .config import WSManagerConfig, redact_url
 from .decode import decode_json
@@ -153,7 +154,7 @@ class Connection:
         self._stop = threading.Event()
         self._retiring = False  # a successor takes over: end instead of reconnecting
         self._names_in_url = True  # False after the exchange refused a combined URL (HTTP 400)
-        self._lock = threading.Lock()  # guards _socket and _open (reader vs stop())
+        self._lock = make_lock("connection")  # guards _socket and _open (reader vs stop())
         self._socket: socket.socket | None = None
         self._open = False  # the handshake is done: stop() lets the read loop close cleanly
         self._guard: SocketGuard | None = None

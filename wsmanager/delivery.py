@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._locks import make_lock
 from .sequence import Sequencer, SequenceRule, Verdict
 from .state import Gap
 
@@ -271,7 +272,7 @@ class DeliveryLoop:
 
     def __init__(self, name: str, gap_listeners: Callable[[], tuple[GapCallback, ...]]) -> None:
         self.name = name
-        self.lock = threading.Lock()  # guards _ready, _closed, thread and every feed's state
+        self.lock = make_lock("delivery")  # guards _ready, _closed, thread and every feed's state
         self._wake = threading.Condition(self.lock)
         self._ready: deque[StreamFeed] = deque()
         self._closed = False

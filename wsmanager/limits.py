@@ -16,6 +16,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from ._locks import make_lock
+
 __all__ = ["HOST_BUDGETS", "HostBudgets", "MessageGate"]
 
 _WINDOW = 1.0
@@ -62,7 +64,7 @@ class HostBudgets:
     """Connection attempts per ``host:port``, shared by every manager in the process."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # guards _hosts
+        self._lock = make_lock("host-budgets")  # guards _hosts
         self._hosts: dict[str, _Host] = {}
 
     def _host(self, key: str) -> _Host:
@@ -133,7 +135,7 @@ class HostBudgets:
     def after_fork_in_child(self) -> None:
         # Another thread may have held the lock at fork time: the child gets a new one. The
         # history is kept: the child shares the parent's IP, so its attempts count the same.
-        self._lock = threading.Lock()
+        self._lock = make_lock("host-budgets")
 
 
 HOST_BUDGETS = HostBudgets()

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry
 
 from ._closing import ClosesOnExit
+from ._locks import make_lock
 from .backoff import BackoffPolicy, RetryDelayInfo
 from .config import WSManagerConfig, is_loopback_url, redact_url, validate_stream_name
 from .delivery import (
@@ -85,7 +86,7 @@ class WSManager(ClosesOnExit):
         self._policy = BackoffPolicy(self.config.base_retry_delay, self.config.max_retry_delay)
         self._status = StatusFeed()
         self._gap_listeners: tuple[GapCallback, ...] = ()  # copy-on-write
-        self._gap_lock = threading.Lock()  # serialises changes of _gap_listeners
+        self._gap_lock = make_lock("gap-listeners")  # serialises changes of _gap_listeners
         self._registry = StreamRegistry(
             self.config,
             self._status_changed,
@@ -94,7 +95,7 @@ class WSManager(ClosesOnExit):
             on_handover=self._wake_supervisor,
         )
         # Supervisor: delivers status changes, runs the idle sweep, finishes handovers.
-        self._wake = threading.Condition(threading.Lock())  # guards the three flags below
+        self._wake = threading.Condition(make_lock("supervisor"))  # guards the three flags below
         self._status_dirty = False
         self._stopping = False
         self._destroyed = False
@@ -324,7 +325,7 @@ class WSManager(ClosesOnExit):
         """In a forked child: drop the parent's streams without touching their sockets."""
         self._forked_away = True
         self._destroyed = True
-        self._wake = threading.Condition(threading.Lock())
+        self._wake = threading.Condition(make_lock("supervisor"))
         self._registry.forget_after_fork()
 
     def close(self) -> None:

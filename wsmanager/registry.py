@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from ._locks import make_lock
 from .config import WSManagerConfig
 from .connection import Connection, ErrorFactory
 from .delivery import Backfill, DeliveryLoop, Ending, GapCallback, StreamFeed, Subscription
@@ -143,7 +144,7 @@ class StreamRegistry:
         self._ssl_context = ssl_context
         self._backfill_for = backfill_for
         self._on_handover = on_handover  # called under the lock: must only signal
-        self._lock = threading.Lock()
+        self._lock = make_lock("registry")
         self._streams: dict[str, Stream] = {}
         self._groups: list[Group] = []
         self._group_of: dict[Connection, Group] = {}
@@ -466,7 +467,7 @@ class StreamRegistry:
     def forget_after_fork(self) -> None:
         """In a forked child: forget every stream and connection, touching no socket (they are
         the parent's) and no lock another thread may have held at the fork."""
-        self._lock = threading.Lock()
+        self._lock = make_lock("registry")
         self._closed = True
         self._streams.clear()
         self._groups.clear()

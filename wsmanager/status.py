@@ -9,10 +9,10 @@ immediate call of a new listener runs on the thread that registers it.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._locks import make_lock
 from .state import ConnectionState
 
 __all__ = ["StatusFeed", "StatusListener"]
@@ -32,7 +32,7 @@ class StatusListener:
 
 class StatusFeed:
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # guards _current, _listeners and every listener's fields
+        self._lock = make_lock("status")  # guards _current, _listeners and every listener's fields
         self._current = ConnectionState.DISCONNECTED
         self._listeners: list[StatusListener] = []
 
