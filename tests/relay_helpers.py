@@ -1,0 +1,195 @@
+"""Shared pieces of the relay tests: a real redis-server per test, relays, witnesses, processes.
+
+``redis_server`` skips when redis-server is not installed, except under ``CI=true``, where a
+missing binary fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from conftest import FAST, SCALE
+
+from wsmanager.relay import Relay, RelayClient
+from wsmanager.relay.redis_server import RedisServer, find_redis_server
+from wsmanager.testing import FakeExchange
+
+__all__ = [
+    "TICKER",
+    "TRADE",
+    "Seqs",
+    "assert_no_duplicates_in_order",
+    "entries",
+    "make_client",
+    "make_relay",
+    "redis_server",
+    "require_redis_server",
+    "start_relay_process",
+    "stop_process",
+    "wait_for_line",
+]
+
+TRADE = "btcusdt@trade"
+TICKER = "btcusdt@ticker"
+
+
+def require_redis_server() -> None:
+    if find_redis_server() is None:
+        message = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + ": CI must install it (.ci/run)")
+        pytest.skip(message)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    require_redis_server()
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def make_relay(
+    redis_server: RedisServer, exchange: FakeExchange
+) -> Iterator[Callable[..., Relay]]:
+    relays: list[Relay] = []
+
+    def make(*streams: str, **options: Any) -> Relay:
+        options.setdefault("url", exchange.url)
+        options.setdefault("manager_options", FAST)
+        options.setdefault("lease_ttl", 1.0 * SCALE)
+        options.setdefault("base_retry_delay", 0.05 * SCALE)
+        options.setdefault("max_retry_delay", 0.2 * SCALE)
+        options.setdefault("redis_timeout", 2.0 * SCALE)
+        relay = Relay(options.pop("redis_url", redis_server.url), streams, **options)
+        relays.append(relay)
+        return relay
+
+    yield make
+    for relay in relays:
+        relay.close()
+
+
+@pytest.fixture
+def make_client(redis_server: RedisServer) -> Iterator[Callable[..., RelayClient]]:
+    clients: list[RelayClient] = []
+
+    def make(**options: Any) -> RelayClient:
+        options.setdefault("base_retry_delay", 0.05 * SCALE)
+        options.setdefault("max_retry_delay", 0.2 * SCALE)
+        options.setdefault("redis_timeout", 2.0 * SCALE)
+        client = RelayClient(options.pop("redis_url", redis_server.url), **options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+class Seqs:
+    """A callback that records a field of each message (default: a trade's ``t``)."""
+
+    def __init__(self, field: str = "t") -> None:
+        self.field = field
+        self.values: list[Any] = []
+        self.threads: set[str] = set()
+        self._changed = threading.Condition()
+
+    def __call__(self, message: Any) -> None:
+        with self._changed:
+            self.values.append(message[self.field] if self.field else message)
+            self.threads.add(threading.current_thread().name)
+            self._changed.notify_all()
+
+    def snapshot(self) -> list[Any]:
+        with self._changed:
+            return list(self.values)
+
+    def wait(self, predicate: Callable[[list[Any]], bool], timeout: float = 5.0) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self.values), timeout * SCALE)
+
+    def wait_count(self, count: int, timeout: float = 5.0) -> bool:
+        return self.wait(lambda values: len(values) >= count, timeout)
+
+    def wait_for_value(self, value: Any, timeout: float = 5.0) -> bool:
+        return self.wait(lambda values: bool(values) and values[-1] == value, timeout)
+
+
+def assert_no_duplicates_in_order(values: list[int]) -> None:
+    assert all(a < b for a, b in zip(values, values[1:], strict=False)), (
+        "not strictly increasing: " + str([(a, b) for a, b in zip(values, values[1:]) if a >= b][:5])
+    )
+
+
+def start_relay_process(
+    redis_url: str, exchange_url: str, *streams: str, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[str]:
+    """``python -m wsmanager.relay`` in a process of its own; returns once it is active or
+    standing by (it prints its role on stderr)."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wsmanager.relay",
+            "--redis",
+            redis_url,
+            "--url",
+            exchange_url,
+            *extra,
+            *streams,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return process
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 20.0) -> list[str]:
+    """Read ``process``'s stderr until a line contains ``text``; the lines read."""
+    assert process.stderr is not None
+    lines: list[str] = []
+    found = threading.Event()
+
+    def read() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if text in line:
+                found.set()
+                return
+
+    reader = threading.Thread(target=read, name="test-stderr-reader", daemon=True)
+    reader.start()
+    reader.join(timeout * SCALE)
+    if not found.is_set():
+        process.kill()
+        reader.join(5)
+        raise AssertionError(f"no {text!r} from the process; stderr: {''.join(lines)}")
+    return lines
+
+
+def stop_process(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(10)
+    if process.stderr is not None:
+        process.stderr.close()
+
+
+def entries(redis_url: str, key: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return list(client.xrange(key))  # type: ignore[arg-type]
+    finally:
+        client.close()
