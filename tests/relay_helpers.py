@@ -1,25 +1,24 @@
-"""Shared pieces of the relay tests: a real redis-server per test, relays, witnesses, processes.
+"""Shared pieces of the relay tests: recorders, checks, relay processes (fixtures: relay_fixtures).
 
-``redis_server`` skips when redis-server is not installed, except under ``CI=true``, where a
-missing binary fails the test.
+``require_redis_server`` skips when redis-server is not installed, except under ``CI=true``,
+where a missing binary fails the test.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import redis
-from conftest import FAST, SCALE
+from conftest import SCALE
 
-from wsmanager.relay import Relay, RelayClient
-from wsmanager.relay.redis_server import RedisServer, find_redis_server
-from wsmanager.testing import FakeExchange
+from wsmanager.relay.redis_server import find_redis_server
 
 __all__ = [
     "TICKER",
@@ -27,9 +26,6 @@ __all__ = [
     "Seqs",
     "assert_no_duplicates_in_order",
     "entries",
-    "make_client",
-    "make_relay",
-    "redis_server",
     "require_redis_server",
     "start_relay_process",
     "stop_process",
@@ -46,52 +42,6 @@ def require_redis_server() -> None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(message + ": CI must install it (.ci/run)")
         pytest.skip(message)
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    require_redis_server()
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def make_relay(
-    redis_server: RedisServer, exchange: FakeExchange
-) -> Iterator[Callable[..., Relay]]:
-    relays: list[Relay] = []
-
-    def make(*streams: str, **options: Any) -> Relay:
-        options.setdefault("url", exchange.url)
-        options.setdefault("manager_options", FAST)
-        options.setdefault("lease_ttl", 1.0 * SCALE)
-        options.setdefault("base_retry_delay", 0.05 * SCALE)
-        options.setdefault("max_retry_delay", 0.2 * SCALE)
-        options.setdefault("redis_timeout", 2.0 * SCALE)
-        relay = Relay(options.pop("redis_url", redis_server.url), streams, **options)
-        relays.append(relay)
-        return relay
-
-    yield make
-    for relay in relays:
-        relay.close()
-
-
-@pytest.fixture
-def make_client(redis_server: RedisServer) -> Iterator[Callable[..., RelayClient]]:
-    clients: list[RelayClient] = []
-
-    def make(**options: Any) -> RelayClient:
-        options.setdefault("base_retry_delay", 0.05 * SCALE)
-        options.setdefault("max_retry_delay", 0.2 * SCALE)
-        options.setdefault("redis_timeout", 2.0 * SCALE)
-        client = RelayClient(options.pop("redis_url", redis_server.url), **options)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
 
 
 class Seqs:
@@ -125,9 +75,8 @@ class Seqs:
 
 
 def assert_no_duplicates_in_order(values: list[int]) -> None:
-    assert all(a < b for a, b in zip(values, values[1:], strict=False)), (
-        "not strictly increasing: " + str([(a, b) for a, b in zip(values, values[1:]) if a >= b][:5])
-    )
+    wrong = [(a, b) for a, b in itertools.pairwise(values) if a >= b]
+    assert not wrong, f"not strictly increasing: {wrong[:5]}"
 
 
 def start_relay_process(

@@ -11,22 +11,15 @@ from typing import Any
 import pytest
 import redis
 from conftest import SCALE, Recorder, wait_for
-from relay_helpers import (  # noqa: F401  (fixtures)
-    TICKER,
-    TRADE,
-    Seqs,
-    assert_no_duplicates_in_order,
-    entries,
-    make_client,
-    make_relay,
-    redis_server,
-)
+from relay_helpers import TICKER, TRADE, Seqs, assert_no_duplicates_in_order, entries
 
 from wsmanager import Gap, InvalidStreamNameError, ManagerClosedError, WSManager
 from wsmanager.payloads import make_payload
 from wsmanager.relay import Relay, RelayClient, StreamKeyError
 from wsmanager.relay.redis_server import RedisServer
 from wsmanager.testing import FakeExchange
+
+pytest_plugins = ("relay_fixtures",)  # fixtures: redis_server, make_relay, make_client
 
 
 def _trade(t: int) -> dict[str, Any]:
@@ -181,7 +174,7 @@ def test_subscribe_semantics(
     # Two threads per client, whatever the number of streams; never the caller's.
     added = [t.name for t in threading.enumerate() if t not in before]
     added = [name for name in added if not name.startswith("wsmanager-dispatch")]  # the relay's
-    assert sorted(added) == sorted({"wsmanager-relay-client-reader", "wsmanager-relay-client-dispatch"})
+    assert sorted(added) == ["wsmanager-relay-client-dispatch", "wsmanager-relay-client-reader"]
     assert first.threads == {"wsmanager-relay-client-dispatch"}
 
     unsubscribe_second()
