@@ -23,13 +23,11 @@ from wsmanager.relay.redis_server import find_redis_server
 __all__ = [
     "TICKER",
     "TRADE",
+    "RelayProcess",
     "Seqs",
     "assert_no_duplicates_in_order",
     "entries",
     "require_redis_server",
-    "start_relay_process",
-    "stop_process",
-    "wait_for_line",
 ]
 
 TRADE = "btcusdt@trade"
@@ -79,61 +77,63 @@ def assert_no_duplicates_in_order(values: list[int]) -> None:
     assert not wrong, f"not strictly increasing: {wrong[:5]}"
 
 
-def start_relay_process(
-    redis_url: str, exchange_url: str, *streams: str, extra: tuple[str, ...] = ()
-) -> subprocess.Popen[str]:
-    """``python -m wsmanager.relay`` in a process of its own; returns once it is active or
-    standing by (it prints its role on stderr)."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "wsmanager.relay",
-            "--redis",
-            redis_url,
-            "--url",
-            exchange_url,
-            *extra,
-            *streams,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    return process
+class RelayProcess:
+    """``python -m wsmanager.relay`` in a process of its own, its stderr collected by a thread
+    (which ends with the process)."""
 
+    def __init__(self, redis_url: str, exchange_url: str, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "wsmanager.relay"),
+                *("--redis", redis_url, "--url", exchange_url, *args),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name="test-relay-stderr", daemon=True)
+        self._reader.start()
 
-def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float = 20.0) -> list[str]:
-    """Read ``process``'s stderr until a line contains ``text``; the lines read."""
-    assert process.stderr is not None
-    lines: list[str] = []
-    found = threading.Event()
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self.lines.append("<EOF>")
+            self._changed.notify_all()
 
-    def read() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line)
-            if text in line:
-                found.set()
-                return
+    def wait_for_line(self, text: str, timeout: float = 20.0) -> str:
+        """The first line of stderr containing ``text``."""
 
-    reader = threading.Thread(target=read, name="test-stderr-reader", daemon=True)
-    reader.start()
-    reader.join(timeout * SCALE)
-    if not found.is_set():
-        process.kill()
-        reader.join(5)
-        raise AssertionError(f"no {text!r} from the process; stderr: {''.join(lines)}")
-    return lines
+        def found() -> str | None:
+            return next((line for line in self.lines if text in line), None)
 
+        with self._changed:
+            if (
+                not self._changed.wait_for(
+                    lambda: found() is not None or "<EOF>" in self.lines, timeout * SCALE
+                )
+                or found() is None
+            ):
+                raise AssertionError(f"no {text!r} from the relay process: {''.join(self.lines)}")
+            return found() or ""
 
-def stop_process(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.kill()
-    process.wait(10)
-    if process.stderr is not None:
-        process.stderr.close()
+    def kill(self) -> None:
+        """``kill -9``."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+    def close(self) -> None:
+        self.kill()
+        self._reader.join(10)
+        if self.process.stderr is not None:
+            self.process.stderr.close()
 
 
 def entries(redis_url: str, key: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
