@@ -101,7 +101,7 @@ def test_redis_down_for_5s_bounded_buffer_drops_counted(
     make_manager: Callable[..., WSManager],
     redis_server: RedisServer,
 ) -> None:
-    relay = make_relay(TRADE, buffer_size=100)
+    relay = make_relay(TRADE, buffer_size=100, batch_size=10)
     witness = _witness(make_manager, TRADE)[TRADE]
     assert exchange.wait_for_open(TRADE, 2) and relay.wait_for_role("active", 5 * SCALE)
     client = make_client(start="0")
@@ -117,7 +117,7 @@ def test_redis_down_for_5s_bounded_buffer_drops_counted(
         most_buffered = max(most_buffered, relay.get_metrics().buffered_entries)
         assert witness.wait_count(len(witness.snapshot()) + 1, 2)
     metrics = relay.get_metrics()
-    assert metrics.dropped_entries > 0 and most_buffered <= 100
+    assert metrics.dropped_entries > 0 and most_buffered <= 100 + 10  # + the failed batch
     assert "buffer full" in " ".join(relay.health().reasons)
     redis_server.start()
     assert wait_for(lambda: relay.health().healthy, 10)
@@ -181,13 +181,14 @@ def test_client_connection_cut_resets_and_blackhole(
         assert_no_duplicates_in_order(values)
         assert values == expected
         metrics = client.get_metrics()
-        assert metrics.reconnects >= 6 and metrics.gaps == 0
+        assert proxy.accepted >= 6  # every cut made it connect again
+        assert metrics.reconnects >= 2 and metrics.gaps == 0  # refused, blackhole: seen as down
         _drill(
             "client connection cut (4 RST, refused, blackhole, CLIENT KILL)",
             delivered=len(values),
             lost=len(expected) - len(values),
             duplicates=len(values) - len(set(values)),
-            client_reconnects=metrics.reconnects,
+            client_connections=proxy.accepted,
         )
         client.close()
 
@@ -289,7 +290,8 @@ def test_a_relay_that_lost_its_lease_cannot_write(
         assert admin.exists(lease)
         for t in range(1, 4):
             exchange.publish(TRADE, {"e": "trade", "t": t})
-        assert relay.flush(5)
+        assert wait_for(lambda: relay.get_metrics().messages_received == 3)
+        assert relay.flush(5) and admin.xlen("wsmanager:" + TRADE) == 3
         admin.set(lease, "another relay", px=60_000)  # as if another relay had taken it
         for t in range(4, 8):
             exchange.publish(TRADE, {"e": "trade", "t": t})

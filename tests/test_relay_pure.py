@@ -34,26 +34,29 @@ def test_keys_and_sequence_fields() -> None:
 
 def test_ids_of_a_sequenced_stream_are_its_sequence_numbers() -> None:
     ids = IdAssigner("btcusdt@trade")
-    assert ids.next({"t": 5}, 1) == (5, 0)
-    assert ids.next({"t": 5}, 2) is None  # repeated: never written twice
-    assert ids.next({"t": 4}, 3) is None  # out of order
-    assert ids.next({"e": "trade"}, 4) == (5, 1)  # no number: right after the last one
-    assert ids.next({"t": 6}, 5) == (6, 0)
-    assert ids.next({"t": True}, 6) == (6, 1)  # a bool is not a number
+    assert ids.sequence_of({"t": 5, "E": 1}) == 5 and ids.sequence_of([1]) is None
+    assert ids.next(5, 1) == (5, 0)
+    assert ids.next(5, 2) is None  # repeated: never written twice
+    assert ids.next(4, 3) is None  # out of order
+    assert ids.next(None, 4) == (5, 1)  # no number: right after the last one
+    assert ids.next(6, 5) == (6, 0)
+    assert ids.next(True, 6) == (6, 1)  # a bool is not a number
+    assert ids.next(-3, 6) == (6, 2)
     first = IdAssigner("btcusdt@trade")
-    assert first.next({"t": 0}, 1) == (0, 1)  # Redis refuses 0-0
+    assert first.next(0, 1) == (0, 1)  # Redis refuses 0-0
     ids.advance_past((100, 0))
-    assert ids.next({"t": 99}, 7) is None and ids.next({"t": 101}, 8) == (101, 0)
+    assert ids.next(99, 7) is None and ids.next(101, 8) == (101, 0)
 
 
 def test_ids_of_other_streams_increase_with_time_and_never_repeat() -> None:
     ids = IdAssigner("btcusdt@ticker")
-    assert ids.next({}, 1000) == (1000, 0)
-    assert ids.next({}, 1000) == (1000, 1)
-    assert ids.next({}, 999) == (1000, 2)  # the clock went back: still increasing
-    assert ids.next({}, 1001) == (1001, 0)
+    assert ids.sequence_of({"t": 5}) is None
+    assert ids.next(None, 1000) == (1000, 0)
+    assert ids.next(None, 1000) == (1000, 1)
+    assert ids.next(None, 999) == (1000, 2)  # the clock went back: still increasing
+    assert ids.next(None, 1001) == (1001, 0)
     ids.advance_past((5000, 7))  # another writer wrote up to there
-    assert ids.next({}, 1002) == (5000, 8)
+    assert ids.next(None, 1002) == (5000, 8)
 
 
 def test_entry_ids_and_start_positions() -> None:

@@ -119,13 +119,19 @@ class IdAssigner:
         self.field = sequence_field(stream)
         self.last: EntryId = (0, 0)
 
-    def next(self, payload: Any, now_ms: int) -> EntryId | None:
-        """The id of ``payload``'s entry; None for a sequenced message that is not past the
-        last one (a duplicate, or out of order): it must not be written."""
+    def sequence_of(self, payload: Any) -> object:
+        """The sequence number in ``payload`` (None for a stream without them)."""
+        if self.field is None or type(payload) is not dict:
+            return None
+        return payload.get(self.field)
+
+    def next(self, sequence: object, now_ms: int) -> EntryId | None:
+        """The id of a message with ``sequence`` (see :meth:`sequence_of`) received at
+        ``now_ms``; None for a sequenced message that is not past the last one (a duplicate,
+        or out of order): it must not be written."""
         last = self.last
         if self.field is not None:
-            sequence = payload.get(self.field) if isinstance(payload, dict) else None
-            if isinstance(sequence, int) and not isinstance(sequence, bool) and sequence >= 0:
+            if type(sequence) is int and sequence >= 0:
                 new = (sequence, 0) if sequence > 0 else (0, 1)
                 if new <= last:
                     return None

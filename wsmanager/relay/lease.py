@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from .entries import Entry, format_id
+from .entries import Entry
 
 __all__ = ["FencedWriter", "Lease", "LeaseResult", "WriteResult", "lease_key"]
 
@@ -39,20 +39,26 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# KEYS[1] lease key, KEYS[i+1] the stream key of entry i; ARGV[1] token ("" = not fenced),
-# ARGV[2] maxlen, then the id and data of each entry. Returns -1 when the lease is not ours,
-# else {written, refused as already there, then index, error of each other failure}.
+# KEYS[1] lease key, KEYS[2..] the streams' keys; ARGV[1] token ("" = not fenced), ARGV[2]
+# maxlen, ARGV[3] "<key index> <id> <data length>" per entry, space-separated, ARGV[4] the
+# entries' data end to end (a few big arguments cost far less to send than many small ones).
+# Returns -1 when the lease is not ours, else {written, refused as already there, then the
+# entry number and error of each other failure}.
 _WRITE = """
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
 local written, duplicates, failures = 0, 0, {}
-for i = 2, #KEYS do
-  local reply = redis.pcall('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], ARGV[2 * i - 1],
-                            'data', ARGV[2 * i])
+local blob, at, n = ARGV[4], 1, 0
+for key, id, size in string.gmatch(ARGV[3], '(%d+) (%S+) (%d+)') do
+  n = n + 1
+  local stop = at + tonumber(size)
+  local reply = redis.pcall('XADD', KEYS[tonumber(key)], 'MAXLEN', '~', ARGV[2], id,
+                            'data', string.sub(blob, at, stop - 1))
+  at = stop
   if type(reply) == 'table' and reply.err then
     if string.find(reply.err, 'equal or smaller', 1, true) then
       duplicates = duplicates + 1
     else
-      failures[#failures + 1] = i - 1
+      failures[#failures + 1] = n
       failures[#failures + 1] = reply.err
     end
   else
@@ -116,11 +122,21 @@ class FencedWriter:
 
     def write(self, entries: Sequence[Entry]) -> WriteResult:
         keys: list[str] = [self._lease_key]
-        args: list[Any] = [self._token, self._maxlen]
+        numbers: dict[str, int] = {}
+        meta: list[str] = []
         for entry in entries:
-            keys.append(entry.key)
-            args.append(format_id(entry.id))
-            args.append(entry.data)
+            number = numbers.get(entry.key)
+            if number is None:
+                keys.append(entry.key)
+                number = numbers[entry.key] = len(keys)
+            first, second = entry.id
+            meta.append(f"{number} {first}-{second} {len(entry.data)}")
+        args: list[Any] = [
+            self._token,
+            self._maxlen,
+            " ".join(meta),
+            b"".join(e.data for e in entries),
+        ]
         reply = self._script(keys=keys, args=args)
         if reply == -1:
             return WriteResult(fenced_out=True)

@@ -1,12 +1,13 @@
 """The relay: a ``WSManager`` whose subscribers append every message to a Redis stream.
 
-Messages arrive on the manager's callback threads; each gets an entry id (see
-:mod:`.entries`) and goes into its stream's bounded buffer. One writer thread owns every Redis
-round trip: it keeps the group's lease (:mod:`.lease`), writes buffered entries in batches with
-one fenced script call per batch, and reconnects with full-jitter backoff when Redis is away.
-A relay that does not hold the lease is a hot standby: it keeps receiving and keeps the latest
-``buffer_size`` messages per stream, so that when it takes over it writes what the active relay
-had not written, and Redis refuses (by id) what it had.
+Messages arrive on the manager's callback threads, which only encode them and append them to
+their stream's bounded ``incoming`` deque (oldest dropped when full), taking no lock. One
+writer thread does everything else: it gives each message its entry id (see :mod:`.entries`),
+keeps the group's lease (:mod:`.lease`), writes batches with one fenced script call each, and
+reconnects with full-jitter backoff when Redis is away. A relay that does not hold the lease
+is a hot standby: it keeps receiving and keeps the latest ``buffer_size`` messages per stream,
+so that when it takes over it writes what the active relay had not written, and leaves out
+(by id, or by content) what it had.
 """
 
 from __future__ import annotations
@@ -39,16 +40,22 @@ __all__ = ["Relay"]
 log = logging.getLogger("wsmanager.relay")
 
 _MANAGER_DEFAULTS: dict[str, Any] = {"max_retry_attempts": None}  # a relay never gives up
+_Incoming = tuple[bytes, object, int]  # (data, sequence number or None, receive ms)
 
 
 @dataclass(eq=False)
 class _Stream:
-    """One relayed stream; every field is guarded by the relay's ``_work`` lock."""
+    """One relayed stream. ``incoming`` and ``received`` belong to the stream's callback
+    thread (appends) and the writer (pops); everything else to the writer, or to ``_work``."""
 
     name: str
     key: str
     ids: IdAssigner
-    buffer: deque[Entry] = field(default_factory=deque)
+    incoming: deque[_Incoming]
+    received: int = 0  # messages appended to incoming (callback thread)
+    taken: int = 0  # messages popped from incoming (writer)
+    overflowed: int = 0  # incoming's overflows already counted (writer, under _work)
+    ready: deque[Entry] = field(default_factory=deque)  # with ids, not written yet (writer)
     last_written: EntryId = (0, 0)  # the highest id this relay knows to be in Redis
     watch: bytes | None = None  # after a takeover without a match: the other relay's last data
     watch_until: float = 0.0
@@ -57,6 +64,9 @@ class _Stream:
     removed: bool = False  # unsubscribed or failed: leaves once its buffer is written
     unsubscribe: Callable[[], None] | None = None
 
+    def buffered(self) -> int:
+        return len(self.incoming) + len(self.ready)
+
 
 class Relay(ClosesOnExit):
     """Relay exchange streams into Redis Streams (``XADD <prefix><stream> MAXLEN ~ maxlen``).
@@ -64,8 +74,9 @@ class Relay(ClosesOnExit):
     ``url`` is the exchange's base URL, as for :class:`~wsmanager.WSManager`;
     ``manager_options`` go to the manager (it retries forever unless told otherwise). Relays
     with the same ``group`` elect one active writer through a lease of ``lease_ttl`` seconds;
-    the others stand by. Each stream buffers at most ``buffer_size`` messages while Redis is
-    away (oldest dropped, counted).
+    the others stand by. While Redis is away each stream buffers at most ``buffer_size``
+    messages (oldest dropped, counted), plus the batch that failed. Batches are written as
+    soon as the previous one is done: under load they grow up to ``batch_size`` entries.
     """
 
     def __init__(
@@ -123,11 +134,11 @@ class Relay(ClosesOnExit):
         self._lease = Lease(self._client, lease_key(group, key_prefix), lease_ttl)
         self._writer = FencedWriter(self._client, self._lease.key, self._lease.token, maxlen)
 
-        # Everything below is guarded by _work, which the writer also waits on.
+        # Guarded by _work (the writer waits on it; callbacks notify it only when it is idle).
         self._work = threading.Condition(threading.Lock())
+        self._idle = False  # the writer waits for messages
         self._streams: dict[str, _Stream] = {}
-        self._pending = 0  # buffered entries, all streams
-        self._in_flight = 0  # entries taken by the writer, not yet settled
+        self._in_flight = 0  # entries being written
         self._role = Role.UNKNOWN
         self._lease_valid_until = 0.0
         self._connected = False
@@ -137,7 +148,6 @@ class Relay(ClosesOnExit):
         self._failed: dict[str, str] = {}
         self._counts = dict.fromkeys(
             (
-                "messages_received",
                 "entries_written",
                 "duplicates_skipped",
                 "dropped_entries",
@@ -151,7 +161,8 @@ class Relay(ClosesOnExit):
             ),
             0,
         )
-        self._stop = threading.Event()  # interrupts the writer's backoff waits
+        self._received_by_removed = 0
+        self._stop = threading.Event()  # interrupts the writer's waits that are not on _work
 
         self.registry = new_registry()
         options = {**_MANAGER_DEFAULTS, **(manager_options or {})}
@@ -184,7 +195,7 @@ class Relay(ClosesOnExit):
                 return
             if state is None:  # (a removed one still writing its buffer is taken back)
                 key = make_stream_key(stream, self.key_prefix)
-                state = _Stream(stream, key, IdAssigner(stream))
+                state = _Stream(stream, key, IdAssigner(stream), deque(maxlen=self.buffer_size))
                 self._streams[stream] = state
             state.removed = False
             self._failed.pop(stream, None)
@@ -195,14 +206,14 @@ class Relay(ClosesOnExit):
         )
 
     def remove_stream(self, stream: str) -> None:
-        """Stop relaying ``stream``; its buffered entries are still written."""
+        """Stop relaying ``stream``; what it has buffered is still written."""
         with self._work:
             state = self._streams.get(stream)
             if state is None or state.removed:
                 return
             state.removed = True
             unsubscribe = state.unsubscribe
-            self._forget_removed()
+            self._work.notify_all()
         if unsubscribe is not None:
             unsubscribe()
 
@@ -220,49 +231,24 @@ class Relay(ClosesOnExit):
         """The Redis key ``stream`` is written to."""
         return make_stream_key(stream, self.key_prefix)
 
-    # -- the message path (manager callback threads) -------------------------------------------
+    # -- the message path (manager callback threads): no lock unless the writer sleeps --------
 
     def _on_message(self, state: _Stream, payload: Any) -> None:
-        now_ms = time.time_ns() // 1_000_000
-        data = encode_data(payload)
-        with self._work:
-            counts = self._counts
-            counts["messages_received"] += 1
-            entry_id = state.ids.next(payload, now_ms)
-            if entry_id is None:  # the exchange repeated itself (e.g. around a reconnect)
-                counts["duplicates_skipped"] += 1
-                return
-            if state.watch is not None:
-                if data == state.watch and time.monotonic() < state.watch_until:
-                    state.watch = None
-                    counts["duplicates_skipped"] += 1
-                    return
-                if time.monotonic() >= state.watch_until:
-                    state.watch = None
-            buffer = state.buffer
-            if len(buffer) >= self.buffer_size:
-                buffer.popleft()
-                self._pending -= 1
-                self._count_overflow(state, 1)
-            buffer.append(Entry(state.key, entry_id, data, now_ms, state.ids.field is not None))
-            self._pending += 1
-            self._work.notify()
-
-    def _count_overflow(self, state: _Stream, count: int) -> None:
-        # Caller holds _work. A standby lets its oldest messages go by design; anyone else may
-        # be the only copy, so that is a loss.
-        if self._current_role() is Role.STANDBY:
-            self._counts["standby_trimmed"] += count
-        else:
-            self._counts["dropped_entries"] += count
-            state.dropped += count
+        state.incoming.append(
+            (encode_data(payload), state.ids.sequence_of(payload), time.time_ns() // 1_000_000)
+        )
+        state.received += 1
+        if self._idle:
+            with self._work:
+                self._idle = False
+                self._work.notify_all()
 
     def _on_stream_error(self, state: _Stream, error: Exception) -> None:
         log.error("relay: stream %s failed for good: %s", state.name, error)
         with self._work:
             self._failed[state.name] = str(error)
             state.removed = True
-            self._forget_removed()
+            self._work.notify_all()
 
     def _on_gap(self, gap: Gap) -> None:
         with self._work:
@@ -283,6 +269,7 @@ class Relay(ClosesOnExit):
         while True:
             with self._work:
                 stopping = self._stopping
+                self._count_overflows()
             if stopping:
                 if drain_deadline is None:
                     drain_deadline = time.monotonic() + self._drain_timeout
@@ -312,6 +299,7 @@ class Relay(ClosesOnExit):
                             next_lease_check = 0.0
                         failures = 0
                         continue
+                self._forget_removed()
                 failures = 0
                 if not stopping:
                     self._wait_for_work(next_lease_check)
@@ -322,11 +310,12 @@ class Relay(ClosesOnExit):
                 failures += 1
         self._finish()
 
+    def _pending(self) -> int:
+        return sum(state.buffered() for state in list(self._streams.values()))
+
     def _should_drain(self, deadline: float) -> bool:
-        with self._work:
-            pending = self._pending
         return (
-            pending > 0
+            self._pending() > 0
             and self._connected
             and self._role is Role.ACTIVE
             and time.monotonic() < deadline
@@ -387,8 +376,7 @@ class Relay(ClosesOnExit):
     def _take_over(self) -> None:
         """Before the first write after taking the lease: leave out what another writer (or an
         earlier run) already wrote, and stamp the rest past the top of each stream."""
-        with self._work:
-            states = list(self._streams.values())
+        states = list(self._streams.values())
         if not states:
             return
         pipe = self._client.pipeline(transaction=False)
@@ -398,28 +386,31 @@ class Relay(ClosesOnExit):
         for top in tops:
             if isinstance(top, Exception) and is_connection_error(top):
                 raise top
+        skipped = 0
+        for state, top in zip(states, tops, strict=True):
+            self._assign_ids(state, len(state.incoming))
+            if top and not isinstance(top, Exception):  # (a key of another type: skip)
+                skipped += self._align(state, parse_id(top[0][0]), top[0][1].get(b"data", b""))
         with self._work:
-            for state, top in zip(states, tops, strict=True):
-                if top and not isinstance(top, Exception):  # (a key of another type: skip)
-                    self._align(state, parse_id(top[0][0]), top[0][1].get(b"data", b""))
+            self._counts["duplicates_skipped"] += skipped
 
-    def _align(self, state: _Stream, top_id: EntryId, top_data: bytes) -> None:
-        # Caller holds _work.
+    def _align(self, state: _Stream, top_id: EntryId, top_data: bytes) -> int:
+        """Drop from ``state.ready`` what is in Redis up to ``top_id``; how many (writer)."""
         if top_id <= state.last_written:
-            return  # nothing past what this relay wrote itself
+            return 0  # nothing past what this relay wrote itself
         state.last_written = top_id
-        buffer = state.buffer
-        before = len(buffer)
+        ready = state.ready
+        before = len(ready)
         if state.ids.field is not None:  # sequenced: the ids say what is there
-            kept = [entry for entry in buffer if entry.id > top_id]
+            kept = [entry for entry in ready if entry.id > top_id]
         else:
             match = next(
-                (i for i in range(len(buffer) - 1, -1, -1) if buffer[i].data == top_data), None
+                (i for i in range(len(ready) - 1, -1, -1) if ready[i].data == top_data), None
             )
             if match is not None:
-                kept = list(buffer)[match + 1 :]
+                kept = list(ready)[match + 1 :]
             else:  # not seen here (yet): keep what arrived after the other's last write
-                kept = [entry for entry in buffer if entry.stamp_ms > top_id[0]]
+                kept = [entry for entry in ready if entry.stamp_ms > top_id[0]]
                 state.watch = top_data
                 state.watch_until = time.monotonic() + self.lease_ttl
             previous = top_id
@@ -429,38 +420,79 @@ class Relay(ClosesOnExit):
                 previous = entry.id
             state.ids.advance_past(previous)
         state.ids.advance_past(top_id)
-        buffer.clear()
-        buffer.extend(kept)
-        skipped = before - len(kept)
-        self._pending -= skipped
-        self._counts["duplicates_skipped"] += skipped
+        ready.clear()
+        ready.extend(kept)
+        return before - len(kept)
+
+    def _assign_ids(self, state: _Stream, limit: int) -> int:
+        """Move up to ``limit`` messages from ``incoming`` to ``ready``, with ids; how many
+        were left out as repeats (writer)."""
+        incoming, ready, ids = state.incoming, state.ready, state.ids
+        skipped = 0
+        for _ in range(min(limit, len(incoming))):
+            data, sequence, stamp_ms = incoming.popleft()
+            state.taken += 1
+            if state.watch is not None:
+                if data == state.watch and time.monotonic() < state.watch_until:
+                    state.watch = None
+                    skipped += 1
+                    continue
+                if time.monotonic() >= state.watch_until:
+                    state.watch = None
+            entry_id = ids.next(sequence, stamp_ms)
+            if entry_id is None:  # the exchange repeated itself (e.g. around a reconnect)
+                skipped += 1
+                continue
+            ready.append(Entry(state.key, entry_id, data, stamp_ms, ids.field is not None))
+        return skipped
 
     def _take_batch(self) -> list[tuple[_Stream, list[Entry]]]:
         batch: list[tuple[_Stream, list[Entry]]] = []
+        room = self.batch_size
+        skipped = 0
+        for state in list(self._streams.values()):
+            if len(state.ready) < room:
+                skipped += self._assign_ids(state, room - len(state.ready))
+            ready = state.ready
+            if not ready:
+                continue
+            take = min(room, len(ready))
+            batch.append((state, [ready.popleft() for _ in range(take)]))
+            room -= take
+            if room == 0:
+                break
         with self._work:
-            room = self.batch_size
-            for state in self._streams.values():
-                buffer = state.buffer
-                if not buffer:
-                    continue
-                take = min(room, len(buffer))
-                entries = [buffer.popleft() for _ in range(take)]
-                batch.append((state, entries))
-                room -= take
-                if room == 0:
-                    break
-            taken = self.batch_size - room
-            self._pending -= taken
-            self._in_flight += taken
-            if room > 0:  # drained: forget streams that were removed
-                self._forget_removed()
+            self._counts["duplicates_skipped"] += skipped
+            self._in_flight += self.batch_size - room
         return batch
 
     def _forget_removed(self) -> None:
-        # Caller holds _work. A removed or failed stream leaves once its buffer is written.
-        for name, state in list(self._streams.items()):
-            if state.removed and not state.buffer:
-                del self._streams[name]
+        with self._work:
+            for name, state in list(self._streams.items()):
+                if state.removed and not state.buffered():
+                    self._received_by_removed += state.received
+                    del self._streams[name]
+
+    def _count_overflows(self) -> None:
+        # Caller holds _work. incoming drops its oldest when full: count those. A standby lets
+        # its oldest messages go by design; anyone else may hold the only copy: a loss.
+        standby = self._current_role() is Role.STANDBY
+        for state in self._streams.values():
+            # In this order, a concurrent append or pop can only make ``lost`` too small.
+            received = state.received
+            waiting = len(state.incoming)
+            lost = received - state.taken - waiting - state.overflowed
+            if lost > 0:
+                state.overflowed += lost
+                self._count_loss(state, lost, standby)
+
+    def _count_loss(self, state: _Stream, count: int, standby: bool) -> None:
+        # Caller holds _work.
+        if standby:
+            self._counts["standby_trimmed"] += count
+        else:
+            self._counts["dropped_entries"] += count
+            state.dropped += count
 
     def _write(self, batch: list[tuple[_Stream, list[Entry]]]) -> bool:
         """Write ``batch``; False when the lease turned out to be another relay's."""
@@ -476,43 +508,46 @@ class Relay(ClosesOnExit):
         failed = {index for index, _ in result.failures}
         for index, error in result.failures[:3]:
             log.error("relay: Redis refused an entry for %s: %s", entries[index].key, error)
+        index = 0
+        for state, part in batch:
+            for entry in part:
+                if index not in failed and entry.id > state.last_written:
+                    state.last_written = entry.id
+                index += 1
+            state.written += len(part)
         with self._work:
             counts = self._counts
             counts["entries_written"] += result.written
             counts["duplicates_skipped"] += result.duplicates
             counts["write_errors"] += len(failed)
-            index = 0
-            for state, part in batch:
-                for entry in part:
-                    if index not in failed and entry.id > state.last_written:
-                        state.last_written = entry.id
-                    index += 1
-                state.written += len(part)
             self._in_flight -= len(entries)
             self._work.notify_all()
         return True
 
     def _put_back(self, batch: list[tuple[_Stream, list[Entry]]]) -> None:
         with self._work:
+            standby = self._current_role() is Role.STANDBY
             for state, part in batch:
-                state.buffer.extendleft(reversed(part))
-                self._pending += len(part)
+                state.ready.extendleft(reversed(part))
                 self._in_flight -= len(part)
-                excess = len(state.buffer) - self.buffer_size
+                excess = len(state.ready) - self.buffer_size
+                for _ in range(max(0, excess)):
+                    state.ready.popleft()
                 if excess > 0:
-                    for _ in range(excess):
-                        state.buffer.popleft()
-                    self._pending -= excess
-                    self._count_overflow(state, excess)
+                    self._count_loss(state, excess, standby)
             self._work.notify_all()
 
     def _wait_for_work(self, until: float) -> None:
         with self._work:
-            while not self._stopping and not (self._pending and self._role is Role.ACTIVE):
+            self._idle = True
+            while not self._stopping:
+                if self._role is Role.ACTIVE and self._pending():
+                    break
                 remaining = until - time.monotonic()
                 if remaining <= 0:
-                    return
+                    break
                 self._work.wait(remaining)
+            self._idle = False
 
     def _finish(self) -> None:
         if self._connected and self._role is Role.ACTIVE:
@@ -521,6 +556,7 @@ class Relay(ClosesOnExit):
             except redis.RedisError as exc:
                 log.debug("relay: could not release the lease: %s", exc)
         with self._work:
+            self._count_overflows()
             self._set_role(Role.UNKNOWN)
             self._connected = False
             self._work.notify_all()
@@ -560,23 +596,26 @@ class Relay(ClosesOnExit):
         """Wait until every buffered entry has been written (or refused); False on timeout."""
         deadline = time.monotonic() + timeout
         with self._work:
-            while self._pending or self._in_flight:
+            while self._pending() or self._in_flight:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                self._work.wait(min(remaining, 0.1))
+                self._work.wait(min(remaining, 0.05))
         return True
 
     # -- introspection -------------------------------------------------------------------------
 
     def get_metrics(self) -> RelayMetrics:
         with self._work:
+            self._count_overflows()
+            states = list(self._streams.values())
             values: dict[str, Any] = dict(
                 self._counts,
                 role=self._current_role().value,
                 streams=len(self._streams_now()),
                 redis_connected=self._connected,
-                buffered_entries=self._pending + self._in_flight,
+                messages_received=self._received_by_removed + sum(s.received for s in states),
+                buffered_entries=sum(s.buffered() for s in states) + self._in_flight,
                 failed_streams=len(self._failed),
             )
         return RelayMetrics(**values)
@@ -588,8 +627,9 @@ class Relay(ClosesOnExit):
     def stream_counts(self) -> dict[str, tuple[int, int, int]]:
         """Per stream: (entries written or refused as already there, buffered, dropped)."""
         with self._work:
+            self._count_overflows()
             return {
-                name: (state.written, len(state.buffer), state.dropped)
+                name: (state.written, state.buffered(), state.dropped)
                 for name, state in self._streams.items()
             }
 
@@ -607,7 +647,7 @@ class Relay(ClosesOnExit):
         with self._work:
             since = self._disconnected_since
             role = self._current_role()
-            full = [s.name for s in self._streams.values() if len(s.buffer) >= self.buffer_size]
+            full = [s.name for s in self._streams.values() if s.buffered() >= self.buffer_size]
             failed = dict(self._failed)
         if since is not None and time.monotonic() - since > limit:
             reasons.append(
