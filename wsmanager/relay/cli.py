@@ -33,18 +33,28 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="more streams, one per line (# starts a comment)",
     )
     parser.add_argument(
-        "--maxlen", type=int, default=100_000, help="entries kept per stream, ~ (100000)"
+        "--maxlen",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="entries kept per stream, ~ (100000)",
     )
     parser.add_argument(
-        "--group", default="default", help="relays of one group elect one writer (default)"
+        "--group", default="default", help="relays of one group elect one writer (default: default)"
     )
     parser.add_argument(
         "--lease-ttl", type=float, default=5.0, metavar="S", help="lease seconds (5)"
     )
     parser.add_argument(
-        "--buffer", type=int, default=10_000, metavar="N", help="messages buffered per stream"
+        "--buffer",
+        type=int,
+        default=10_000,
+        metavar="N",
+        help="messages buffered per stream while Redis is away (10000)",
     )
-    parser.add_argument("--key-prefix", default="wsmanager:", help="Redis key prefix")
+    parser.add_argument(
+        "--key-prefix", default="wsmanager:", metavar="P", help="Redis key prefix (wsmanager:)"
+    )
     parser.add_argument(
         "--metrics-port",
         type=int,
@@ -52,7 +62,7 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         metavar="P",
         help="serve /api/ws/metrics on --metrics-host:P (0: any free port)",
     )
-    parser.add_argument("--metrics-host", default="127.0.0.1", help="(127.0.0.1)")
+    parser.add_argument("--metrics-host", default="127.0.0.1", metavar="H", help="(127.0.0.1)")
     return parser
 
 
