@@ -162,6 +162,34 @@ def _direct(case: str, port: int, *args: object) -> dict[str, Any]:
         return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
 
 
+def _relay_alone(redis_url: str, port: int, count: int) -> dict[str, Any]:
+    """The relay with no consumer: entries per second into Redis (its length polled)."""
+    import redis
+
+    stream = f"burst-{count}@trade"
+    prefix = f"alone{time.monotonic_ns()}:"
+    relay = subprocess.Popen(
+        [
+            *(sys.executable, __file__, "_relay", redis_url, f"ws://127.0.0.1:{port}/ws/"),
+            *(prefix, stream, str(count)),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    admin = redis.Redis.from_url(redis_url)
+    try:
+        deadline = time.monotonic() + 120
+        while admin.xlen(prefix + stream) < 1 and time.monotonic() < deadline:
+            time.sleep(0.002)
+        started = time.monotonic()
+        while admin.xlen(prefix + stream) < count and time.monotonic() < deadline:
+            time.sleep(0.002)
+        return {"msg_per_s": (count - 1) / (time.monotonic() - started)}
+    finally:
+        admin.close()
+        relay.terminate()
+        relay.wait(30)
+
+
 def _relay_cpu(redis_url: str, port: int, rate: int, seconds: float) -> dict[str, Any]:
     """CPU of the relay and consumer processes while ``rate`` msg/s flow, over the middle 80 %
     of the run (the stream's length in Redis tells where the run is)."""
@@ -249,10 +277,12 @@ def main() -> None:
             for _ in range(args.repeat):
                 run = Run(server.url, port, f"burst-{burst}@trade", burst, "throughput")
                 relayed.append(run.result())
+            alone = [_relay_alone(server.url, port, burst) for _ in range(args.repeat)]
             results["throughput"] = {
                 "direct_msg_per_s": statistics.median(r.get("msg_per_s", 0.0) for r in direct),
                 "relay_msg_per_s": statistics.median(r.get("msg_per_s", 0.0) for r in relayed),
-                "runs": {"direct": direct, "relay": relayed},
+                "relay_alone_msg_per_s": statistics.median(r["msg_per_s"] for r in alone),
+                "runs": {"direct": direct, "relay": relayed, "relay_alone": alone},
             }
             print(f"throughput: {results['throughput']}", file=sys.stderr)
             results["latency_2000"] = {
@@ -285,6 +315,9 @@ def report(results: dict[str, Any]) -> str:
         f"| {latency['direct'].get('p99_us', 0):,.0f} |",
         f"| exchange -> relay -> Redis -> RelayClient | {relay:,.0f} | {ratio:.2f}x | "
         f"{latency['relay'].get('p50_us', 0):,.0f} | {latency['relay'].get('p99_us', 0):,.0f} |",
+        "",
+        f"The relay process alone (no consumer running): {through['relay_alone_msg_per_s']:,.0f} "
+        f"msg/s into Redis ({through['relay_alone_msg_per_s'] / direct:.2f}x direct).",
         "",
         f"CPU at {cpu['rate']:,} msg/s, share of one core: relay process "
         f"{cpu['relay_cpu_share']:.0%}, its consumer {cpu['consumer_cpu_share']:.0%}; "
