@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -356,3 +357,53 @@ def test_metrics_endpoint_for_relay_and_client(
     assert 'ws_relay_role{role="active"} 1.0' in text
     assert 'ws_manager_messages_received_total{manager="relay"} 1.0' in text
     assert 'ws_relay_stream_entries_written_total{stream="btcusdt@trade"} 1.0' in text
+
+
+def test_streams_added_and_removed_while_relaying(
+    exchange: FakeExchange,
+    make_relay: Callable[..., Relay],
+    make_client: Callable[..., RelayClient],
+) -> None:
+    relay = make_relay(TRADE)
+    _active(relay, exchange, TRADE)
+    relay.add_stream("ethusdt@trade")
+    relay.add_stream("ethusdt@trade")  # no-op
+    assert relay.streams == [TRADE, "ethusdt@trade"]
+    assert exchange.wait_for_open("ethusdt@trade")
+    client = make_client(start="0")
+    eth = Seqs()
+    client.subscribe("ethusdt@trade", eth)
+    exchange.publish("ethusdt@trade", _trade(7))
+    assert eth.wait_count(1)
+    relay.remove_stream(TRADE)
+    relay.remove_stream(TRADE)
+    assert relay.streams == ["ethusdt@trade"]
+    assert exchange.wait_until(lambda: exchange.stats(TRADE).open == 0)
+    assert wait_for(lambda: relay.get_metrics().streams == 1)
+    assert relay.key(TRADE) == "wsmanager:btcusdt@trade"
+
+
+def test_a_stream_the_exchange_refuses_makes_the_relay_unhealthy(
+    exchange: FakeExchange, make_relay: Callable[..., Relay]
+) -> None:
+    exchange.reject(404, stream="nosuch@trade")
+    relay = make_relay(TRADE, "nosuch@trade")
+    _active(relay, exchange, TRADE)
+    assert wait_for(lambda: relay.get_metrics().failed_streams == 1)
+    health = relay.health()
+    assert not health.healthy and "nosuch@trade" in " ".join(health.reasons)
+    assert relay.streams == [TRADE]
+
+
+def test_closing_while_redis_is_down_does_not_wait(
+    exchange: FakeExchange, make_relay: Callable[..., Relay], redis_server: RedisServer
+) -> None:
+    relay = make_relay(TRADE)
+    _active(relay, exchange, TRADE)
+    redis_server.kill()
+    exchange.publish(TRADE, _trade(1))
+    assert wait_for(lambda: not relay.get_metrics().redis_connected)
+    started = time.monotonic()
+    relay.close()
+    assert time.monotonic() - started < 1.0 * SCALE
+    assert not relay.health().healthy
