@@ -22,10 +22,10 @@ from conftest import SCALE, wait_for
 from relay_helpers import TICKER, TRADE, RelayProcess, Seqs, assert_no_duplicates_in_order
 
 from wsmanager import WSManager
-from wsmanager.faultproxy import FaultProxy, Mode
 from wsmanager.relay import Relay, RelayClient
 from wsmanager.relay.redis_server import RedisServer
 from wsmanager.testing import FakeExchange
+from wsmanager.testing.faultproxy import FaultProxy, Mode
 
 pytest_plugins = ("relay_fixtures",)
 

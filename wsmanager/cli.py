@@ -1,4 +1,4 @@
-"""The ``wsmanager`` command line: ``demo``, ``stream``, ``fake-exchange``.
+"""The ``wsmanager`` command line: ``demo``, ``stream``, ``health``, ``fake-exchange``, ``relay``.
 
 This is the only module that configures logging handlers.
 """
@@ -20,6 +20,7 @@ from typing import Any
 
 from .manager import WSManager
 from .monitoring import serve_metrics
+from .relay import cli as relay_cli
 from .state import StreamInfo
 
 __all__ = ["main"]
@@ -88,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
         help="enforce Binance's published limits (default none: permissive)",
     )
     fake.add_argument("--seed", type=int, default=None, help="make the market deterministic")
+
+    relay_cli.add_parser(commands)  # needs redis-py only when run: wsmanager[relay]
     return parser
 
 
@@ -107,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _stream(args.streams, args.url, args.count, args.metrics_port)
         if args.command == "health":
             return probe_health(args.url, args.timeout)
+        if args.command == "relay":
+            return relay_cli.run(args)
         return _fake_exchange(args.port, args.rate, args.rules, args.seed)
     except KeyboardInterrupt:
         return 130

@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     with relay, contextlib.ExitStack() as stack:
         if args.metrics_port is not None:
             server = stack.enter_context(
-                serve_metrics(relay, host=args.metrics_host, port=args.metrics_port)  # type: ignore[arg-type]
+                serve_metrics(relay, host=args.metrics_host, port=args.metrics_port)
             )
             print(f"wsmanager relay: metrics at {server.url}", file=sys.stderr, flush=True)
         print(
