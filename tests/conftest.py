@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ.setdefault("WSMANAGER_CHECK_LOCKS", "1")  # every lock's order checked (before import)
 
@@ -33,6 +34,18 @@ FAST: dict[str, Any] = {
     # Tests reconnect hundreds of times; the budget has tests of its own.
     "connection_budget": None,
 }
+
+
+def require_binary(name: str, package: str) -> str:
+    """The path of a service binary the test needs: skip with a clear message when it is absent
+    on a developer's machine, but FAIL under ``CI=true`` (.ci/run installs it)."""
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    message = f"{name} not installed (Debian: {package})"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + "; CI must install it in .ci/run")
+    pytest.skip(message)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.01) -> bool:

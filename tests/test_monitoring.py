@@ -7,7 +7,6 @@ import enum
 import json
 import re
 import selectors
-import shutil
 import socket
 import subprocess
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 import responses
-from conftest import SCALE, Recorder, wait_for
+from conftest import SCALE, Recorder, require_binary, wait_for
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -208,6 +207,10 @@ def test_dashboard_queries_use_only_exported_metrics(
         "ws_manager_retry_count_total",
         "ws_manager_messages_dropped_total",
         "ws_manager_stream_last_message_age_seconds",
+        "ws_manager_stream_gaps_total",
+        "ws_manager_connection_attempts_throttled_total",
+        "ws_manager_client_messages_sent_total",
+        "ws_manager_connections",
     }
 
 
@@ -219,11 +222,10 @@ def test_alert_rules_use_exported_metrics_and_the_seed_thresholds(
     expressions = re.findall(r"expr: (.+)", text)
     assert "ws_manager_active_connections > 100" in expressions
     assert "rate(ws_manager_retry_count_total[5m]) > 0.5" in expressions
+    assert "increase(ws_manager_stream_gaps_total[5m]) > 0" in expressions
     for expr in expressions:
         assert _metric_names_in(expr) <= exported
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (CI installs Debian's prometheus)")
+    promtool = require_binary("promtool", "Debian's prometheus package")
     result = subprocess.run(
         [promtool, "check", "rules", str(ROOT / "monitoring/prometheus-alerts.yml")],
         capture_output=True,
