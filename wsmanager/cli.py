@@ -21,7 +21,7 @@ from typing import Any
 from .manager import WSManager
 from .monitoring import serve_metrics
 from .relay import cli as relay_cli
-from .state import StreamInfo
+from .view import LiveView
 
 __all__ = ["main"]
 
@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("streams", nargs="+", metavar="STREAM")
     stream.add_argument("--url", default=BINANCE_URL, help=f"base URL (default {BINANCE_URL})")
     stream.add_argument("--count", type=int, default=None, help="stop after N messages")
+    stream.add_argument(
+        "--view",
+        action="store_true",
+        help="show a live view (connections, budget, rates, gaps) instead of the messages",
+    )
     stream.add_argument(
         "--metrics-port",
         type=int,
@@ -107,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args.seconds, args.rate, args.metrics_port)
         if args.command == "stream":
-            return _stream(args.streams, args.url, args.count, args.metrics_port)
+            return _stream(args.streams, args.url, args.count, args.metrics_port, args.view)
         if args.command == "health":
             return probe_health(args.url, args.timeout)
         if args.command == "relay":
@@ -120,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- stream ------------------------------------------------------------------------------------
 
 
-def _stream(streams: list[str], url: str, count: int | None, metrics_port: int | None) -> int:
+def _stream(
+    streams: list[str], url: str, count: int | None, metrics_port: int | None, view: bool = False
+) -> int:
     done = threading.Event()
     printed = 0
     lock = threading.Lock()
@@ -131,8 +138,9 @@ def _stream(streams: list[str], url: str, count: int | None, metrics_port: int |
         with lock:
             if count is not None and printed >= count:
                 return
-            sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
-            sys.stdout.flush()
+            if not view:
+                sys.stdout.write(json.dumps(message, separators=(",", ":")) + "\n")
+                sys.stdout.flush()
             printed += 1
             if count is not None and printed >= count:
                 done.set()
@@ -156,9 +164,11 @@ def _stream(streams: list[str], url: str, count: int | None, metrics_port: int |
         except ValueError as exc:
             print(f"wsmanager: {exc}", file=sys.stderr)
             return 2
+        live = LiveView(manager) if view else None
         try:
-            while not done.wait(0.5):
-                pass
+            while not done.wait(1.0 if live else 0.5):
+                if live is not None:
+                    live.tick()
         except KeyboardInterrupt:
             print(f"\nwsmanager: stopped after {printed} message(s)", file=sys.stderr)
             return 130
@@ -237,7 +247,6 @@ def _fake_exchange(port: int, rate: float, rules: str, seed: int | None) -> int:
 def _demo(seconds: float, rate: float, metrics_port: int) -> int:
     from .testing import FakeExchange
 
-    interactive = sys.stdout.isatty()
     with (
         FakeExchange(rate=rate) as exchange,
         WSManager(
@@ -269,23 +278,21 @@ def _demo(seconds: float, rate: float, metrics_port: int) -> int:
             f"{len(DEMO_STREAMS)} streams, {rate:g} msg/s each; running {seconds:g}s"
         )
         print(f"metrics and health: curl {server.url}  (add ?format=prometheus for Prometheus)")
+        view = LiveView(manager)
         started = time.monotonic()
         drop_at = started + seconds * 0.4
         dropped = False
-        previous = {name: 0 for name in DEMO_STREAMS}
-        last_tick = started
         try:
             while (now := time.monotonic()) < started + seconds:
-                time.sleep(min(1.0, started + seconds - now))
+                time.sleep(min(1.0, started + seconds - now))  # the view's refresh period
                 if not dropped and time.monotonic() >= drop_at:
                     n = exchange.drop()
                     dropped = True
-                    print(f"\n*** fault injected: the exchange dropped {n} connections ***\n")
-                tick = time.monotonic()
-                infos = {i.name: i for i in manager.get_stream_info()}
-                _render(infos, previous, tick - last_tick, tick - started, interactive)
-                previous = {n: i.messages_received for n, i in infos.items()}
-                last_tick = tick
+                    note = f"*** fault injected: the exchange dropped {n} connection(s) ***"
+                    view.notes.append(note)
+                    if not view.interactive:
+                        print(note)
+                view.tick()
         except KeyboardInterrupt:
             print("\ninterrupted")
         metrics = manager.get_metrics()
@@ -325,25 +332,3 @@ def _fetch_json(url: str) -> tuple[int, str, object]:
         return 0, f"unreachable: {exc}", None
     document = json.loads(body)
     return status, document["status"], document["metrics"]["activeConnections"]
-
-
-def _render(
-    infos: dict[str, StreamInfo],
-    previous: dict[str, int],
-    interval: float,
-    elapsed: float,
-    interactive: bool,
-) -> None:
-    lines = [
-        f"t={elapsed:5.1f}s  {'stream':<22}{'subs':>5}  {'state':<12}{'messages':>9}"
-        f"{'rate/s':>8}{'reconnects':>11}"
-    ]
-    for name, info in infos.items():
-        rate = (info.messages_received - previous.get(name, 0)) / max(interval, 1e-6)
-        lines.append(
-            f"{'':9}{name:<22}{info.subscribers:>5}  {info.state.value:<12}"
-            f"{info.messages_received:>9}{rate:>8.1f}{info.reconnects:>11}"
-        )
-    if interactive:
-        sys.stdout.write("\x1b[2J\x1b[H")
-    print("\n".join(lines))

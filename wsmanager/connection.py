@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import websocket
 
@@ -45,7 +44,7 @@ from .errors import (
     WSManagerError,
 )
 from .guard import SocketGuard
-from .limits import HOST_BUDGETS, MessageGate
+from .limits import HOST_BUDGETS, MessageGate, host_key
 from .readloop import ReadLoop
 from .state import ConnectionState
 from .targets import Target
@@ -142,9 +141,7 @@ class Connection:
         self._ssl_context = ssl_context
         self._rng = rng  # None: the random module's shared generator
         self._policy = BackoffPolicy(config.base_retry_delay, config.max_retry_delay)
-        parts = urlsplit(config.url)
-        default = 443 if parts.scheme == "wss" else 80
-        self.host_key = f"{parts.hostname}:{parts.port or default}"
+        self.host_key = host_key(config.url)
         self.healthy_after = min(config.ping_interval, config.max_retry_delay)
         age = config.max_connection_age
         self.max_age = float("inf") if age is None else age * (1 - (rng or random).uniform(0, 0.1))

@@ -15,10 +15,11 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from ._locks import make_lock
 
-__all__ = ["HOST_BUDGETS", "HostBudgets", "MessageGate"]
+__all__ = ["HOST_BUDGETS", "HostBudgets", "MessageGate", "host_key"]
 
 _WINDOW = 1.0
 # Seconds added to the message window: the exchange counts a message when it arrives, and
@@ -28,6 +29,13 @@ MESSAGE_SLACK = 0.05
 # a little after we count it, and the delay varies; without slack an attempt at the very end of
 # our window can land inside the exchange's.
 BUDGET_SLACK = 0.5
+
+
+def host_key(url: str) -> str:
+    """``host:port`` of a ws/wss/http/https URL: the unit the connection budget counts."""
+    parts = urlsplit(url)
+    default = 443 if parts.scheme in ("wss", "https") else 80
+    return f"{parts.hostname}:{parts.port or default}"
 
 
 class MessageGate:
