@@ -95,11 +95,13 @@ def test_every_connection_dropped_at_once_twice_stays_within_the_budget(
         for name in names:
             manager.subscribe(name, recorder)
         assert exchange.wait_until(lambda: exchange.open_connections() == 8, 10 * SCALE)
-        for _round in range(2):
+        for round_ in range(2):
             exchange.drop()
+            opened = 8 * (round_ + 2)  # connections the exchange accepted by the end of the round
             assert exchange.wait_until(
-                lambda: (
+                lambda opened=opened: (
                     exchange.open_connections() == 8
+                    and len(exchange.connections(open_only=False)) >= opened
                     and all(exchange.stats(n).open == 1 for n in names)
                 ),
                 20 * SCALE,

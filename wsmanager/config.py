@@ -105,15 +105,16 @@ def _check_url(url: object) -> None:
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"url must start with ws:// or wss://, got {redact_url(url)!r}")
     if not parts.hostname:
-        raise ValueError(f"url has no host: {url!r}")
+        raise ValueError(f"url has no host: {redact_url(url)!r}")
     if parts.query or parts.fragment:
         raise ValueError(
-            f"url must not have a query or fragment (the stream name is appended): {url!r}"
+            "url must not have a query or fragment (the stream name is appended): "
+            f"{redact_url(url)!r}"
         )
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise ValueError(f"url has an invalid port: {url!r}") from exc
+        raise ValueError(f"url has an invalid port: {redact_url(url)!r}") from exc
 
 
 @dataclass(frozen=True)
