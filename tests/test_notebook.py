@@ -265,6 +265,9 @@ def test_the_book_shows_both_sides_aligned_with_spread_and_mid() -> None:
     for fact in ("BTCUSDT", "synced", "update id 42", "resyncs 1", "spread 0.25", "mid 100.625"):
         assert fact in facts
     assert len(Tables(book_html(Book("BTCUSDT", True, 42, 1, LEVELS), levels=1)).tables[0]) == 2
+    whole = ([(d("100E+1"), d("5"))], [(d("1001.00000000"), d("1E+1"))])
+    table = Tables(book_html(Book("BTCUSDT", True, 1, 0, whole))).tables[0]
+    assert table[1] == ["5", "1000", "1001", "10"]
 
 
 def test_an_unsynced_book_and_a_hostile_symbol() -> None:

@@ -201,15 +201,19 @@ def book_html(book: BookLike, *, levels: int = BOOK_LEVELS) -> str:
         facts.append(f"mid {_e(_num((best_bid + best_ask) / 2))}")
     head = "".join(f"<th{_RIGHT}>{name}</th>" for name in ("bid qty", "bid", "ask", "ask qty"))
     columns = (
-        _column([q for _, q in bids]),
-        _column([p for p, _ in bids], colour="#2e7d32"),
-        _column([p for p, _ in asks], colour="#c62828"),
-        _column([q for _, q in asks]),
+        (_column([q for _, q in bids]), ""),
+        (_column([p for p, _ in bids]), ";color:#2e7d32"),
+        (_column([p for p, _ in asks]), ";color:#c62828"),
+        (_column([q for _, q in asks]), ""),
     )
     rows = []
     for i in range(max(len(bids), len(asks))):
-        cells = (column[i] if i < len(column) else "" for column in columns)
-        rows.append("<tr>" + "".join(f"<td{_RIGHT}>{cell}</td>" for cell in cells) + "</tr>")
+        cells = (
+            f'<td style="text-align:right;font-variant-numeric:tabular-nums{colour}">'
+            f"{column[i] if i < len(column) else ''}</td>"
+            for column, colour in columns
+        )
+        rows.append(f"<tr>{''.join(cells)}</tr>")
     if not rows:
         empty = "no levels" if synced else "no levels while not synced"
         rows.append(f'<tr><td colspan="4"><i>{empty}</i></td></tr>')
@@ -265,23 +269,18 @@ def _bytes(count: int) -> str:
     return f"{count / (1024 * 1024):.1f} MiB"
 
 
-def _column(values: Sequence[object], colour: str | None = None) -> list[str]:
+def _column(values: Sequence[object]) -> list[str]:
     """Escaped numbers with as many decimals as the longest needs, so the points line up."""
     exponents = [
         v.normalize().as_tuple().exponent
         for v in values
         if isinstance(v, Decimal) and v.is_finite()
     ]
-    places = max((-e for e in exponents if isinstance(e, int)), default=0)
-    style = f"font-variant-numeric:tabular-nums{f';color:{colour}' if colour else ''}"
-    cells = []
-    for value in values:
-        if isinstance(value, Decimal) and value.is_finite():
-            text = f"{value:.{max(0, places)}f}"
-        else:
-            text = str(value)
-        cells.append(f'<span style="{style}">{_e(text)}</span>')
-    return cells
+    places = max([0, *(-e for e in exponents if isinstance(e, int))])
+    return [
+        _e(f"{value:.{places}f}" if isinstance(value, Decimal) and value.is_finite() else value)
+        for value in values
+    ]
 
 
 def _num(value: object) -> str:
