@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,17 +27,40 @@ def test_the_quickstart_script_runs() -> None:
 
 
 @pytest.mark.timeout(120)
-def test_the_quickstart_notebook_runs_and_shows_callback_output() -> None:
+def test_the_quickstart_notebook_runs_and_keeps_its_tables_and_figures(tmp_path: Path) -> None:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)
     nbclient.NotebookClient(notebook, timeout=60, kernel_name="python3").execute()
-    outputs = [
-        "".join(o.get("text", "") for o in cell.get("outputs", []))
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-    ]
-    assert "5 trades; last price" in outputs[1]
-    assert outputs[2].count("bid") == 3
-    assert outputs[3].count("callback got trade") == 2  # a background thread's print, not lost
-    assert "closed" in outputs[-1]
+    executed = tmp_path / "quickstart.ipynb"
+    nbformat.write(notebook, executed)
+    cells = {
+        tag: cell
+        for cell in nbformat.read(executed, as_version=4).cells
+        for tag in cell.metadata.get("tags", [])
+    }
+
+    def text(tag: str) -> str:
+        return "".join(o.get("text", "") for o in cells[tag].outputs)
+
+    def data(tag: str, kind: str) -> list[str]:
+        return [o.data[kind] for o in cells[tag].outputs if kind in o.get("data", {})]
+
+    assert "5 trades; last price" in text("collect")
+    assert text("iterate").count("bid") == 3
+    assert text("callback").count("callback got trade") == 2  # a background thread's print
+    assert "closed" in text("close")
+    (table,) = data("manager-table", "text/html")
+    assert 'class="wsmanager-streams"' in table
+    assert "<code>btcusdt@trade</code>" in table
+    assert "<code>btcusdt@depth@100ms</code>" in table
+    (book,) = data("book-table", "text/html")
+    assert "BTCUSDT" in book
+    figures = {tag: data(tag, "image/png") for tag in ("prices", "depth")}
+    for tag, pngs in figures.items():
+        assert len(pngs) == 1, tag
+        assert base64.b64decode(pngs[0]).startswith(b"\x89PNG\r\n\x1a\n"), tag
+    # WSMANAGER_NOTEBOOK_IMAGES=docs/img refreshes the figures the docs show.
+    if target := os.environ.get("WSMANAGER_NOTEBOOK_IMAGES"):
+        for tag, pngs in figures.items():
+            (Path(target) / f"notebook-{tag}.png").write_bytes(base64.b64decode(pngs[0]))

@@ -30,6 +30,7 @@ from .delivery import (
 from .errors import ManagerClosedError
 from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
+from .notebook import manager_html
 from .registry import StreamRegistry
 from .state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 from .status import StatusCallback, StatusFeed
@@ -336,6 +337,10 @@ class WSManager(ClosesOnExit):
         state = "destroyed" if self._destroyed else self._status.current.value
         streams = self.get_active_streams_count()
         return f"<WSManager {redact_url(self.config.url)} {state}, {streams} stream(s)>"
+
+    def _repr_html_(self) -> str:
+        """The manager and its streams as HTML tables, for Jupyter (``notebook.manager_html``)."""
+        return manager_html(self)
 
     # -- the supervisor thread -------------------------------------------------------------------
 

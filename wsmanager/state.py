@@ -79,6 +79,12 @@ class StreamInfo:
     resubscribes: int = 0
     connection: int = 0  # number of the connection carrying the stream now
 
+    def _repr_html_(self) -> str:
+        """This snapshot as an HTML table, for Jupyter (``notebook.stream_html``)."""
+        from .notebook import stream_html  # the views import this module
+
+        return stream_html(self)
+
 
 @dataclass(frozen=True)
 class WSManagerMetrics:
