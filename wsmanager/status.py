@@ -9,6 +9,7 @@ immediate call of a new listener runs on the thread that registers it.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,18 +23,24 @@ log = logging.getLogger("wsmanager")
 StatusCallback = Callable[[ConnectionState], object]
 
 
+_HISTORY = 1000  # changes kept for listeners that are behind (beyond: they skip to the latest)
+
+
 @dataclass(eq=False)
 class StatusListener:
     callback: StatusCallback
     last: ConnectionState | None = None
+    seen: int = 0  # number of the last change delivered
     busy: bool = False
     active: bool = True
 
 
 class StatusFeed:
     def __init__(self) -> None:
-        self._lock = make_lock("status")  # guards _current, _listeners and every listener's fields
+        self._lock = make_lock("status")  # guards the fields below and every listener's
         self._current = ConnectionState.DISCONNECTED
+        self._number = 0  # of the latest change
+        self._changes: deque[tuple[int, ConnectionState]] = deque(maxlen=_HISTORY)
         self._listeners: list[StatusListener] = []
 
     @property
@@ -44,7 +51,10 @@ class StatusFeed:
         """Record the latest state; True when it differs from the previous one."""
         with self._lock:
             changed = state is not self._current
-            self._current = state
+            if changed:
+                self._current = state
+                self._number += 1
+                self._changes.append((self._number, state))
         return changed
 
     def add(self, callback: StatusCallback) -> tuple[StatusListener, bool]:
@@ -54,13 +64,13 @@ class StatusFeed:
         should have the supervisor deliver again).
         """
         with self._lock:
-            listener = StatusListener(callback, last=self._current, busy=True)
+            listener = StatusListener(callback, last=self._current, seen=self._number, busy=True)
             self._listeners.append(listener)
             state = self._current
         _call(listener, state)
         with self._lock:
             listener.busy = False
-            return listener, listener.active and listener.last is not self._current
+            return listener, listener.active and listener.seen != self._number
 
     def remove(self, listener: StatusListener) -> None:
         with self._lock:
@@ -75,22 +85,27 @@ class StatusFeed:
             self._listeners.clear()
 
     def deliver(self) -> None:
-        """Bring every idle listener up to the current state. Only the supervisor calls this."""
+        """Hand every idle listener each change since its last one, in order (a listener never
+        gets the same state twice in a row). Only the supervisor calls this."""
         while True:
+            work: list[tuple[StatusListener, list[ConnectionState]]] = []
             with self._lock:
-                state = self._current
-                targets = [
-                    listener
-                    for listener in self._listeners
-                    if listener.active and not listener.busy and listener.last is not state
-                ]
-                for listener in targets:
-                    listener.last = state
+                for listener in self._listeners:
+                    if not listener.active or listener.busy or listener.seen == self._number:
+                        continue
+                    states = [state for number, state in self._changes if number > listener.seen]
+                    if not states:  # fell behind the history: the latest is what matters
+                        states = [self._current]
+                    listener.seen = self._number
                     listener.busy = True
-            if not targets:
+                    work.append((listener, states))
+            if not work:
                 return
-            for listener in targets:
-                _call(listener, state)
+            for listener, states in work:
+                for state in states:
+                    if state is not listener.last and listener.active:
+                        listener.last = state
+                        _call(listener, state)
                 with self._lock:
                     listener.busy = False
 
