@@ -57,7 +57,7 @@ def test_asks_are_best_first_lowest_price_first() -> None:
 def test_quantity_zero_removes_a_level_in_any_spelling_and_unknown_zero_is_a_no_op() -> None:
     side = BookSide(descending=True)
     side.apply([["10.00", "1"], ["11.00", "2"], ["12.00", "3"]])
-    side.apply([["11.00", "0.00000000"], ["13.00", "0"], ["12.00", "0E-8"]])
+    side.apply([["11.00", "0.00000000"], ["13.00", "0"], ["12.00", "00.0"]])
     assert side.top() == [(D("10.00"), D("1"))]
     assert len(side) == 1
 
@@ -89,7 +89,8 @@ def test_decimal_values_are_exact() -> None:
 @pytest.mark.parametrize(
     "level",
     [["abc", "1"], ["1", "x"], ["-1", "1"], ["1", "-1"], ["0", "1"], ["NaN", "1"], ["1", "Inf"],
-     ["1"], ["1", "2", "3"], [1.5, "1"], "12"],
+     ["1"], ["1", "2", "3"], [1.5, "1"], 12, [["1"], "2"], ["1", ""], ["1", "."],
+     ["1", "1.2.3"], ["1", "1e5"], ["1", " 1"], ["1", 1], ["1e999", "1"]],
 )  # fmt: skip
 def test_a_bad_level_is_a_value_error_naming_it(level: Any) -> None:
     side = BookSide(descending=True)
@@ -107,12 +108,65 @@ def test_load_replaces_the_side_and_skips_zero_quantities() -> None:
     assert levels.asks.top() == [(D("4"), D("1"))]
 
 
-def test_the_price_memo_stays_bounded_by_the_book() -> None:
+def test_nothing_is_left_behind_by_levels_that_come_and_go() -> None:
     side = BookSide(descending=True)
-    for i in range(20_000):
-        side.apply([[f"{i}.5", "1"], [f"{i}.5", "0"]])
-    assert len(side) == 0
-    assert len(side._memo) <= 1024 + 2
+    for i in range(2_000):
+        side.apply([[f"{i}.5", "1"]])
+        side.best()
+        side.apply([[f"{i}.50", "0"]])  # removed under another spelling
+    assert len(side) == 0 and side.top() == []
+    internals = (side._quantity, side._key_of, side._price_of, side._keys, side._decimal)
+    assert all(len(part) == 0 for part in internals)
+
+
+def test_prices_beyond_float_precision_are_still_ordered_exactly() -> None:
+    side = BookSide(descending=False)
+    close = ["1.00000000000000003", "1.00000000000000001", "1.00000000000000002"]
+    assert len({float(p) for p in close}) == 1  # one float for three prices
+    side.apply([[close[0], "3"], ["2", "9"], [close[1], "1"]])
+    side.apply([[close[2], "2"]])
+    assert [p for p, _ in side.top()] == [D(close[1]), D(close[2]), D(close[0]), D("2")]
+    side.apply([[close[2], "0"], ["1.000000000000000010", "7"]])  # respelled close[1]
+    assert side.top() == [(D(close[1]), D("7")), (D(close[0]), D("3")), (D("2"), D("9"))]
+    assert side.get(D(close[0])) == D("3") and side.get(D(close[2])) is None
+
+
+def reference_apply(model: dict[Decimal, Decimal], changes: list[list[str]]) -> None:
+    for price, quantity in changes:
+        if Decimal(quantity):
+            model[Decimal(price)] = Decimal(quantity)
+        else:
+            model.pop(Decimal(price), None)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_changes_match_a_plain_dict_of_decimals(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    bids, asks = BookSide(descending=True), BookSide(descending=False)
+    models: list[dict[Decimal, Decimal]] = [{}, {}]
+    ticks = list(range(1, 400))
+
+    def spell(tick: int) -> str:  # one price, several spellings; rarely, beyond a float's reach
+        if seed % 2 and tick < 10:
+            return f"5.0000000000000000{tick}" + "0" * rng.randint(0, 2)
+        return rng.choice([f"{tick / 100:.2f}", f"{tick / 100:.8f}", f"{tick / 100}"])
+
+    for _ in range(3_000):
+        for side, model in zip((bids, asks), models, strict=True):
+            changes = []
+            for _ in range(rng.randint(0, 12)):
+                quantity = rng.choice(["0", "0.00000000", "1", f"{rng.random():.8f}", "2.5"])
+                changes.append([spell(rng.choice(ticks)), quantity])
+            side.apply(changes)
+            reference_apply(model, changes)
+    for side, model in zip((bids, asks), models, strict=True):
+        expected = sorted(model.items(), reverse=side.descending)
+        assert side.top() == expected
+        assert side.top(7) == expected[:7]
+        assert side.best() == (expected[0] if expected else None)
+        assert len(side) == len(model)
 
 
 # -- the sync procedure -------------------------------------------------------------------------
