@@ -186,7 +186,9 @@ class RestServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, name="test-rest")
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="test-rest", daemon=True
+        )
         self.thread.start()
 
     def close(self) -> None:
