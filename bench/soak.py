@@ -22,8 +22,8 @@ import time
 from typing import Any
 
 from wsmanager import WSManager
-from wsmanager.faultproxy import FaultProxy, Mode
 from wsmanager.testing import FakeExchange
+from wsmanager.testing.faultproxy import FaultProxy, Mode
 
 
 def _rss_kib() -> int:

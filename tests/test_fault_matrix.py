@@ -15,8 +15,8 @@ import pytest
 from conftest import FAST, SCALE, Recorder, flows, wait_for
 
 from wsmanager import WSManager
-from wsmanager.faultproxy import FaultProxy, Mode
 from wsmanager.testing import FakeExchange
+from wsmanager.testing.faultproxy import FaultProxy, Mode
 
 TRADE = "btcusdt@trade"
 MakeManager = Callable[..., WSManager]

@@ -81,6 +81,13 @@ def _parser() -> argparse.ArgumentParser:
     fake = commands.add_parser("fake-exchange", help="run the bundled fake exchange")
     fake.add_argument("--port", type=int, default=9443, help="port on 127.0.0.1 (default 9443)")
     fake.add_argument("--rate", type=float, default=10.0, help="messages/s per stream")
+    fake.add_argument(
+        "--rules",
+        choices=("none", "binance"),
+        default="none",
+        help="enforce Binance's published limits (default none: permissive)",
+    )
+    fake.add_argument("--seed", type=int, default=None, help="make the market deterministic")
     return parser
 
 
@@ -100,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _stream(args.streams, args.url, args.count, args.metrics_port)
         if args.command == "health":
             return probe_health(args.url, args.timeout)
-        return _fake_exchange(args.port, args.rate)
+        return _fake_exchange(args.port, args.rate, args.rules, args.seed)
     except KeyboardInterrupt:
         return 130
 
@@ -196,11 +203,16 @@ def probe_health(url: str, timeout: float = 5.0) -> int:
 # -- fake-exchange -------------------------------------------------------------------------------
 
 
-def _fake_exchange(port: int, rate: float) -> int:
-    from .testing import FakeExchange
+def _fake_exchange(port: int, rate: float, rules: str, seed: int | None) -> int:
+    from .testing import BINANCE_SPOT_RULES, FakeExchange
 
-    with FakeExchange(port=port, rate=rate) as exchange:
-        print(f"fake exchange listening on {exchange.url} ({rate:g} msg/s per stream)")
+    chosen = BINANCE_SPOT_RULES if rules == "binance" else None
+    with FakeExchange(port=port, rate=rate, rules=chosen, seed=seed) as exchange:
+        print(
+            f"fake exchange listening on {exchange.url} ({rate:g} msg/s per stream; "
+            f"rules: {rules}; REST: {exchange.rest_url})",
+            flush=True,
+        )
         print(f"try: wsmanager stream btcusdt@trade --url {exchange.url}   (Ctrl-C ends)")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -209,6 +221,8 @@ def _fake_exchange(port: int, rate: float) -> int:
                 pass
         except KeyboardInterrupt:
             pass
+        if chosen is not None:
+            print(f"violations recorded: {len(exchange.violations())}")
     return 0
 
 

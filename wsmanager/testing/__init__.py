@@ -1,0 +1,25 @@
+"""Test helpers: a fake Binance-style exchange (``FakeExchange``, needs ``websockets``:
+``pip install wsmanager[testing]``), its rules, and a fault-injecting TCP proxy
+(:mod:`wsmanager.testing.faultproxy`, standard library only).
+
+See ``docs/testing.md``.
+"""
+
+from __future__ import annotations
+
+from .book import TrueBook
+from .exchange import FakeExchange
+from .ledger import ConnectionInfo, ControlEntry, RestRequest, StreamStats
+from .rules import BINANCE_SPOT_RULES, ExchangeRules, Violation
+
+__all__ = [
+    "BINANCE_SPOT_RULES",
+    "ConnectionInfo",
+    "ControlEntry",
+    "ExchangeRules",
+    "FakeExchange",
+    "RestRequest",
+    "StreamStats",
+    "TrueBook",
+    "Violation",
+]

@@ -1,0 +1,87 @@
+"""The exchange's market: one feed per stream, one true order book per symbol, made on first
+use and deterministic for a given ``seed`` (the server's loop thread only)."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from .book import DepthFeed, OrderBook, PartialDepthFeed
+from .payloads import (
+    AggTradeFeed,
+    BookTickerFeed,
+    CounterFeed,
+    Feed,
+    TradeFeed,
+    stream_kind,
+    stream_symbol,
+)
+
+__all__ = ["Market", "dumps"]
+
+
+def dumps(payload: Any) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
+class Market:
+    """Feeds and books; ``publish`` makes the next message(s) of a stream, encoded."""
+
+    def __init__(self, seed: int | None, book_levels: int) -> None:
+        self.seed = seed if seed is not None else random.randrange(2**32)
+        self.book_levels = book_levels
+        self.feeds: dict[str, Feed] = {}
+        self.books: dict[str, OrderBook] = {}
+        self.last: dict[str, str] = {}  # stream -> the last message sent (for repeat)
+
+    def _rng(self, name: str) -> random.Random:
+        return random.Random(f"{self.seed}:{name}")
+
+    def book(self, symbol: str) -> OrderBook:
+        symbol = symbol.upper()
+        book = self.books.get(symbol)
+        if book is None:
+            book = self.books[symbol] = OrderBook(symbol, self._rng(symbol), self.book_levels)
+        return book
+
+    def feed(self, stream: str) -> Feed:
+        feed = self.feeds.get(stream)
+        if feed is None:
+            feed = self.feeds[stream] = self._make_feed(stream)
+        return feed
+
+    def _make_feed(self, stream: str) -> Feed:
+        kind = stream_kind(stream)
+        rng = self._rng(stream)
+        if kind == "trade":
+            return TradeFeed(stream, rng)
+        if kind == "aggTrade":
+            return AggTradeFeed(stream, rng)
+        if kind == "bookTicker":
+            return BookTickerFeed(stream, rng)
+        if kind == "depth":
+            return DepthFeed(self.book(stream_symbol(stream)))
+        if kind == "partial_depth":
+            levels = int(stream.split("@")[1][5:])
+            return PartialDepthFeed(self.book(stream_symbol(stream)), levels)
+        return CounterFeed(stream, rng)
+
+    def agg_trades(self, symbol: str) -> AggTradeFeed:
+        """The aggregate-trade feed (and history) of ``symbol``."""
+        feed = self.feed(f"{symbol.lower()}@aggTrade")
+        assert isinstance(feed, AggTradeFeed)
+        return feed
+
+    def publish(self, stream: str, payload: Any = None) -> list[str]:
+        """The next message(s) of ``stream``, JSON-encoded; ``payload``: sent as given."""
+        if payload is None:
+            texts = [dumps(p) for p in self.feed(stream).next_payloads()]
+        else:
+            texts = [dumps(payload)]
+        self.last[stream] = texts[-1]
+        return texts
+
+    def sequence(self, stream: str) -> int:
+        feed = self.feeds.get(stream)
+        return feed.number if feed is not None else 0
