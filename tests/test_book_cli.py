@@ -106,3 +106,14 @@ def test_a_refused_snapshot_exits_1(
         publisher.join()
         rest.close()
     assert "Invalid symbol" in capsys.readouterr().err
+
+
+def test_by_default_the_command_runs_against_the_bundled_exchange(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = parse("ETHUSDT", "--levels", "2", "--seconds", f"{1.5 * SCALE}", "--interval", "0.3",
+                 "--rate", "20")  # fmt: skip
+    assert run(args) == 0
+    captured = capsys.readouterr()
+    assert "fake exchange at ws://127.0.0.1:" in captured.err
+    assert "ETHUSDT  synced at update" in captured.out
