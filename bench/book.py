@@ -76,25 +76,32 @@ def make_market(
         for key, (keys, direction) in sides.items():
             book = books[key]
             out: list[list[str]] = []
-            for _ in range(changes):
+            used: set[int] = set()  # one change per price per event, as the exchange sends
+            while len(out) < changes:
                 roll = rng.random()
                 if roll < 0.70:
                     tick = direction * keys[rank(len(keys))]
+                    if tick in used:
+                        continue
                     book[tick] = quantity = qty()
                 elif roll < 0.85 and len(keys) > 1:
-                    tick = direction * keys.pop(rank(len(keys)))
+                    index = rank(len(keys))
+                    tick = direction * keys[index]
+                    if tick in used:
+                        continue
+                    del keys[index]
                     del book[tick]
                     quantity = "0.00000000"
                 else:
-                    while True:
-                        ticks_away = (rng.randrange(1, 4 * levels) if uniform
-                                      else int(rng.expovariate(1 / 60)) + 1)  # fmt: skip
-                        new_key = keys[0] + ticks_away
-                        tick = direction * new_key
-                        if tick not in book:
-                            break
+                    ticks_away = (rng.randrange(1, 4 * levels) if uniform
+                                  else int(rng.expovariate(1 / 60)) + 1)  # fmt: skip
+                    new_key = keys[0] + ticks_away
+                    tick = direction * new_key
+                    if tick in book or tick in used:
+                        continue
                     book[tick] = quantity = qty()
                     bisect.insort(keys, new_key)
+                used.add(tick)
                 out.append([price(tick), quantity])
             diff[key] = out
         first = update_id + 1

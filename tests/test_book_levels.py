@@ -115,7 +115,7 @@ def test_nothing_is_left_behind_by_levels_that_come_and_go() -> None:
         side.best()
         side.apply([[f"{i}.50", "0"]])  # removed under another spelling
     assert len(side) == 0 and side.top() == []
-    internals = (side._quantity, side._key_of, side._price_of, side._keys, side._decimal)
+    internals = (side._quantity, side._key_of, side._price_of, side._keys)
     assert all(len(part) == 0 for part in internals)
 
 

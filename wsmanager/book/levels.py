@@ -22,8 +22,7 @@ import math
 from bisect import bisect_left
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from itertools import compress
-from operator import itemgetter, not_
+from operator import itemgetter
 
 __all__ = ["BookSide", "Level", "Levels"]
 
@@ -31,8 +30,6 @@ Level = tuple[Decimal, Decimal]  # (price, quantity)
 Key = float | Decimal
 
 _DELETE_DIGITS = str.maketrans("", "", "0123456789")
-_DELETE_DOT_AND_SEPARATOR = str.maketrans("", "", ".\x00")
-_DELETE_ZERO_AND_DOT = str.maketrans("", "", "0.")
 _BAD = (TypeError, ValueError, InvalidOperation)
 _BAD_CHANGE = (TypeError, ValueError, IndexError, KeyError)
 _price_of = itemgetter(0)
@@ -43,7 +40,6 @@ class BookSide:
     """One side of a book. ``descending=True`` for bids (best = highest price)."""
 
     __slots__ = (
-        "_decimal",
         "_exact",
         "_key_of",
         "_keys",
@@ -61,7 +57,6 @@ class BookSide:
         self._key_of: dict[str, Key] = {}  # price -> its key: exactly the levels
         self._price_of: dict[Key, str] = {}  # key -> price
         self._keys: list[Key] = []  # ascending
-        self._decimal: dict[str, Decimal] = {}  # price -> Decimal, for the prices read
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -72,7 +67,6 @@ class BookSide:
         self._key_of = {}
         self._price_of = {}
         self._keys = []
-        self._decimal = {}
 
     # -- changes ---------------------------------------------------------------------------------
 
@@ -89,8 +83,9 @@ class BookSide:
             prices = set(map(_price_of, changes))
         except _BAD_CHANGE:
             raise ValueError(f"bad price level in {_first_bad(changes)!r}") from None
-        marks = quantities.translate(_DELETE_DIGITS)  # dots and separators, if well formed
-        if marks.translate(_DELETE_DOT_AND_SEPARATOR) or ".." in marks:
+        text = quantities.encode("utf-8", "replace")  # bytes.translate: no per-call dict
+        marks = text.translate(None, b"0123456789")  # dots and separators, if well formed
+        if marks.translate(None, b".\x00") or b".." in marks:
             raise ValueError(f"bad price level in {_first_bad(changes)!r}")
         book = self._quantity
         key_of = self._key_of
@@ -122,14 +117,17 @@ class BookSide:
             book.update(changes)  # type: ignore[arg-type]
         except _BAD_CHANGE:
             raise ValueError(f"bad price level in {_first_bad(changes)!r}") from None
-        non_zero = quantities.translate(_DELETE_ZERO_AND_DOT).split("\x00")  # "" = zero
-        if "" in non_zero:
+        non_zero = text.translate(None, b"0.").split(b"\x00")  # b"" = zero
+        zeros = non_zero.count(b"")
+        if zeros:
             repeated = len(prices) != len(changes)
-            decimal = self._decimal
-            for price in compress(map(_price_of, changes), map(not_, non_zero)):
+            index = -1
+            for _ in range(zeros):
+                index = non_zero.index(b"", index + 1)
+                price = changes[index][0]
                 if repeated:  # the last change of a price wins
                     quantity = book.get(price)
-                    if quantity is None or quantity.translate(_DELETE_ZERO_AND_DOT):
+                    if quantity is None or quantity.strip("0."):
                         continue
                 if not book.pop(price).strip("."):
                     raise ValueError(f"bad price level in {_first_bad(changes)!r}")
@@ -139,7 +137,6 @@ class BookSide:
                 else:
                     del price_of[key]
                     del keys[bisect_left(keys, key)]  # type: ignore[arg-type]
-                    decimal.pop(price, None)
         for price, key in new.items():
             if key in price_of:
                 self._insert(price, key)
@@ -152,10 +149,9 @@ class BookSide:
         """Put a new price (its quantity already set) in order."""
         other = self._price_of.get(key)
         if other is not None:  # the same price spelled otherwise, or a float collision
-            if self._number(other) == self._number(price):
+            if Decimal(other) == Decimal(price):
                 del self._quantity[other]
                 del self._key_of[other]
-                self._decimal.pop(other, None)
                 self._price_of[key] = price
                 self._key_of[price] = key
                 return
@@ -172,12 +168,11 @@ class BookSide:
         del self._price_of[key]
         keys = self._keys
         del keys[bisect_left(keys, key)]  # type: ignore[arg-type]
-        self._decimal.pop(price, None)
 
     def _remove_spelled_otherwise(self, price: str, key: Key) -> None:
         """A removal naming a price not in the book: the same price spelled otherwise goes."""
         other = self._price_of.get(key)
-        if other is not None and self._number(other) == Decimal(price):
+        if other is not None and Decimal(other) == Decimal(price):
             del self._quantity[other]
             del self._key_of[other]
             self._drop(other, key)
@@ -217,17 +212,11 @@ class BookSide:
 
     # -- reads -----------------------------------------------------------------------------------
 
-    def _number(self, price: str) -> Decimal:
-        number = self._decimal.get(price)
-        if number is None:
-            number = self._decimal[price] = Decimal(price)
-        return number
-
     def best(self) -> Level | None:
         if not self._keys:
             return None
         price = self._price_of[self._keys[-1]]
-        return self._number(price), Decimal(self._quantity[price])
+        return Decimal(price), Decimal(self._quantity[price])
 
     def top(self, n: int | None = None) -> list[Level]:
         """The best ``n`` levels (all when ``n`` is None), best first."""
@@ -239,9 +228,8 @@ class BookSide:
             keys = self._keys[: -n - 1 : -1]
         price_of = self._price_of
         quantity = self._quantity
-        number = self._number
         return [
-            (number(price), Decimal(quantity[price])) for price in (price_of[key] for key in keys)
+            (Decimal(price), Decimal(quantity[price])) for price in (price_of[key] for key in keys)
         ]
 
     def get(self, price: Decimal) -> Decimal | None:
@@ -251,7 +239,7 @@ class BookSide:
         except ValueError:
             return None
         spelled = self._price_of.get(key)
-        if spelled is None or self._number(spelled) != price:
+        if spelled is None or Decimal(spelled) != price:
             return None
         return Decimal(self._quantity[spelled])
 

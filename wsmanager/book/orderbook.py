@@ -265,14 +265,15 @@ class OrderBook(ClosesOnExit):
                 return
             was_synced = self._sync.synced
             outcome = self._sync.on_event(event)
-            if outcome is EventOutcome.APPLIED:
+            if outcome is EventOutcome.APPLIED:  # the common case, kept short
                 self._last_change = time.monotonic()
-            elif was_synced and not self._sync.synced:
-                self._changed.notify_all()
-            self._start_worker_if_needed()
-            notify = self._request_notify(
-                outcome is EventOutcome.APPLIED or was_synced != self._sync.synced
-            )
+                notify = self._request_notify(True)
+            else:
+                lost = was_synced and not self._sync.synced
+                if lost:
+                    self._changed.notify_all()
+                self._start_worker_if_needed()
+                notify = self._request_notify(lost)
         if outcome is EventOutcome.GAP:
             log.info("%s: gap before update %s: resyncing", self.symbol, event.get("U"))
         elif outcome is EventOutcome.INVALID:

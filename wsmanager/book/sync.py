@@ -124,22 +124,30 @@ class DepthSync:
 
     def on_event(self, event: Any) -> EventOutcome:
         try:
-            first, last = _event_ids(event)
-        except ValueError:
+            first = event["U"]
+            last = event["u"]
+            bids = event["b"]
+            asks = event["a"]
+            if not (type(first) is int and type(last) is int and first <= last):
+                first, last = _event_ids(event)  # raises, saying what is wrong
+            if not (type(bids) is list and type(asks) is list):
+                raise ValueError("depthUpdate whose 'b' or 'a' is not a list")
+        except (KeyError, TypeError, ValueError):
             self.invalid += 1
             self.reset()
             return EventOutcome.INVALID
         if self.synced:
-            assert self.last_update_id is not None
-            if last <= self.last_update_id:
+            book_id: int = self.last_update_id  # type: ignore[assignment]
+            if last <= book_id:
                 return EventOutcome.IGNORED
-            if first > self.last_update_id + 1:
+            if first > book_id + 1:
                 self.gaps += 1
                 self._lose_sync()
                 self._buffer.append((first, last, event))
                 return EventOutcome.GAP
             try:
-                self.levels.apply(event["b"], event["a"])
+                self.levels.bids.apply(bids)
+                self.levels.asks.apply(asks)
             except ValueError:
                 self.invalid += 1
                 self.reset()
