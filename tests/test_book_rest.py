@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 import responses
-from conftest import SCALE
+from conftest import SCALE, wait_for
 
 from wsmanager.backoff import BackoffPolicy
 from wsmanager.book import (
@@ -221,7 +221,7 @@ def test_429_and_418_retry_after_pauses_every_client_of_the_host(status: int) ->
                                               done.set()))  # fmt: skip
     thread.start()
     # Another client of the same host, meanwhile: not sent while the pause lasts.
-    assert wait_until(lambda: weight_budget(host).paused_for() > 0)
+    assert wait_for(lambda: weight_budget(host).paused_for() > 0, interval=0.002)
     with pytest.raises(BackfillError, match="paused") as caught:
         fetch_agg_trades(host, "bnbbtc", 1, 2, timeout=0.1 * SCALE)
     assert isinstance(caught.value.__cause__, RestNotSentError)
@@ -230,6 +230,21 @@ def test_429_and_418_retry_after_pauses_every_client_of_the_host(status: int) ->
     assert result[0] is not None and len(times) == 2
     assert times[1] - times[0] >= wait * 0.95
     assert len(responses.calls) == 2  # the backfill never reached the exchange
+
+
+@responses.activate
+def test_an_answer_too_large_is_an_error_not_a_memory_blowup(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from wsmanager.book import rest
+
+    monkeypatch.setattr(rest, "MAX_ANSWER_BYTES", 1000)
+    host = new_host()
+    responses.get(depth_url(host), body="[" + "1," * 600 + "1]")
+    with pytest.raises(RestError, match="an answer over 1000 bytes"):
+        RestClient(host).get_json("/api/v3/depth", {}, weight=1)
+    responses.replace(responses.GET, depth_url(host), body="[" + "1," * 400 + "1]")
+    assert len(RestClient(host).get_json("/api/v3/depth", {}, weight=1)) == 401
 
 
 @responses.activate
@@ -279,15 +294,6 @@ def test_the_weight_budget_throttles_snapshot_requests() -> None:
         assert fetch.fetch(threading.Event()) is not None
     assert time.monotonic() - started >= 0.4 * SCALE * 0.95
     assert budget.waits == 1
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout * SCALE
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 # -- backfill ------------------------------------------------------------------------------------

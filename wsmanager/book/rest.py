@@ -12,6 +12,7 @@ remembers a ``Retry-After`` pause for everybody and follows the exchange's own c
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import threading
@@ -50,6 +51,7 @@ AGG_TRADES_WEIGHT = 4
 DEFAULT_WEIGHT_LIMIT = 6000  # Binance spot, per IP
 DEFAULT_WEIGHT_WINDOW = 60.0  # seconds
 DEFAULT_RETRY = BackoffPolicy(base_delay=0.5, max_delay=30.0)
+MAX_ANSWER_BYTES = 32 * 2**20  # a 5000-level snapshot is about 0.4 MB
 _USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 _rng = random.Random()
 
@@ -236,13 +238,14 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _exchange_error(response: requests.Response) -> tuple[int | None, str]:
+def _exchange_error(body: bytes) -> tuple[int | None, str]:
+    """The exchange's ``{"code": C, "msg": "..."}`` from an error answer, if it is one."""
     try:
-        document = response.json()
+        document = json.loads(body)
         code = document.get("code")
         return (code if isinstance(code, int) else None), str(document.get("msg", ""))
     except (ValueError, AttributeError):
-        return None, response.text[:200]
+        return None, body[:200].decode("utf-8", "replace")
 
 
 class RestClient:
@@ -308,30 +311,36 @@ class RestClient:
         if on_send is not None:
             on_send()
         try:
-            response = self.session.get(url, params=params, timeout=timeout, allow_redirects=False)
+            response = self.session.get(
+                url, params=params, timeout=timeout, allow_redirects=False, stream=True
+            )
+            body = _read_body(response)
         except requests.Timeout as exc:
             raise RestError(f"GET {url}: no answer within {timeout:g}s", url=url) from exc
         except requests.RequestException as exc:
             raise RestError(f"GET {url}: {exc}", url=url) from exc
+        except _TooLarge:
+            raise RestError(
+                f"GET {url}: an answer over {MAX_ANSWER_BYTES} bytes", url=url
+            ) from None
         used = response.headers.get(_USED_WEIGHT_HEADER)
         if used is not None and used.isdigit():
             self.budget.observe_used(int(used))
         status = response.status_code
         if status >= 300:
-            self._raise_for(url, response)
+            self._raise_for(url, status, response.headers, body)
         try:
-            return response.json()
+            return json.loads(body)
         except ValueError as exc:
             raise RestError(
                 f"GET {url}: malformed JSON in a {status} answer", url=url, status_code=status
             ) from exc
 
-    def _raise_for(self, url: str, response: requests.Response) -> None:
-        status = response.status_code
-        code, reason = _exchange_error(response)
+    def _raise_for(self, url: str, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        code, reason = _exchange_error(body)
         detail = f"GET {url}: HTTP {status}" + (f" (code {code}: {reason})" if reason else "")
         if status in (418, 429):
-            retry_after = _retry_after(response.headers)
+            retry_after = _retry_after(headers)
             if retry_after is not None:
                 self.budget.pause(retry_after)
                 detail += f"; retry after {retry_after:g}s"
@@ -346,9 +355,30 @@ class RestClient:
         if status >= 500 or status == 408:
             raise RestError(detail, url=url, status_code=status, code=code, reason=reason)
         if status < 400:
-            location = response.headers.get("Location", "?")
+            location = headers.get("Location", "?")
             detail += f", redirected to {location}: use that URL as rest_url"
         raise RestRejectedError(detail, url=url, status_code=status, code=code, reason=reason)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _read_body(response: requests.Response) -> bytes:
+    """The whole body, at most :data:`MAX_ANSWER_BYTES` (an answer is untrusted input)."""
+    try:
+        length = int(response.headers.get("Content-Length", "0"))
+        if length > MAX_ANSWER_BYTES:
+            raise _TooLarge
+        body = bytearray()
+        for chunk in response.iter_content(65536):
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise _TooLarge
+        return bytes(body)
+    except (_TooLarge, ValueError, requests.RequestException):
+        response.close()
+        raise
 
 
 def retry_delay(error: RestError, attempt: int, policy: BackoffPolicy) -> float:
