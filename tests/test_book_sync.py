@@ -501,9 +501,11 @@ def test_the_stream_completing_ends_the_book(market: Market) -> None:
     book = market.book()
     market.steps(2)
     assert book.wait_synced(5 * SCALE)
+    assert not book.closed
     market.feed.complete()
     market.feed.wait_delivered()
     assert not book.synced and not book.wait_synced(0) and book.error is None
+    assert book.closed
 
 
 def test_close_is_prompt_while_rest_backs_off_and_ends_every_thread(market: Market) -> None:
@@ -515,7 +517,7 @@ def test_close_is_prompt_while_rest_backs_off_and_ends_every_thread(market: Mark
     with book:
         pass
     assert time.monotonic() - started < 1.0 * SCALE
-    assert market.feed.unsubscribed.is_set() and not book.wait_synced(1)
+    assert market.feed.unsubscribed.is_set() and not book.wait_synced(1) and book.closed
     book.close()  # idempotent
     assert "closed" in repr(book)
 

@@ -156,6 +156,12 @@ class OrderBook(ClosesOnExit):
             return max(0, self._sync.syncs - 1)
 
     @property
+    def closed(self) -> bool:
+        """``close()`` was called, or the stream ended (idle cleanup, the manager destroyed)."""
+        with self._lock:
+            return self._closed or self._ended
+
+    @property
     def error(self) -> Exception | None:
         """Why the book can never sync again, or None."""
         with self._lock:
