@@ -1,0 +1,149 @@
+"""``wsmanager book SYMBOL``: a live top of book in the terminal.
+
+By default against the bundled fake exchange, started in-process (no internet needed); with
+``--url`` (and ``--rest-url``) against a real exchange. Redrawn in place when stdout is a
+terminal, a block of plain lines per refresh otherwise. The lead wires :func:`add_parser` and
+:func:`run` into ``wsmanager.cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..manager import WSManager
+from .orderbook import BookView, OrderBook
+
+__all__ = ["add_parser", "render", "run"]
+
+BINANCE_REST_URL = "https://api.binance.com"
+_BINANCE_STREAM_HOSTS = ("stream.binance.com", "data-stream.binance.vision")
+
+
+def add_parser(subcommands: Any) -> argparse.ArgumentParser:
+    """Add the ``book`` command to an ``argparse`` subparsers object; returns its parser."""
+    parser: argparse.ArgumentParser = subcommands.add_parser(
+        "book",
+        help="show a live top of book for SYMBOL (the bundled fake exchange by default)",
+        description="Keep a local order book of SYMBOL in sync and show its top levels.",
+    )
+    parser.add_argument("symbol", metavar="SYMBOL", help="e.g. BTCUSDT")
+    parser.add_argument("--levels", type=int, default=10, metavar="N", help="levels per side")
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="WebSocket base URL, e.g. wss://stream.binance.com:9443/ws/ "
+        "(default: the bundled fake exchange, started in-process)",
+    )
+    parser.add_argument(
+        "--rest-url",
+        default=None,
+        help=f"REST base URL (default: {BINANCE_REST_URL} for Binance's stream hosts)",
+    )
+    parser.add_argument("--limit", type=int, default=1000, help="snapshot depth (1..5000)")
+    parser.add_argument("--speed", choices=("100ms", "1000ms"), default="100ms")
+    parser.add_argument("--interval", type=float, default=0.5, help="seconds between redraws")
+    parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    parser.add_argument(
+        "--rate", type=float, default=10.0, help="the fake exchange's updates per second"
+    )
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command: 0 when stopped by ``--seconds``, 1 when the book failed for good,
+    2 for bad arguments, 130 on Ctrl-C."""
+    if args.levels < 1 or args.interval <= 0:
+        print("wsmanager book: --levels and --interval must be positive", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        try:
+            url, rest_url = _endpoints(args, stack)
+            manager = stack.enter_context(WSManager(url=url))
+            book = stack.enter_context(
+                OrderBook(
+                    manager.subscribe,
+                    args.symbol,
+                    rest_url=rest_url,
+                    limit=args.limit,
+                    speed=args.speed,
+                )
+            )
+        except (ValueError, RuntimeError) as exc:
+            print(f"wsmanager book: {exc}", file=sys.stderr)
+            return 2
+        try:
+            return _show(book, args, sys.stdout.isatty())
+        except KeyboardInterrupt:
+            return 130
+
+
+def _endpoints(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[str, str]:
+    if args.url is None:
+        from ..testing import FakeExchange
+
+        exchange = stack.enter_context(FakeExchange(rate=args.rate))
+        rest_url = getattr(exchange, "rest_url", None)
+        if rest_url is None:
+            raise RuntimeError(
+                "this version's fake exchange has no order books: pass --url and --rest-url"
+            )
+        print(f"fake exchange at {exchange.url} (REST {rest_url})", file=sys.stderr)
+        return exchange.url, args.rest_url or rest_url
+    if args.rest_url is not None:
+        return args.url, args.rest_url
+    if urlsplit(args.url).hostname in _BINANCE_STREAM_HOSTS:
+        return args.url, BINANCE_REST_URL
+    raise ValueError("--rest-url is needed with a --url that is not Binance's")
+
+
+def _show(book: OrderBook, args: argparse.Namespace, interactive: bool) -> int:
+    tick = threading.Event()  # never set: an interruptible wait between redraws
+    started = time.monotonic()
+    deadline = None if args.seconds is None else started + args.seconds
+    while True:
+        now = time.monotonic()
+        wait = args.interval if deadline is None else min(args.interval, deadline - now)
+        if wait > 0:
+            tick.wait(wait)
+        stats = book.stats()
+        text = render(book.symbol, book.view(args.levels), stats.resyncs, args.levels)
+        if interactive:
+            sys.stdout.write("\x1b[H\x1b[J")  # home, clear to the end: redraw in place
+        sys.stdout.write(f"t={time.monotonic() - started:.1f}s  {text}\n")
+        sys.stdout.flush()
+        if book.error is not None:
+            print(f"wsmanager book: {book.error}", file=sys.stderr)
+            return 1
+        if deadline is not None and time.monotonic() >= deadline:
+            return 0
+
+
+def render(symbol: str, view: BookView, resyncs: int, levels: int) -> str:
+    """The text of one redraw: a header, then ``levels`` rows of bids beside asks."""
+    if not view.synced:
+        return f"{symbol}  not synced (syncing)  resyncs {resyncs}"
+    header = f"{symbol}  synced at update {view.last_update_id}  resyncs {resyncs}"
+    if view.bids and view.asks:
+        spread = view.asks[0][0] - view.bids[0][0]
+        mid = (view.asks[0][0] + view.bids[0][0]) / 2
+        header += f"  spread {_plain(spread)} ({spread / mid * 100:.4f} %)"
+    rows = [header, f"{'bid qty':>18} {'bid price':>16} | {'ask price':<16} {'ask qty':<18}"]
+    for i in range(levels):
+        bid = view.bids[i] if i < len(view.bids) else None
+        ask = view.asks[i] if i < len(view.asks) else None
+        left = f"{_plain(bid[1]):>18} {_plain(bid[0]):>16}" if bid else " " * 35
+        right = f"{_plain(ask[0]):<16} {_plain(ask[1]):<18}" if ask else ""
+        rows.append(f"{left} | {right}".rstrip())
+    return "\n".join(rows)
+
+
+def _plain(number: Decimal) -> str:
+    """A Decimal without exponent, as the exchange writes it."""
+    return f"{number:f}"

@@ -1,0 +1,419 @@
+"""``OrderBook``: a local order book kept in sync with a depth stream and REST snapshots.
+
+Threads. Stream events arrive on the stream's callback thread (the manager's), which applies
+them under the book's one lock (microseconds per event) or buffers them while a snapshot is
+due. Snapshots are taken on a small worker thread per book, started when a snapshot is needed
+and ending when the book is synced (or closed), so the REST call (seconds, when the exchange is
+slow or throttles) never holds back the stream's callbacks, and a synced book costs no thread.
+``on_update`` callbacks run after the lock is released, one at a time: on the stream's thread
+after an event, on the worker after a sync; calls that would overlap are merged into one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from .._closing import ClosesOnExit
+from ..backoff import BackoffPolicy
+from .levels import Level
+from .rest import DEFAULT_RETRY, RestClient, RestRejectedError, SnapshotFetcher, WeightBudget
+from .sync import DepthSync, EventOutcome, SnapshotOutcome
+
+__all__ = ["BookStats", "BookView", "OrderBook", "SubscribeFunction", "depth_stream"]
+
+log = logging.getLogger("wsmanager.book")
+
+SubscribeFunction = Callable[..., Callable[[], None]]
+"""``subscribe(stream, callback, on_error=None, on_complete=None) -> unsubscribe``, like
+:meth:`wsmanager.WSManager.subscribe`."""
+UpdateCallback = Callable[["OrderBook"], object]
+ErrorCallback = Callable[[Exception], object]
+
+_SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
+_SPEEDS = {"100ms": "@depth@100ms", "1000ms": "@depth"}
+
+
+def depth_stream(symbol: str, speed: str = "100ms") -> str:
+    """The diff depth stream of ``symbol``: ``btcusdt@depth@100ms``, or ``btcusdt@depth``."""
+    if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
+        raise ValueError(f"symbol must be letters and digits like 'BTCUSDT', got {symbol!r}")
+    if speed not in _SPEEDS:
+        raise ValueError(f"speed must be '100ms' or '1000ms', got {speed!r}")
+    return symbol.lower() + _SPEEDS[speed]
+
+
+@dataclass(frozen=True)
+class BookStats:
+    """What an :class:`OrderBook` reports for metrics."""
+
+    symbol: str
+    synced: bool
+    resyncs: int  # syncs after the first
+    snapshot_requests: int  # REST snapshot requests sent
+    last_update_id: int | None  # None while not synced
+    levels: tuple[int, int]  # (bids, asks) held now
+    seconds_since_update: float | None  # since the last applied event or sync; None before
+
+
+@dataclass(frozen=True)
+class BookView:
+    """Both sides of a book read at one instant (one event is never half-visible)."""
+
+    synced: bool
+    last_update_id: int | None
+    bids: list[Level]  # best (highest) first
+    asks: list[Level]  # best (lowest) first
+
+
+class OrderBook(ClosesOnExit):
+    """A local order book of ``symbol``, following Binance's documented procedure.
+
+    ``subscribe`` is :meth:`wsmanager.WSManager.subscribe` or anything with its signature;
+    ``rest_url`` is the REST API's base (``https://api.binance.com``); ``limit`` the depth of
+    each snapshot (1..5000; its request weight is 5, 25, 50 or 250); ``speed`` ``"100ms"`` or
+    ``"1000ms"``. While not synced the book reads as empty (``bids()`` is ``[]``, ``best_bid()``
+    is None): it never shows a state the exchange never had. ``on_error(exc)`` is told when the
+    book can never sync (its stream failed for good, or the exchange refused the snapshot).
+    """
+
+    def __init__(
+        self,
+        subscribe: SubscribeFunction,
+        symbol: str,
+        *,
+        rest_url: str,
+        limit: int = 1000,
+        speed: str = "100ms",
+        on_error: ErrorCallback | None = None,
+        # REST
+        session: requests.Session | None = None,
+        request_timeout: float = 10.0,
+        retry: BackoffPolicy = DEFAULT_RETRY,
+        min_snapshot_interval: float = 1.0,
+        budget: WeightBudget | None = None,
+        # Limits
+        max_buffered_events: int = 1000,
+    ) -> None:
+        self.stream = depth_stream(symbol, speed)
+        self.symbol = symbol.upper()
+        if min_snapshot_interval < 0:
+            raise ValueError(f"min_snapshot_interval must be >= 0, got {min_snapshot_interval}")
+        self._client = RestClient(rest_url, session=session, timeout=request_timeout, budget=budget)
+        self._fetcher = SnapshotFetcher(
+            self._client, self.symbol, limit, min_interval=min_snapshot_interval, retry=retry
+        )
+        self._on_error = on_error
+        self._stop = threading.Event()  # set by close(): ends the worker's waits
+        self._lock = threading.Lock()  # guards everything below
+        self._changed = threading.Condition(self._lock)  # sync state changes, for wait_synced
+        self._sync = DepthSync(max_buffered_events)
+        self._closed = False  # close() was called
+        self._ended = False  # the stream completed (idle cleanup, destroy): nothing more comes
+        self._error: Exception | None = None
+        self._worker: threading.Thread | None = None
+        self._worker_running = False
+        self._callbacks: tuple[_Entry, ...] = ()
+        self._notify_pending = False
+        self._notifying = False
+        self._last_change: float | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        try:
+            self._unsubscribe = subscribe(
+                self.stream,
+                self._on_event,
+                on_error=self._on_stream_error,
+                on_complete=self._on_stream_complete,
+            )
+        except BaseException:
+            self._client.close()
+            raise
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def synced(self) -> bool:
+        with self._lock:
+            return self._sync.synced
+
+    @property
+    def last_update_id(self) -> int | None:
+        """The id of the last applied update (``u``), None while not synced."""
+        with self._lock:
+            return self._sync.last_update_id
+
+    @property
+    def resyncs(self) -> int:
+        """Syncs after the first (each one follows a gap or a malformed event)."""
+        with self._lock:
+            return max(0, self._sync.syncs - 1)
+
+    @property
+    def closed(self) -> bool:
+        """``close()`` was called, or the stream ended (idle cleanup, the manager destroyed)."""
+        with self._lock:
+            return self._closed or self._ended
+
+    @property
+    def error(self) -> Exception | None:
+        """Why the book can never sync again, or None."""
+        with self._lock:
+            return self._error
+
+    def best_bid(self) -> Level | None:
+        """``(price, quantity)`` of the highest bid, or None (none, or not synced)."""
+        with self._lock:
+            return self._sync.levels.bids.best() if self._sync.synced else None
+
+    def best_ask(self) -> Level | None:
+        """``(price, quantity)`` of the lowest ask, or None (none, or not synced)."""
+        with self._lock:
+            return self._sync.levels.asks.best() if self._sync.synced else None
+
+    def bids(self, n: int | None = None) -> list[Level]:
+        """The best ``n`` bids (all when None), highest first; ``[]`` while not synced."""
+        with self._lock:
+            return self._sync.levels.bids.top(n) if self._sync.synced else []
+
+    def asks(self, n: int | None = None) -> list[Level]:
+        """The best ``n`` asks (all when None), lowest first; ``[]`` while not synced."""
+        with self._lock:
+            return self._sync.levels.asks.top(n) if self._sync.synced else []
+
+    def view(self, n: int | None = None) -> BookView:
+        """Both sides (``n`` levels each, all when None) and the update id, at one instant."""
+        with self._lock:
+            sync = self._sync
+            if not sync.synced:
+                return BookView(False, None, [], [])
+            return BookView(
+                True, sync.last_update_id, sync.levels.bids.top(n), sync.levels.asks.top(n)
+            )
+
+    def stats(self) -> BookStats:
+        with self._lock:
+            sync = self._sync
+            last_change = self._last_change
+            return BookStats(
+                symbol=self.symbol,
+                synced=sync.synced,
+                resyncs=max(0, sync.syncs - 1),
+                snapshot_requests=self._fetcher.requests,
+                last_update_id=sync.last_update_id,
+                levels=(len(sync.levels.bids), len(sync.levels.asks)),
+                seconds_since_update=(
+                    None if last_change is None else time.monotonic() - last_change
+                ),
+            )
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        """Wait until the book is synced; False after ``timeout`` seconds, or at once if the
+        book is closed or can never sync (see :attr:`error`)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._sync.synced or self._finished(), timeout)
+            return self._sync.synced
+
+    def on_update(self, callback: UpdateCallback) -> Callable[[], None]:
+        """Call ``callback(book)`` after each applied event, after each sync and when the book
+        loses sync; returns an idempotent ``unsubscribe()``."""
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        entry = _Entry(callback)
+        with self._lock:
+            self._callbacks = (*self._callbacks, entry)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._callbacks = tuple(c for c in self._callbacks if c is not entry)
+
+        return unsubscribe
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Unsubscribe the stream and end the worker (waiting for a snapshot request in flight,
+        at most ``request_timeout``). Idempotent; safe from callbacks."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._sync.reset()
+            worker = self._worker
+            self._callbacks = ()
+            self._changed.notify_all()
+        self._stop.set()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if worker is not None and worker is not threading.current_thread():
+            worker.join()
+        self._client.close()
+
+    def __repr__(self) -> str:
+        stats = self.stats()
+        state = "synced" if stats.synced else "closed" if self._closed else "not synced"
+        return (
+            f"<OrderBook {self.symbol} {state} last_update_id={stats.last_update_id} "
+            f"levels={stats.levels[0]}/{stats.levels[1]} resyncs={stats.resyncs}>"
+        )
+
+    # -- the stream's thread ---------------------------------------------------------------------
+
+    def _on_event(self, event: Any) -> None:
+        with self._lock:
+            if self._closed or self._ended:
+                return
+            was_synced = self._sync.synced
+            outcome = self._sync.on_event(event)
+            if outcome is EventOutcome.APPLIED:  # the common case, kept short
+                self._last_change = time.monotonic()
+                notify = self._request_notify(True)
+            else:
+                lost = was_synced and not self._sync.synced
+                if lost:
+                    self._changed.notify_all()
+                self._start_worker_if_needed()
+                notify = self._request_notify(lost)
+        if outcome is EventOutcome.GAP:
+            log.info("%s: gap before update %s: resyncing", self.symbol, event.get("U"))
+        elif outcome is EventOutcome.INVALID:
+            log.warning("%s: malformed depth event (resyncing): %.200r", self.symbol, event)
+        if notify:
+            self._run_callbacks()
+
+    def _on_stream_error(self, error: Exception) -> None:
+        self._give_up(error, f"{self.stream} failed for good")
+
+    def _on_stream_complete(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._sync.reset()
+            self._ended = True
+            self._changed.notify_all()
+            notify = self._request_notify(True)
+        self._stop.set()
+        if notify:
+            self._run_callbacks()
+
+    def _give_up(self, error: Exception, what: str) -> None:
+        with self._lock:
+            if self._finished():
+                return
+            self._error = error
+            self._sync.reset()
+            self._changed.notify_all()
+            notify = self._request_notify(True)
+        log.error("%s: %s: %s", self.symbol, what, error)
+        self._stop.set()
+        if notify:
+            self._run_callbacks()
+        if self._on_error is not None:
+            try:
+                self._on_error(error)
+            except Exception:
+                log.exception("%s: on_error raised", self.symbol)
+
+    def _finished(self) -> bool:
+        """Under the lock: the book will never sync again."""
+        return self._closed or self._ended or self._error is not None
+
+    # -- the worker ------------------------------------------------------------------------------
+
+    def _start_worker_if_needed(self) -> None:
+        """Under the lock: a snapshot is due and nobody is taking it -> start a worker."""
+        if self._worker_running or not self._sync.needs_snapshot or self._finished():
+            return
+        previous = self._worker
+        if previous is not None:
+            previous.join()  # it has left the lock for good: ends at once
+        self._worker_running = True
+        self._worker = threading.Thread(
+            target=self._take_snapshots, name=f"wsmanager-book-{self.symbol}", daemon=True
+        )
+        self._worker.start()
+
+    def _take_snapshots(self) -> None:
+        """Take snapshots until the book is synced (or closed). Ends by clearing
+        ``_worker_running`` under the lock, as its very last action."""
+        while True:
+            with self._lock:
+                if self._finished() or not self._sync.needs_snapshot:
+                    self._worker_running = False
+                    return
+            try:
+                snapshot = self._fetcher.fetch(self._stop)
+            except RestRejectedError as exc:
+                self._give_up(exc, "the exchange refused the depth snapshot")
+                snapshot = None
+            except Exception as exc:  # a bug: never leave the book waiting silently
+                log.exception("%s: snapshot worker failed", self.symbol)
+                self._give_up(exc, "snapshot worker failed")
+                snapshot = None
+            if snapshot is None:
+                with self._lock:
+                    self._worker_running = False
+                    return
+            with self._lock:
+                if self._finished():
+                    outcome = SnapshotOutcome.UNNEEDED
+                else:
+                    outcome = self._sync.on_snapshot(snapshot)
+                if outcome is SnapshotOutcome.SYNCED:
+                    self._last_change = time.monotonic()
+                    self._changed.notify_all()
+                notify = self._request_notify(outcome is SnapshotOutcome.SYNCED)
+            if outcome is SnapshotOutcome.SYNCED:
+                log.info(
+                    "%s: synced at update %s (sync %d)",
+                    self.symbol,
+                    self._sync.last_update_id,
+                    self._sync.syncs,
+                )
+            elif outcome is not SnapshotOutcome.UNNEEDED:
+                log.info("%s: snapshot %s: taking another", self.symbol, outcome.value)
+            if notify:
+                self._run_callbacks()
+
+    # -- callbacks -------------------------------------------------------------------------------
+
+    def _request_notify(self, changed: bool) -> bool:
+        """Under the lock: note a change; True if the caller must run the callbacks now."""
+        if not changed or not self._callbacks:
+            return False
+        self._notify_pending = True
+        if self._notifying:
+            return False  # the thread running them now runs them once more
+        self._notifying = True
+        return True
+
+    def _run_callbacks(self) -> None:
+        """Run the callbacks until no change is pending; never under the lock."""
+        try:
+            while True:
+                with self._lock:
+                    if not self._notify_pending:
+                        self._notifying = False
+                        return
+                    self._notify_pending = False
+                    callbacks = self._callbacks
+                for entry in callbacks:
+                    try:
+                        entry.callback(self)
+                    except Exception:
+                        log.exception("%s: an on_update callback raised", self.symbol)
+        except BaseException:
+            with self._lock:
+                self._notifying = False
+            raise
+
+
+@dataclass(frozen=True, eq=False)
+class _Entry:
+    callback: UpdateCallback
