@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .backoff import RetryDelayInfo
+from .book import BackfillError, BookStats, BookView, OrderBook, fetch_agg_trades
 from .compat import connection_migration, get_binance_connection
 from .config import WSManagerConfig
 from .errors import (
@@ -23,6 +24,9 @@ from .state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackfillError",
+    "BookStats",
+    "BookView",
     "ConnectionFailedError",
     "ConnectionLostError",
     "ConnectionState",
@@ -32,6 +36,7 @@ __all__ = [
     "Health",
     "InvalidStreamNameError",
     "ManagerClosedError",
+    "OrderBook",
     "RetriesExhaustedError",
     "RetryDelayInfo",
     "StreamInfo",
@@ -44,5 +49,6 @@ __all__ = [
     "WSManagerMetrics",
     "__version__",
     "connection_migration",
+    "fetch_agg_trades",
     "get_binance_connection",
 ]

@@ -23,6 +23,7 @@ RANKS = {
     "supervisor": 40,  # WSManager._wake: the supervisor's flags
     "connection": 50,  # Connection: its socket, handed between reader and stop()
     "gap-listeners": 60,  # WSManager: changes of the on_gap tuple
+    "books": 65,  # WSManager: the order books it made
     "host-budgets": 70,  # HostBudgets: attempts per host, process-wide
 }
 

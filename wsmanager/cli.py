@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from .book import cli as book_cli
 from .manager import WSManager
 from .monitoring import serve_metrics
 from .relay import cli as relay_cli
@@ -96,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--seed", type=int, default=None, help="make the market deterministic")
 
     relay_cli.add_parser(commands)  # needs redis-py only when run: wsmanager[relay]
+    book_cli.add_parser(commands)
     return parser
 
 
@@ -117,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return probe_health(args.url, args.timeout)
         if args.command == "relay":
             return relay_cli.run(args)
+        if args.command == "book":
+            return book_cli.run(args)
         return _fake_exchange(args.port, args.rate, args.rules, args.seed)
     except KeyboardInterrupt:
         return 130

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import InvalidStreamNameError
 
 __all__ = [
+    "DEFAULT_REST_URL",
     "MAX_STREAM_NAME_LENGTH",
     "WSManagerConfig",
     "is_loopback_url",
@@ -20,6 +21,7 @@ __all__ = [
 ]
 
 MAX_STREAM_NAME_LENGTH = 200
+DEFAULT_REST_URL = "https://api.binance.com"
 
 # Binance stream names use letters, digits and a few punctuation marks
 # (btcusdt@kline_1m, !ticker@arr, btcusdt@depth@100ms). Anything else is refused, so a name can
@@ -149,6 +151,8 @@ class WSManagerConfig:
     max_message_size: int = 16 * 1024 * 1024
     # TLS
     verify_tls: bool = True
+    # REST (order books, backfill)
+    rest_url: str | None = None
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -218,6 +222,17 @@ class WSManagerConfig:
             )
         if not isinstance(self.verify_tls, bool):
             raise ValueError(f"verify_tls must be True or False, got {self.verify_tls!r}")
+        if self.rest_url is not None:
+            parts = urlsplit(self.rest_url) if isinstance(self.rest_url, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"rest_url must be an http:// or https:// URL, got {self.rest_url!r}"
+                )
+
+    @property
+    def effective_rest_url(self) -> str:
+        """The REST base for order books and backfill: ``rest_url``, else Binance spot's."""
+        return self.rest_url or DEFAULT_REST_URL
 
     def stream_url(self, stream: str) -> str:
         """The URL of ``stream`` under this configuration's base URL."""

@@ -102,6 +102,7 @@ class StreamFeed:
         self._held: list[tuple[Any, int, object]] = []  # the successor's, until the switch
         self._queued = False
         self._in_turn = False  # its turn is running: new messages wait for the next turn
+        self._waiting = False  # a backfill is being fetched: no turn until it is in
         self._ending: tuple[Ending, Exception | None, tuple[Subscription, ...]] | None = None
         self._told = False  # the ending was handed to the loop
         self._dropping = False
@@ -278,13 +279,14 @@ class DeliveryLoop:
         self._closed = False
         self._gap_listeners = gap_listeners
         self.thread: threading.Thread | None = None
+        self.helpers: list[threading.Thread] = []  # backfill fetches (lock held to change)
 
     def schedule_locked(self, feed: StreamFeed) -> None:
         """Queue ``feed`` for a turn (caller holds ``lock``); start the thread on first need.
 
         A feed whose turn is running is queued when the turn ends, behind the feeds that became
         ready meanwhile: a busy stream cannot take two turns in a row while another waits."""
-        if feed._queued or feed._in_turn:
+        if feed._queued or feed._in_turn or feed._waiting:
             return
         feed._queued = True
         self._ready.append(feed)
@@ -336,6 +338,9 @@ class DeliveryLoop:
                     except BaseException:  # SystemExit and RecursionError included
                         feed.callback_errors += 1
                         log.exception("stream %s: a subscriber's callback raised", feed.name)
+            elif kind == _BACKFILL and feed.backfill is not None:
+                self._start_backfill(feed, value, items[index + 1 :])
+                return
             else:
                 self._gap(feed, kind, value)
             if self._ready and time.monotonic() - started > TURN_SLICE and index + 1 < len(items):
@@ -343,22 +348,41 @@ class DeliveryLoop:
                     feed._give_back_locked(items[index + 1 :])
                 return
 
+    def _start_backfill(
+        self, feed: StreamFeed, gap: Gap, rest: list[tuple[int, Any, int]]
+    ) -> None:
+        """Fetch the gap's messages on a thread of their own: the stream waits (its order is
+        kept), the other streams of this thread go on."""
+        thread = threading.Thread(
+            target=self._backfill, args=(feed, gap), name=f"wsmanager-backfill-{feed.name}"
+        )
+        thread.daemon = True
+        with self.lock:
+            feed._give_back_locked(rest)
+            feed._waiting = True
+            self.helpers = [t for t in self.helpers if t.is_alive()]
+            self.helpers.append(thread)
+        thread.start()
+
+    def _backfill(self, feed: StreamFeed, gap: Gap) -> None:
+        missing: list[Any] | None = None
+        try:
+            assert feed.backfill is not None
+            missing = feed.backfill(gap)
+        except BaseException as exc:
+            log.warning("stream %s: backfill of %s failed: %s", feed.name, gap, exc)
+        with self.lock:
+            feed._waiting = False
+            if feed._ending is None:
+                if missing is None:
+                    feed._items.appendleft((_GAP, gap, 0))
+                else:
+                    feed._items.extendleft((_MESSAGE, message, 0) for message in reversed(missing))
+                    feed.backfilled += len(missing)
+            if feed._items or (feed._ending is not None and not feed._told):
+                self.schedule_locked(feed)
+
     def _gap(self, feed: StreamFeed, kind: int, gap: Gap) -> None:
-        if kind == _BACKFILL and feed.backfill is not None:
-            try:
-                missing = feed.backfill(gap)
-            except Exception as exc:
-                log.warning("stream %s: backfill of %s failed: %s", feed.name, gap, exc)
-            else:
-                feed.backfilled += len(missing)
-                for message in missing:
-                    for subscription in feed.subscribers:
-                        try:
-                            subscription.callback(message)
-                        except BaseException:
-                            feed.callback_errors += 1
-                            log.exception("stream %s: a subscriber's callback raised", feed.name)
-                return
         feed.gaps += 1
         log.warning(
             "stream %s: gap of %d (expected %d, received %d%s)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import itertools
 import logging
 import os
@@ -11,6 +12,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,8 +21,10 @@ from prometheus_client import CollectorRegistry
 from ._closing import ClosesOnExit
 from ._locks import make_lock
 from .backoff import BackoffPolicy, RetryDelayInfo
+from .book import BookStats, OrderBook, fetch_agg_trades
 from .config import WSManagerConfig, is_loopback_url, redact_url, validate_stream_name
 from .delivery import (
+    Backfill,
     CompleteCallback,
     ErrorCallback,
     GapCallback,
@@ -88,12 +92,17 @@ class WSManager(ClosesOnExit):
         self._status = StatusFeed()
         self._gap_listeners: tuple[GapCallback, ...] = ()  # copy-on-write
         self._gap_lock = make_lock("gap-listeners")  # serialises changes of _gap_listeners
+        self._books: list[OrderBook] = []
+        self._books_lock = make_lock("books")  # guards _books and _closed_books
+        self._closed_books = _BookTotals()
+        self._closing = threading.Event()  # set by destroy(): cuts backfill requests short
         self._registry = StreamRegistry(
             self.config,
             self._status_changed,
             lambda: self._gap_listeners,
             ssl_context=ssl_context,
             on_handover=self._wake_supervisor,
+            backfill_for=self._backfill_for,
         )
         # Supervisor: delivers status changes, runs the idle sweep, finishes handovers.
         self._wake = threading.Condition(make_lock("supervisor"))  # guards the three flags below
@@ -179,6 +188,60 @@ class WSManager(ClosesOnExit):
             ) from exc
         return observe(self, stream)
 
+    def order_book(
+        self,
+        symbol: str,
+        rest_url: str | None = None,
+        *,
+        limit: int = 1000,
+        speed: str = "100ms",
+        **options: Any,
+    ) -> OrderBook:
+        """A local order book of ``symbol`` kept in sync with Binance's documented procedure
+        (the ``<symbol>@depth@<speed>`` stream plus REST snapshots from ``rest_url``, default the
+        manager's ``rest_url``). Its depth stream shares connections like any subscriber's.
+        ``options`` go to :class:`~wsmanager.book.OrderBook`."""
+        if self._forked_away or self._destroyed:
+            raise ManagerClosedError("the manager was destroyed; create a new WSManager")
+        book = OrderBook(
+            self.subscribe,
+            symbol,
+            rest_url=rest_url or self.config.effective_rest_url,
+            limit=limit,
+            speed=speed,
+            **options,
+        )
+        with self._books_lock:
+            self._books.append(book)
+        return book
+
+    def get_book_stats(self) -> list[BookStats]:
+        """One :class:`~wsmanager.book.BookStats` per open order book of this manager."""
+        with self._books_lock:
+            self._prune_books_locked()
+            books = list(self._books)
+        return [book.stats() for book in books]
+
+    def _prune_books_locked(self) -> None:
+        for book in [b for b in self._books if b.closed]:
+            self._closed_books.add(book.stats())
+            self._books.remove(book)
+
+    def _backfill_for(self, stream: str) -> Backfill | None:
+        """For ``@aggTrade`` streams: fetch a gap's trades from the REST API."""
+        symbol, _, kind = stream.partition("@")
+        if kind != "aggTrade":
+            return None
+        rest_url = self.config.effective_rest_url
+        closing = self._closing
+
+        def backfill(gap: Gap) -> list[Any]:
+            return fetch_agg_trades(
+                rest_url, symbol.upper(), gap.expected, gap.received - 1, stop=closing
+            )
+
+        return backfill
+
     # -- status --------------------------------------------------------------------------------
 
     def get_connection_status(self) -> ConnectionState:
@@ -256,7 +319,20 @@ class WSManager(ClosesOnExit):
         return self._policy.preview(attempt)
 
     def get_metrics(self) -> WSManagerMetrics:
-        return self._registry.metrics()
+        metrics = self._registry.metrics()
+        with self._books_lock:
+            self._prune_books_locked()
+            books = list(self._books)
+            totals = dataclasses.replace(self._closed_books)
+        for stats in (book.stats() for book in books):
+            totals.add(stats)
+        return dataclasses.replace(
+            metrics,
+            order_books=len(books),
+            order_books_synced=sum(1 for book in books if book.synced),
+            order_book_resyncs=totals.resyncs,
+            order_book_snapshot_requests=totals.snapshot_requests,
+        )
 
     def get_prometheus_metrics(self) -> str:
         """This manager's metrics in the Prometheus text format (prometheus-client's)."""
@@ -298,6 +374,11 @@ class WSManager(ClosesOnExit):
             return  # the parent's connections: not ours to close
         with self._wake:
             self._destroyed = True
+        self._closing.set()
+        with self._books_lock:
+            books = list(self._books)
+        for book in books:  # outside every lock: close() joins the book's worker
+            book.close()
         # First end the streams (the registry publishes the final "disconnected" status), then
         # stop the supervisor, which delivers that status before it ends.
         closing = self._registry.close()
@@ -376,6 +457,18 @@ class WSManager(ClosesOnExit):
                         log.exception("the idle sweep failed")
         self._status.deliver()  # the final "disconnected"
         self._status.clear()
+
+
+@dataclass
+class _BookTotals:
+    """Counters of order books that were closed."""
+
+    resyncs: int = 0
+    snapshot_requests: int = 0
+
+    def add(self, stats: BookStats) -> None:
+        self.resyncs += stats.resyncs
+        self.snapshot_requests += stats.snapshot_requests
 
 
 _FORKED = "this manager belongs to the parent process (os.fork): create a new one in the child"

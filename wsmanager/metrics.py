@@ -37,6 +37,8 @@ GAUGES = (
         "ws_manager_connections",
         "Connections carrying streams (each carries up to streams_per_connection)",
     ),
+    ("order_books", "ws_manager_order_books", "Local order books open"),
+    ("order_books_synced", "ws_manager_order_books_synced", "Local order books in sync now"),
 )
 COUNTERS = (
     ("retry_count", "ws_manager_retry_count", "Reconnect attempts"),
@@ -92,9 +94,21 @@ COUNTERS = (
         "ws_manager_backfilled_messages",
         "Messages of a gap fetched from the REST API and delivered",
     ),
+    (
+        "order_book_resyncs",
+        "ws_manager_order_book_resyncs",
+        "Order book syncs after the first (a gap, a lagging snapshot, a reconnect)",
+    ),
+    (
+        "order_book_snapshot_requests",
+        "ws_manager_order_book_snapshot_requests",
+        "REST depth snapshots requested by order books",
+    ),
 )
 STREAM_AGE = "ws_manager_stream_last_message_age_seconds"
 STREAM_GAPS = "ws_manager_stream_gaps"
+BOOK_AGE = "ws_manager_order_book_seconds_since_update"
+BOOK_SYNCED = "ws_manager_order_book_synced"
 
 
 class _MetricsSource(Protocol):
@@ -139,17 +153,22 @@ class ManagerCollector(Collector):
         with self._lock:
             members = list(self._members.items())
         families = self._families()
-        age, gaps = families[-2:]
+        age, gaps, book_age, book_synced = families[-4:]
         now = time.time()
         for name, source in members:
             values = [name] if self._label_names else []
             metrics = source.get_metrics()
-            for family, (attribute, _, _) in zip(families[:-2], GAUGES + COUNTERS, strict=True):
+            for family, (attribute, _, _) in zip(families[:-4], GAUGES + COUNTERS, strict=True):
                 family.add_metric(values, getattr(metrics, attribute))
             for info in source.get_stream_info():
                 last = info.last_message_at if info.last_message_at is not None else info.created_at
                 age.add_metric([*values, info.name], max(0.0, now - last))
                 gaps.add_metric([*values, info.name], info.gaps)
+            for book in getattr(source, "get_book_stats", list)():
+                labels = [*values, book.symbol]
+                book_synced.add_metric(labels, 1.0 if book.synced else 0.0)
+                if book.seconds_since_update is not None:
+                    book_age.add_metric(labels, book.seconds_since_update)
         yield from families
 
     def _families(self) -> list[GaugeMetricFamily | CounterMetricFamily]:
@@ -172,6 +191,18 @@ class ManagerCollector(Collector):
                 STREAM_GAPS,
                 "Jumps in the stream's sequence numbers (while the stream is active)",
                 labels=[*labels, "stream"],
+            )
+        )
+        families.append(
+            GaugeMetricFamily(
+                BOOK_AGE,
+                "Seconds since the order book last applied an event (or synced)",
+                labels=[*labels, "symbol"],
+            )
+        )
+        families.append(
+            GaugeMetricFamily(
+                BOOK_SYNCED, "1 when the order book is in sync", labels=[*labels, "symbol"]
             )
         )
         return families

@@ -122,12 +122,16 @@ def health_document(manager: MetricsSource) -> dict[str, Any]:
     health = manager.health()
     get_stream_info = getattr(manager, "get_stream_info", None)
     streams: Iterable[object] = get_stream_info() if callable(get_stream_info) else ()
-    return {
+    document = {
         "status": "healthy" if health.healthy else "unhealthy",
         "reasons": list(health.reasons),
         "metrics": {_camel(k): v for k, v in manager.get_metrics().as_dict().items()},
         "streams": [_stream_document(info) for info in streams],
     }
+    get_book_stats = getattr(manager, "get_book_stats", None)  # a WSManager's order books
+    if callable(get_book_stats):
+        document["orderBooks"] = [_stream_document(stats) for stats in get_book_stats()]
+    return document
 
 
 class _HeadTooLarge(Exception):

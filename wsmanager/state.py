@@ -115,6 +115,10 @@ class WSManagerMetrics:
     resubscribes: int = 0
     backfilled_messages: int = 0
     connections: int = 0  # connection groups (each one connection, two during a handover)
+    order_books: int = 0
+    order_books_synced: int = 0
+    order_book_resyncs: int = 0
+    order_book_snapshot_requests: int = 0
     implementation: str = "WSManager"
 
     def as_dict(self) -> dict[str, Any]:

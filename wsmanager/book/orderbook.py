@@ -255,6 +255,11 @@ class OrderBook(ClosesOnExit):
             worker.join()
         self._client.close()
 
+    def _repr_html_(self) -> str:
+        from ..notebook import book_html
+
+        return book_html(self)
+
     def __repr__(self) -> str:
         stats = self.stats()
         state = "synced" if stats.synced else "closed" if self._closed else "not synced"
