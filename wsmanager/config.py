@@ -5,10 +5,11 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidStreamNameError
+from .proxy import check_proxy_option
 
 __all__ = [
     "MAX_STREAM_NAME_LENGTH",
@@ -148,6 +149,8 @@ class WSManagerConfig:
     max_message_size: int = 16 * 1024 * 1024
     # TLS
     verify_tls: bool = True
+    # Network: None (direct), "env" or a proxy URL (credentials kept out of repr)
+    proxy: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -217,6 +220,7 @@ class WSManagerConfig:
             )
         if not isinstance(self.verify_tls, bool):
             raise ValueError(f"verify_tls must be True or False, got {self.verify_tls!r}")
+        check_proxy_option(self.proxy)
 
     def stream_url(self, stream: str) -> str:
         """The URL of ``stream`` under this configuration's base URL."""
