@@ -325,46 +325,64 @@ def test_a_proxy_that_is_down_is_retried_with_backoff_until_it_is_up(
     _assert_no_secrets(caplog.text)
 
 
-# -- a proxy that accepts and never answers -------------------------------------------------------
+# -- proxies that misbehave -----------------------------------------------------------------------
 
 
 @pytest.fixture
-def silent_proxy() -> Iterator[tuple[int, threading.Event]]:
-    """A TCP listener that accepts and never says a word."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted = threading.Event()
-    held: list[socket.socket] = []
+def bad_proxy() -> Iterator[Callable[[bytes, float], tuple[int, threading.Event]]]:
+    """A TCP listener that accepts, then sends ``chunk`` every ``interval`` seconds (an empty
+    chunk: it never says a word)."""
+    started: list[tuple[threading.Thread, socket.socket]] = []
     done = threading.Event()
 
-    def serve() -> None:
+    def start(chunk: bytes, interval: float) -> tuple[int, threading.Event]:
+        listener = socket.create_server(("127.0.0.1", 0))
         listener.settimeout(0.05)
-        while not done.is_set():
+        accepted = threading.Event()
+
+        def serve() -> None:
+            held: list[socket.socket] = []
             try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            held.append(conn)
-            accepted.set()
+                while not done.is_set():
+                    try:
+                        conn, _ = listener.accept()
+                        held.append(conn)
+                        accepted.set()
+                    except TimeoutError:
+                        pass
+                    for conn in held:
+                        if chunk:
+                            with contextlib.suppress(OSError):
+                                conn.send(chunk)
+                    done.wait(interval)
+            finally:
+                for conn in held:
+                    conn.close()
 
-    thread = threading.Thread(target=serve, name="silent-proxy")
-    thread.start()
-    yield listener.getsockname()[1], accepted
+        thread = threading.Thread(target=serve, name="bad-proxy")
+        thread.start()
+        started.append((thread, listener))
+        return listener.getsockname()[1], accepted
+
+    yield start
     done.set()
-    thread.join()
-    listener.close()
-    for conn in held:
-        conn.close()
+    for thread, listener in started:
+        thread.join()
+        listener.close()
 
 
-@pytest.mark.parametrize("scheme", ["http", "socks5h"])
-def test_a_proxy_that_never_answers_is_bounded_by_handshake_timeout(
+@pytest.mark.parametrize(
+    ("scheme", "chunk"),
+    [("http", b""), ("socks5h", b""), ("http", b"H")],
+    ids=["http-silent", "socks5h-silent", "http-trickling"],
+)
+def test_a_proxy_that_never_finishes_its_answer_is_bounded_by_handshake_timeout(
     make_manager: Callable[..., WSManager],
-    silent_proxy: tuple[int, threading.Event],
+    bad_proxy: Callable[[bytes, float], tuple[int, threading.Event]],
     scheme: str,
+    chunk: bytes,
 ) -> None:
-    port, accepted = silent_proxy
+    port, accepted = bad_proxy(chunk, 0.02)
     timeout = 0.5 * SCALE
     manager = make_manager(
         proxy=f"{scheme}://127.0.0.1:{port}", handshake_timeout=timeout, max_retry_attempts=1
@@ -373,15 +391,27 @@ def test_a_proxy_that_never_answers_is_bounded_by_handshake_timeout(
     error = _failure(manager)
     elapsed = time.monotonic() - started
     assert accepted.is_set()
-    assert isinstance(error.last_error, ProxyError)
-    assert "before the deadline (handshake_timeout)" in str(error.last_error)
+    last = error.last_error
+    assert isinstance(last, ProxyError)
+    assert "before the deadline (handshake_timeout)" in str(last)
     assert timeout * 0.9 <= elapsed < timeout + 1.0 * SCALE
 
 
-def test_destroy_during_a_proxy_handshake_returns_promptly(
-    silent_proxy: tuple[int, threading.Event],
+def test_an_endless_proxy_answer_is_cut_at_its_size_limit(
+    make_manager: Callable[..., WSManager],
+    bad_proxy: Callable[[bytes, float], tuple[int, threading.Event]],
 ) -> None:
-    port, accepted = silent_proxy
+    port, _ = bad_proxy(b"HTTP/1.1 200 OK\r\nX: " + b"y" * 4096, 0.001)
+    manager = make_manager(proxy=f"http://127.0.0.1:{port}", max_retry_attempts=1)
+    last = _failure(manager).last_error
+    assert isinstance(last, ProxyError)
+    assert "the proxy's answer is over 16384 bytes" in str(last)
+
+
+def test_destroy_during_a_proxy_handshake_returns_promptly(
+    bad_proxy: Callable[[bytes, float], tuple[int, threading.Event]],
+) -> None:
+    port, accepted = bad_proxy(b"", 0.02)
     manager = WSManager(
         url="ws://127.0.0.1:9/ws/",
         proxy=f"http://{USER}:{PASSWORD}@127.0.0.1:{port}",
