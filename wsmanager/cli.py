@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .book import cli as book_cli
+from .endpoints import ENDPOINTS
 from .manager import WSManager
 from .monitoring import serve_metrics
 from .relay import cli as relay_cli
@@ -59,7 +60,21 @@ def _parser() -> argparse.ArgumentParser:
 
     stream = commands.add_parser("stream", help="print each message of STREAM as a JSON line")
     stream.add_argument("streams", nargs="+", metavar="STREAM")
-    stream.add_argument("--url", default=BINANCE_URL, help=f"base URL (default {BINANCE_URL})")
+    stream.add_argument(
+        "--url", default=None, help=f"base URL (default: the endpoint's, else {BINANCE_URL})"
+    )
+    stream.add_argument(
+        "--endpoint",
+        choices=list(ENDPOINTS),
+        default=None,
+        help="an exchange endpoint preset: its URL and rules (see docs/endpoints.md)",
+    )
+    stream.add_argument(
+        "--proxy",
+        default=None,
+        metavar="URL",
+        help="http://, socks5:// or socks5h:// proxy URL, or 'env' (https_proxy/all_proxy)",
+    )
     stream.add_argument("--count", type=int, default=None, help="stop after N messages")
     stream.add_argument(
         "--view",
@@ -114,7 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return _demo(args.seconds, args.rate, args.metrics_port)
         if args.command == "stream":
-            return _stream(args.streams, args.url, args.count, args.metrics_port, args.view)
+            return _stream(
+                args.streams,
+                args.url,
+                args.count,
+                args.metrics_port,
+                args.view,
+                args.endpoint,
+                args.proxy,
+            )
         if args.command == "health":
             return probe_health(args.url, args.timeout)
         if args.command == "relay":
@@ -130,7 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stream(
-    streams: list[str], url: str, count: int | None, metrics_port: int | None, view: bool = False
+    streams: list[str],
+    url: str | None,
+    count: int | None,
+    metrics_port: int | None,
+    view: bool = False,
+    endpoint: str | None = None,
+    proxy: str | None = None,
 ) -> int:
     done = threading.Event()
     printed = 0
@@ -154,7 +183,9 @@ def _stream(
         done.set()
 
     try:
-        manager = WSManager(url=url)
+        if url is None and endpoint is None:
+            url = BINANCE_URL
+        manager = WSManager(url=url, endpoint=endpoint, proxy=proxy)
     except ValueError as exc:
         print(f"wsmanager: {exc}", file=sys.stderr)
         return 2

@@ -5,10 +5,11 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import InvalidStreamNameError
+from .proxy import check_proxy_option
 
 __all__ = [
     "DEFAULT_REST_URL",
@@ -153,6 +154,8 @@ class WSManagerConfig:
     verify_tls: bool = True
     # REST (order books, backfill)
     rest_url: str | None = None
+    # Network: None (direct), "env" or a proxy URL (credentials kept out of repr)
+    proxy: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -228,6 +231,7 @@ class WSManagerConfig:
                 raise ValueError(
                     f"rest_url must be an http:// or https:// URL, got {self.rest_url!r}"
                 )
+        check_proxy_option(self.proxy)
 
     @property
     def effective_rest_url(self) -> str:

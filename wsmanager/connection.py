@@ -355,6 +355,7 @@ class Connection:
                 stop=self._stop,
                 publish=self._publish,
                 ssl_context=self._ssl_context,
+                proxy=self.config.proxy,
             )
         except ConnectAborted:
             return attempt

@@ -31,6 +31,7 @@ from .delivery import (
     MessageCallback,
     Subscription,
 )
+from .endpoints import Endpoint, apply_endpoint, get_endpoint
 from .errors import ManagerClosedError
 from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
@@ -62,24 +63,31 @@ class WSManager(ClosesOnExit):
     """Shared, self-healing WebSocket stream subscriptions with a callback API.
 
     All options are keyword-only except ``url``; their defaults live in
-    :class:`~wsmanager.config.WSManagerConfig`. ``ssl_context`` replaces the default (verifying)
-    TLS context for ``wss://`` URLs. ``registry`` is a shared prometheus-client registry to
-    export into as well, with the label ``manager=metrics_name`` (default ``manager-<n>``).
+    :class:`~wsmanager.config.WSManagerConfig`. ``endpoint`` names a preset of
+    :mod:`wsmanager.endpoints` (or is an ``Endpoint``): its URL and rules become the defaults,
+    options you pass win, and ``url`` wins for the address (the preset's rules still apply).
+    ``ssl_context`` replaces the default (verifying) TLS context for ``wss://`` URLs.
+    ``registry`` is a shared prometheus-client registry to export into as well, with the label
+    ``manager=metrics_name`` (default ``manager-<n>``).
     """
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
+        endpoint: str | Endpoint | None = None,
         ssl_context: ssl.SSLContext | None = None,
         registry: CollectorRegistry | None = None,
         metrics_name: str | None = None,
         **options: Any,
     ) -> None:
+        self.endpoint = None if endpoint is None else get_endpoint(endpoint)
+        settings = apply_endpoint(self.endpoint, url, options)
         try:
-            self.config = WSManagerConfig(url=url, **options)
+            self.config = WSManagerConfig(**settings)
         except TypeError as exc:  # an unknown keyword: name it plainly
             raise TypeError(f"WSManager: {exc}".replace("__init__() ", "")) from None
+        url = self.config.url
         if self.config.debug:
             log.setLevel(logging.DEBUG)
         ssl_context = self._tls_context(ssl_context)
@@ -203,6 +211,7 @@ class WSManager(ClosesOnExit):
         ``options`` go to :class:`~wsmanager.book.OrderBook`."""
         if self._forked_away or self._destroyed:
             raise ManagerClosedError("the manager was destroyed; create a new WSManager")
+        options.setdefault("proxy", self.config.proxy)  # REST goes the way connections go
         book = OrderBook(
             self.subscribe,
             symbol,
@@ -235,9 +244,11 @@ class WSManager(ClosesOnExit):
         rest_url = self.config.effective_rest_url
         closing = self._closing
 
+        proxy = self.config.proxy
+
         def backfill(gap: Gap) -> list[Any]:
             return fetch_agg_trades(
-                rest_url, symbol.upper(), gap.expected, gap.received - 1, stop=closing
+                rest_url, symbol.upper(), gap.expected, gap.received - 1, stop=closing, proxy=proxy
             )
 
         return backfill

@@ -1,8 +1,9 @@
 """Opening the TCP (and TLS) socket that websocket-client then speaks WebSocket over.
 
-One :class:`Deadline` (monotonic) bounds the whole opening: DNS, TCP connect, TLS and, later, the
-HTTP upgrade (:mod:`wsmanager.guard`). Each socket is handed to ``publish`` as soon as it exists,
-so that the owner's ``stop()`` can shut it down and wake a blocked connect or TLS handshake.
+One :class:`Deadline` (monotonic) bounds the whole opening: DNS, TCP connect, the proxy's
+handshake (:mod:`wsmanager.proxy`), TLS and, later, the HTTP upgrade (:mod:`wsmanager.guard`).
+Each socket is handed to ``publish`` as soon as it exists, so that the owner's ``stop()`` can
+shut it down and wake a blocked connect, proxy handshake or TLS handshake.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
+import logging
 import selectors
 import socket
 import ssl
@@ -21,8 +23,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConnectionFailedError
+from .proxy import ProxyError, ProxyURL, connect_through, proxy_for
 
 __all__ = ["ConnectAborted", "Deadline", "open_socket", "resolve", "shutdown_quietly"]
+
+log = logging.getLogger("wsmanager")
 
 _POLL = 0.05  # seconds between checks of the stop event while waiting
 
@@ -102,19 +107,45 @@ def open_socket(
     stop: threading.Event,
     publish: Callable[[socket.socket | None], None],
     ssl_context: ssl.SSLContext | None = None,
+    proxy: str | None = None,
 ) -> socket.socket:
-    """Connect to the host of ``url`` before ``deadline``; wrap it in TLS for ``wss://``.
+    """Connect to the host of ``url`` before ``deadline``, through ``proxy`` (the ``proxy``
+    option: None, ``"env"`` or a URL, see :mod:`wsmanager.proxy`) if one applies; wrap the
+    connection in TLS for ``wss://``.
 
     Raises ``ConnectAborted`` when ``stop`` is set, and :class:`ConnectionFailedError` (with the
-    original error as ``__cause__``) for resolution, connect, TLS and deadline failures.
+    original error as ``__cause__``) for resolution, connect, proxy, TLS and deadline failures;
+    :class:`~wsmanager.proxy.ProxyError` when the proxy is what failed.
     """
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or _default_port(parts.scheme)
     try:
+        via = proxy_for(proxy, url)
+    except ValueError as exc:  # an environment variable changed since the manager was made
+        raise ConnectionFailedError(f"invalid proxy setting: {exc}") from exc
+    if via is None:
+        sock = _open_tcp(host, port, deadline, stop, publish)
+    else:
+        sock = _open_tunnel(via, host, port, deadline, stop, publish)
+    if parts.scheme == "wss":
+        sock = _start_tls(sock, host, ssl_context, deadline, stop, publish)
+    return sock
+
+
+def _open_tcp(
+    host: str,
+    port: int,
+    deadline: Deadline,
+    stop: threading.Event,
+    publish: Callable[[socket.socket | None], None],
+    proxy: ProxyURL | None = None,
+) -> socket.socket:
+    """A TCP connection to ``host:port`` (the exchange, or ``proxy``), published at once."""
+    try:
         addresses = resolve(host, port, deadline, stop)
     except (OSError, TimeoutError) as exc:
-        raise ConnectionFailedError(f"could not resolve {host!r}: {exc}") from exc
+        raise _failure(proxy, f"could not resolve {host!r}: {exc}") from exc
     last_error: BaseException | None = None
     for family, socktype, proto, _name, address in addresses:
         sock = socket.socket(family, socktype, proto)
@@ -131,11 +162,46 @@ def open_socket(
                 break
             continue
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if parts.scheme == "wss":
-            sock = _start_tls(sock, host, ssl_context, deadline, stop, publish)
         return sock
     reason = f"could not connect to {host}:{port}: {last_error or 'no address'}"
-    raise ConnectionFailedError(reason) from last_error
+    raise _failure(proxy, reason) from last_error
+
+
+def _failure(proxy: ProxyURL | None, reason: str) -> ConnectionFailedError:
+    return ConnectionFailedError(reason) if proxy is None else ProxyError(proxy.display, reason)
+
+
+def _open_tunnel(
+    proxy: ProxyURL,
+    host: str,
+    port: int,
+    deadline: Deadline,
+    stop: threading.Event,
+    publish: Callable[[socket.socket | None], None],
+) -> socket.socket:
+    """TCP to the proxy, then its handshake to ``host:port``, all under ``deadline``."""
+    address = None
+    if proxy.scheme == "socks5" and not _is_ip(host):  # socks5h: the proxy resolves the name
+        try:
+            address = str(resolve(host, port, deadline, stop)[0][4][0])
+        except (OSError, TimeoutError) as exc:
+            raise ConnectionFailedError(f"could not resolve {host!r}: {exc}") from exc
+    sock = _open_tcp(proxy.host, proxy.port, deadline, stop, publish, proxy)
+    try:
+        if stop.is_set():
+            raise ConnectAborted()
+        connect_through(sock, proxy, host, port, deadline, address=address)
+    except ConnectAborted:
+        sock.close()
+        raise
+    except ConnectionFailedError:
+        sock.close()
+        if stop.is_set():  # stop() shut the socket down under the handshake
+            raise ConnectAborted() from None
+        raise
+    sock.settimeout(None)
+    log.debug("tunnel to %s:%s open through %s", host, port, proxy.display)
+    return sock
 
 
 def _connect(

@@ -91,6 +91,7 @@ def fetch_agg_trades(
     timeout: float = 10.0,
     retry: BackoffPolicy = DEFAULT_RETRY,
     stop: threading.Event | None = None,
+    proxy: str | None = None,
 ) -> list[dict[str, Any]]:
     """The aggregate trades ``from_id..to_id`` (inclusive) of ``symbol``, in order, each shaped
     like an ``<symbol>@aggTrade`` stream payload.
@@ -98,7 +99,8 @@ def fetch_agg_trades(
     Pages of up to 1000; REST errors are retried with full-jitter backoff (``Retry-After``
     honoured, for every client of the host) while ``timeout`` seconds, the deadline of the whole
     call, allow. Raises :class:`BackfillError` if the range cannot be covered: the exchange
-    refused, ``timeout`` passed, ``stop`` was set, or the answer skipped ids.
+    refused, ``timeout`` passed, ``stop`` was set, or the answer skipped ids. ``proxy`` is the
+    manager's ``proxy`` option, for a session made here.
     """
     for name, value in (("from_id", from_id), ("to_id", to_id)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -110,7 +112,7 @@ def fetch_agg_trades(
     symbol = symbol.upper()
     deadline = time.monotonic() + timeout
     waiter = stop or threading.Event()
-    client = RestClient(rest_url, session=session, timeout=timeout)
+    client = RestClient(rest_url, session=session, timeout=timeout, proxy=proxy)
     trades: list[dict[str, Any]] = []
 
     def fail(reason: str) -> BackfillError:

@@ -95,6 +95,7 @@ class OrderBook(ClosesOnExit):
         on_error: ErrorCallback | None = None,
         # REST
         session: requests.Session | None = None,
+        proxy: str | None = None,
         request_timeout: float = 10.0,
         retry: BackoffPolicy = DEFAULT_RETRY,
         min_snapshot_interval: float = 1.0,
@@ -106,7 +107,9 @@ class OrderBook(ClosesOnExit):
         self.symbol = symbol.upper()
         if min_snapshot_interval < 0:
             raise ValueError(f"min_snapshot_interval must be >= 0, got {min_snapshot_interval}")
-        self._client = RestClient(rest_url, session=session, timeout=request_timeout, budget=budget)
+        self._client = RestClient(
+            rest_url, session=session, timeout=request_timeout, budget=budget, proxy=proxy
+        )
         self._fetcher = SnapshotFetcher(
             self._client, self.symbol, limit, min_interval=min_snapshot_interval, retry=retry
         )

@@ -26,6 +26,7 @@ import requests
 
 from ..backoff import BackoffPolicy
 from ..errors import WSManagerError
+from ..proxy import requests_proxies
 from .sync import DepthSnapshot
 
 __all__ = [
@@ -248,12 +249,22 @@ def _exchange_error(body: bytes) -> tuple[int | None, str]:
         return None, body[:200].decode("utf-8", "replace")
 
 
+def _session(proxy: str | None) -> requests.Session:
+    """A session that goes the way the manager's connections go."""
+    session = requests.Session()
+    session.trust_env = proxy == "env"
+    if proxy not in (None, "env"):
+        session.proxies.update({k: v for k, v in requests_proxies(proxy).items() if v is not None})
+    return session
+
+
 class RestClient:
     """GET requests to one exchange's REST API (``base_url`` like ``https://api.binance.com``).
 
     ``session`` is a ``requests.Session`` to reuse (default: a new one, closed by :meth:`close`);
     ``timeout`` bounds the connection and each read, in seconds; ``budget`` defaults to the
-    process-wide budget of the host.
+    process-wide budget of the host; ``proxy`` is the manager's ``proxy`` option (None: direct,
+    the environment ignored; ``"env"``; or a proxy URL) for a session made here.
     """
 
     def __init__(
@@ -263,6 +274,7 @@ class RestClient:
         session: requests.Session | None = None,
         timeout: float = 10.0,
         budget: WeightBudget | None = None,
+        proxy: str | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -273,7 +285,7 @@ class RestClient:
         self.timeout = timeout
         self.budget = budget or weight_budget(base_url)
         self._own_session = session is None
-        self.session = session or requests.Session()
+        self.session = session or _session(proxy)
 
     def close(self) -> None:
         if self._own_session:
