@@ -19,6 +19,7 @@ from .errors import (
 )
 from .iterate import StreamIterator
 from .manager import Unsubscribe, WSManager
+from .proxy import ProxyAuthError, ProxyError
 from .state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 
 __version__ = "0.1.0"
@@ -37,6 +38,8 @@ __all__ = [
     "InvalidStreamNameError",
     "ManagerClosedError",
     "OrderBook",
+    "ProxyAuthError",
+    "ProxyError",
     "RetriesExhaustedError",
     "RetryDelayInfo",
     "StreamInfo",

@@ -5,6 +5,8 @@ The tree::
     WSManagerError
     ├── ConnectionFailedError      (.code, .reason: why one connection attempt ended)
     │   ├── HandshakeFailedError   (.status_code, .headers: the opening handshake failed)
+    │   ├── ProxyError             (.proxy redacted, .status_code: wsmanager.proxy)
+    │   │   └── ProxyAuthError
     │   └── ConnectionLostError    (an open connection ended; .code is the close code or None)
     ├── RetriesExhaustedError      (.stream, .attempts, .last_error: a ConnectionFailedError)
     ├── HandshakeRejectedError     (.stream, .status_code, .headers)
