@@ -280,7 +280,7 @@ class Recorder(ClosesOnExit):
 
     def close(self) -> None:
         """Unsubscribe, write what is queued, finish the part and end the writer thread.
-        Idempotent; safe from a callback (then the thread ends on its own, shortly after)."""
+        Idempotent, and safe from a manager callback."""
         for unsubscribe in self._unsubscribes:
             unsubscribe()
         with self._queue:
