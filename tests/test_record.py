@@ -99,8 +99,13 @@ def test_a_gap_is_recorded_before_the_message_that_revealed_it(
         exchange.publish(TRADE)
         assert wait_for(lambda: recorder.stats().messages == 4)
     kinds = [(type(e).__name__, getattr(e, "data", {}).get("t")) for e in entries(path)[1:]]
-    assert kinds == [("Message", 1), ("Message", 2), ("Message", 3), ("GapEntry", None),
-                     ("Message", 8)]  # fmt: skip
+    assert kinds == [
+        ("Message", 1),
+        ("Message", 2),
+        ("Message", 3),
+        ("GapEntry", None),
+        ("Message", 8),
+    ]
     gap = next(e.gap for e in entries(path) if isinstance(e, GapEntry))
     assert (gap.stream, gap.expected, gap.received, gap.after_reconnect) == (TRADE, 4, 8, False)
     assert recorder.stats().gaps == 1

@@ -36,8 +36,13 @@ def trade(n: int) -> dict[str, object]:
 
 def write_trades(path: Path, numbers: list[int], *, rotate_bytes: int | None = None) -> list[Path]:
     """A recording of btcusdt@trade with ``t`` in ``numbers``, one message per 10 ms."""
-    writer = RecordingWriter(path, streams=["btcusdt@trade"], url="ws://x/ws/", clock=lambda: 1e9,
-                             rotate_bytes=rotate_bytes)  # fmt: skip
+    writer = RecordingWriter(
+        path,
+        streams=["btcusdt@trade"],
+        url="ws://x/ws/",
+        clock=lambda: 1e9,
+        rotate_bytes=rotate_bytes,
+    )
     for i, n in enumerate(numbers):
         writer.write(encode_message(1e9 + i * 0.01, "btcusdt@trade", trade(n)))
         writer.flush()
@@ -134,6 +139,10 @@ def test_a_killed_writer_leaves_every_flushed_line_readable(tmp_path: Path) -> N
         cut.write_bytes(data[:size])
         got = [e.data["t"] for e in read(cut) if isinstance(e, Message)]
         assert got == list(range(1, len(got) + 1)) and len(got) >= 90
+    # killed as the part was created: empty, and said so
+    cut.write_bytes(b"")
+    reader = read(cut)
+    assert list(reader) == [] and reader.truncated_parts == [cut]
 
 
 def test_several_recordings_merge_by_time(tmp_path: Path) -> None:
@@ -144,8 +153,13 @@ def test_several_recordings_merge_by_time(tmp_path: Path) -> None:
             writer.write(encode_message(t, stream, trade(n)))
         writer.close()
     merged = [(e.t, e.stream) for e in read([a, b]) if isinstance(e, Message)]
-    assert merged == [(1.0, "a@trade"), (2.0, "b@trade"), (3.0, "a@trade"), (4.0, "b@trade"),
-                      (5.0, "a@trade")]  # fmt: skip
+    assert merged == [
+        (1.0, "a@trade"),
+        (2.0, "b@trade"),
+        (3.0, "a@trade"),
+        (4.0, "b@trade"),
+        (5.0, "a@trade"),
+    ]
     # naming the parts of one recording explicitly reads each part once
     parts = write_trades(tmp_path / "p.jsonl.gz", list(range(1, 201)), rotate_bytes=1500)
     got = [e.data["t"] for e in read(parts) if isinstance(e, Message)]

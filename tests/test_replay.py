@@ -64,11 +64,19 @@ def trade(n: int) -> dict[str, Any]:
     return {"e": "trade", "s": "BTCUSDT", "t": n, "p": "1.00000000", "q": "1.00000000"}
 
 
-def synthetic(path: Path, items: list[tuple[float, str, Any]], rotate_bytes: int | None = None,
-              ) -> list[Path]:  # fmt: skip
+def synthetic(
+    path: Path,
+    items: list[tuple[float, str, Any]],
+    rotate_bytes: int | None = None,
+) -> list[Path]:
     """A recording of ``(t, stream, data)`` (data None: a gap line for the next message)."""
-    writer = RecordingWriter(path, streams=sorted({s for _, s, _ in items}), url="",
-                             clock=lambda: 1e9, rotate_bytes=rotate_bytes)  # fmt: skip
+    writer = RecordingWriter(
+        path,
+        streams=sorted({s for _, s, _ in items}),
+        url="",
+        clock=lambda: 1e9,
+        rotate_bytes=rotate_bytes,
+    )
     for t, stream, data in items:
         writer.write(encode_message(1e9 + t, stream, data))
         writer.flush()

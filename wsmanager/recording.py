@@ -240,6 +240,8 @@ class RecordingWriter:
         self.parts.append(path)
         header = _encode_header(self._clock(), len(self.parts) - 1, self.streams, self.url)
         self._gzip.write(header.encode())
+        self._gzip.flush(zlib.Z_SYNC_FLUSH)  # on disk at once: even a part killed early reads
+        self._raw.flush()
 
     def _close_part(self) -> None:
         gz, raw = self._gzip, self._raw
@@ -346,6 +348,9 @@ class Reader:
 
     def _read_part(self, part: Path) -> Iterator[Entry]:
         number = 0
+        if part.stat().st_size == 0:  # killed as it was created
+            self.truncated_parts.append(part)
+            return
         with gzip.open(part, "rb") as lines:
             try:
                 for number, line in enumerate(lines, 1):

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Replay", "ReplayProgress", "check_speed", "replay_for_clients"]
 
+SETTLE = 1.0  # seconds the command line waits for a client to subscribe the other streams
 MAX_BATCH = 1000  # messages handed to the exchange's loop at once, at most
 Send = Callable[[list[tuple[str, str]]], int]  # [(stream, text)] -> connections reached
 
@@ -269,8 +270,9 @@ def replay_for_clients(
     stop: threading.Event,
     out: Callable[[str], object] | None = None,
 ) -> bool:
-    """``wsmanager fake-exchange --replay``: wait until a client carries one of the recorded
-    streams (any open connection, for a recording without a header), replay, report the end.
+    """``wsmanager fake-exchange --replay``: wait until clients carry every recorded stream, or
+    ``SETTLE`` seconds after they carry one (any open connection, for a recording without a
+    header), replay, report the end.
     False when the recording could not be read."""
     if out is None:
         out = _print_now
@@ -281,17 +283,21 @@ def replay_for_clients(
         print(f"wsmanager: {exc}", file=sys.stderr)
         return False
     names = ", ".join(streams) or "its streams"
-    out(f"replay of {' '.join(paths)} ({names}) at speed {speed:g} starts when a client carries "
-        "one of its streams")  # fmt: skip
+    out(
+        f"replay of {' '.join(paths)} ({names}) at speed {speed:g} starts when a client carries "
+        f"its streams (or {SETTLE:g} s after it carries one)"
+    )
 
-    def carried() -> bool:
+    def carried(every: bool) -> bool:
         if not streams:
             return exchange.open_connections() > 0
-        return any(exchange.stats(stream).open for stream in streams)
+        test = all if every else any
+        return test(exchange.stats(stream).open for stream in streams)
 
-    while not exchange.wait_until(carried, timeout=0.5):
+    while not exchange.wait_until(lambda: carried(False), timeout=0.5):
         if stop.is_set():
             return True
+    exchange.wait_until(lambda: carried(True), timeout=SETTLE)  # let the client subscribe the rest
     started = time.monotonic()
     with exchange.replay(paths, speed, loop=loop) as replay:
         out("replay started")
