@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import SCALE, Recorder, wait_for
 
-from wsmanager import WSManager
+from wsmanager import ManagerClosedError, WSManager
 from wsmanager.record import Recorder as StreamRecorder
 from wsmanager.recording import Dropped, Ended, GapEntry, Header, Message, read
 from wsmanager.testing import FakeExchange
@@ -227,3 +227,26 @@ def test_bad_input_is_refused_before_anything_starts(
         StreamRecorder(manager, [TRADE], path)
     StreamRecorder(manager, [TRADE], path, overwrite=True).close()
     assert isinstance(entries(path)[0], Header)
+
+
+def test_a_write_error_ends_the_recording_and_is_reported(
+    exchange: FakeExchange, make_manager: Callable[..., WSManager], tmp_path: Path
+) -> None:
+    manager = make_manager()
+    recorder = StreamRecorder(manager, [TRADE], tmp_path / "full.jsonl.gz")
+
+    def disk_full(text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    recorder._writer.write = disk_full  # type: ignore[method-assign]
+    with recorder:
+        assert exchange.wait_for_open(TRADE, 1)
+        exchange.publish(TRADE)
+        assert recorder.wait(5 * SCALE)  # the writer stopped
+        assert isinstance(recorder.error, OSError) and "No space" in str(recorder.error)
+        exchange.publish(TRADE)  # ignored from now on, nothing queued
+        assert recorder.stats().pending == 0
+    manager.destroy()
+    with pytest.raises(ManagerClosedError):
+        StreamRecorder(manager, [TRADE], tmp_path / "closed.jsonl.gz")
+    assert not (tmp_path / "closed.jsonl.gz").exists()

@@ -27,6 +27,7 @@ from typing import Any
 
 from ._closing import ClosesOnExit
 from .config import redact_url, validate_stream_name
+from .errors import ManagerClosedError
 from .manager import WSManager
 from .recording import (
     RecordingWriter,
@@ -90,6 +91,8 @@ class Recorder(ClosesOnExit):
         names = list(dict.fromkeys(validate_stream_name(s) for s in _as_list(streams)))
         if not names:
             raise ValueError("streams: give at least one stream to record")
+        if manager.destroyed:
+            raise ManagerClosedError("the manager was destroyed: nothing to record")
         _check_positive("flush_interval", flush_interval)
         _check_int("max_pending", max_pending)
         if max_messages is not None:
@@ -235,7 +238,7 @@ class Recorder(ClosesOnExit):
         finally:
             try:
                 writer.close()
-            except OSError as exc:
+            except Exception as exc:
                 self.error = self.error or exc
                 log.error("closing the recording %s failed: %s", writer.path, exc)
             self._finished.set()
