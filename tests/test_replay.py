@@ -256,4 +256,4 @@ def test_bad_replays_are_refused_or_reported(exchange: FakeExchange, tmp_path: P
     replay = exchange.replay(corrupt, speed=math.inf)
     with pytest.raises(RecordingError, match=r"corrupt\.jsonl\.gz:2"):
         replay.wait(5 * SCALE)
-    assert replay.progress().finished
+    assert replay.progress().finished and replay.progress().messages == 1  # the line before

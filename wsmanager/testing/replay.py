@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._closing import ClosesOnExit
-from ..recording import Dropped, GapEntry, Message, Reader, StrPath, recorded_streams
+from ..recording import (
+    Dropped,
+    GapEntry,
+    Message,
+    Reader,
+    RecordingError,
+    StrPath,
+    recorded_streams,
+)
 from .market import dumps
 from .payloads import stream_kind
 
@@ -179,35 +187,39 @@ class Replay(ClosesOnExit):
         batch: list[tuple[str, str]] = []
         batch_due = 0.0
         complete = True
-        for entry in reader:
-            if isinstance(entry, GapEntry):
-                state.gaps += 1
-                continue
-            if isinstance(entry, Dropped):
-                state.dropped += entry.count
-                continue
-            if not isinstance(entry, Message):
-                continue
-            if state.first_t is None:
-                state.first_t = entry.t
-            if state.passes == 0:
-                state.shifter.observe(entry.stream, entry.data)
-                state.last_t = max(state.last_t, entry.t)
-            state.messages_this_pass += 1
-            state.position = entry.t - state.first_t
-            due = state.start + (state.passes * state.period + state.position) / self.speed
-            now = time.monotonic()
-            if due > now or len(batch) >= MAX_BATCH:
-                self._publish(state, batch, batch_due)
-                if due > now and self._stop.wait(due - now):
-                    complete = False
-                    break
-            data = entry.data
-            if state.passes:
-                data = state.shifter.shift(entry.stream, data, state.passes)
-            if not batch:
-                batch_due = due
-            batch.append((entry.stream, dumps(data)))
+        try:
+            for entry in reader:
+                if isinstance(entry, GapEntry):
+                    state.gaps += 1
+                    continue
+                if isinstance(entry, Dropped):
+                    state.dropped += entry.count
+                    continue
+                if not isinstance(entry, Message):
+                    continue
+                if state.first_t is None:
+                    state.first_t = entry.t
+                if state.passes == 0:
+                    state.shifter.observe(entry.stream, entry.data)
+                    state.last_t = max(state.last_t, entry.t)
+                state.messages_this_pass += 1
+                state.position = entry.t - state.first_t
+                due = state.start + (state.passes * state.period + state.position) / self.speed
+                now = time.monotonic()
+                if due > now or len(batch) >= MAX_BATCH:
+                    self._publish(state, batch, batch_due)
+                    if due > now and self._stop.wait(due - now):
+                        complete = False
+                        break
+                data = entry.data
+                if state.passes:
+                    data = state.shifter.shift(entry.stream, data, state.passes)
+                if not batch:
+                    batch_due = due
+                batch.append((entry.stream, dumps(data)))
+        except RecordingError:  # a bad line: what came before it still goes out
+            self._publish(state, batch, batch_due)
+            raise
         self._publish(state, batch, batch_due)
         for part in reader.truncated_parts:
             if str(part) not in state.truncated:
