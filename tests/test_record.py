@@ -41,7 +41,7 @@ def test_records_each_message_as_subscribers_get_it_in_order(
         manager.subscribe(stream, recorder)
     path = tmp_path / "r.jsonl.gz"
     with StreamRecorder(manager, [TRADE, AGG, DEPTH], path) as recorder:
-        assert exchange.wait_for_open(TRADE, 1)
+        assert exchange.wait_until(lambda: all(exchange.stats(s).open == 1 for s in seen))
         for _ in range(30):
             for stream in seen:
                 exchange.publish(stream)
