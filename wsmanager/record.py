@@ -329,10 +329,14 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="N",
-        help="start a new part (FILE, then day.1.jsonl.gz, ...) every N MiB on disk",
+        help="start a new part every N MiB on disk (day.jsonl.gz, day.1.jsonl.gz, ...)",
     )
-    parser.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
-    parser.add_argument("--count", type=int, default=None, help="stop after N messages")
+    parser.add_argument(
+        "--seconds", type=float, default=None, metavar="S", help="stop after S seconds"
+    )
+    parser.add_argument(
+        "--count", type=int, default=None, metavar="N", help="stop after N messages"
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an existing recording of that name"
     )
