@@ -73,9 +73,23 @@ def test_rotates_by_size_and_the_parts_read_back_in_order(
     manager = make_manager()
     path = tmp_path / "day.jsonl.gz"
     with StreamRecorder(manager, [TRADE], path, rotate_bytes=3000) as recorder:
+        # hold the writer in its first write while the rest queue: one batch of 599 lines
+        release, stalled = threading.Event(), threading.Event()
+        write = recorder._writer.write
+
+        def slow_write(text: str) -> None:
+            stalled.set()
+            release.wait(10 * SCALE)
+            write(text)
+
+        recorder._writer.write = slow_write  # type: ignore[method-assign]
         assert exchange.wait_for_open(TRADE, 1)
-        for _ in range(600):
+        exchange.publish(TRADE)
+        assert stalled.wait(5 * SCALE)
+        for _ in range(599):
             exchange.publish(TRADE)
+        assert wait_for(lambda: recorder.stats().pending == 599)
+        release.set()
         assert wait_for(lambda: recorder.stats().messages == 600)
     parts = recorder.parts
     assert len(parts) >= 3

@@ -217,16 +217,14 @@ class Recorder(ClosesOnExit):
                     drops, self._drops = self._drops, {}
                     closing = self._closing
                 if batch or drops:
-                    text = self._encode(batch, drops)
-                    writer.write(text)
-                    unflushed += len(text)
-                    if flush_due is None:
+                    unflushed = self._write(self._encode(batch, drops), unflushed)
+                    if unflushed == 0:
+                        flush_due = None
+                    elif flush_due is None:
                         flush_due = time.monotonic() + self.flush_interval
                 if closing:
                     break  # writer.close() below completes the part
-                if flush_due is not None and (
-                    unflushed >= self._flush_bytes or time.monotonic() >= flush_due
-                ):
+                if flush_due is not None and time.monotonic() >= flush_due:
                     writer.flush()
                     unflushed, flush_due = 0, None
         except BaseException as exc:  # a write error (disk full, ...): the recording ends here
@@ -243,7 +241,22 @@ class Recorder(ClosesOnExit):
                 log.error("closing the recording %s failed: %s", writer.path, exc)
             self._finished.set()
 
-    def _encode(self, batch: list[_Item], drops: dict[str, int]) -> str:
+    def _write(self, lines: list[str], unflushed: int) -> int:
+        """Write ``lines``, flushing (and so maybe rotating) each time ``flush_bytes`` of them
+        are unflushed, however large the batch; return the bytes left unflushed."""
+        chunk: list[str] = []
+        for line in lines:
+            chunk.append(line)
+            unflushed += len(line)  # ASCII: characters are bytes
+            if unflushed >= self._flush_bytes:
+                self._writer.write("".join(chunk))
+                self._writer.flush()
+                chunk, unflushed = [], 0
+        if chunk:
+            self._writer.write("".join(chunk))
+        return unflushed
+
+    def _encode(self, batch: list[_Item], drops: dict[str, int]) -> list[str]:
         lines = []
         for kind, t, stream, value in batch:
             if kind == _MESSAGE:
@@ -259,7 +272,7 @@ class Recorder(ClosesOnExit):
             for stream, count in drops.items():
                 lines.append(encode_dropped(t, stream, count))
                 self._dropped += count
-        return "".join(lines)
+        return lines
 
     # -- public ----------------------------------------------------------------------------------
 
