@@ -1,4 +1,5 @@
-"""The ``wsmanager`` command line: ``demo``, ``stream``, ``health``, ``fake-exchange``, ``relay``.
+"""The ``wsmanager`` command line: ``demo``, ``stream``, ``health``, ``fake-exchange``, ``relay``,
+``book``, ``record``.
 
 This is the only module that configures logging handlers.
 """
@@ -18,6 +19,7 @@ import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
+from . import record
 from .book import cli as book_cli
 from .endpoints import ENDPOINTS
 from .manager import WSManager
@@ -102,7 +104,9 @@ def _parser() -> argparse.ArgumentParser:
 
     fake = commands.add_parser("fake-exchange", help="run the bundled fake exchange")
     fake.add_argument("--port", type=int, default=9443, help="port on 127.0.0.1 (default 9443)")
-    fake.add_argument("--rate", type=float, default=10.0, help="messages/s per stream")
+    fake.add_argument(
+        "--rate", type=float, default=None, help="messages/s per stream (10; with --replay 0)"
+    )
     fake.add_argument(
         "--rules",
         choices=("none", "binance"),
@@ -110,9 +114,15 @@ def _parser() -> argparse.ArgumentParser:
         help="enforce Binance's published limits (default none: permissive)",
     )
     fake.add_argument("--seed", type=int, default=None, help="make the market deterministic")
+    fake.add_argument(
+        "--replay", action="append", metavar="FILE", help="publish a recording (wsmanager record)"
+    )
+    fake.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1)")
+    fake.add_argument("--loop", action="store_true", help="replay again and again")
 
     relay_cli.add_parser(commands)  # needs redis-py only when run: wsmanager[relay]
     book_cli.add_parser(commands)
+    record.add_parser(commands)
     return parser
 
 
@@ -144,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return relay_cli.run(args)
         if args.command == "book":
             return book_cli.run(args)
-        return _fake_exchange(args.port, args.rate, args.rules, args.seed)
+        if args.command == "record":
+            return record.run(args)
+        return _fake_exchange(args)
     except KeyboardInterrupt:
         return 130
 
@@ -253,9 +265,12 @@ def probe_health(url: str, timeout: float = 5.0) -> int:
 # -- fake-exchange -------------------------------------------------------------------------------
 
 
-def _fake_exchange(port: int, rate: float, rules: str, seed: int | None) -> int:
+def _fake_exchange(args: argparse.Namespace) -> int:
     from .testing import BINANCE_SPOT_RULES, FakeExchange
+    from .testing.replay import replay_for_clients
 
+    port, rules, seed = args.port, args.rules, args.seed
+    rate = args.rate if args.rate is not None else 0.0 if args.replay else 10.0
     chosen = BINANCE_SPOT_RULES if rules == "binance" else None
     with FakeExchange(port=port, rate=rate, rules=chosen, seed=seed) as exchange:
         print(
@@ -267,6 +282,10 @@ def _fake_exchange(port: int, rate: float, rules: str, seed: int | None) -> int:
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
+            if args.replay and not replay_for_clients(
+                exchange, args.replay, speed=args.speed, loop=args.loop, stop=stop
+            ):
+                return 1
             while not stop.wait(0.5):
                 pass
         except KeyboardInterrupt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .book import TrueBook
 from .exchange import FakeExchange
 from .ledger import ConnectionInfo, ControlEntry, RestRequest, StreamStats
+from .replay import Replay, ReplayProgress
 from .rules import BINANCE_SPOT_RULES, ExchangeRules, Violation
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "ControlEntry",
     "ExchangeRules",
     "FakeExchange",
+    "Replay",
+    "ReplayProgress",
     "RestRequest",
     "StreamStats",
     "TrueBook",

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from websockets.exceptions import ConnectionClosed
 
+from ..recording import StrPath
 from .book import TrueBook
 from .connection import Client
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
 from .market import Market
+from .replay import Replay
 from .rest import RestFaults
 from .rules import ExchangeRules, Violation
 from .server import ExchangeServer, Handshake
@@ -71,6 +73,8 @@ class FakeExchange:
             target=self._loop.run_forever, name="wsmanager-fake-exchange", daemon=True
         )
         self._started = False
+        self._replays: list[Replay] = []  # guarded by _replays_lock
+        self._replays_lock = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -90,6 +94,10 @@ class FakeExchange:
         counts of client messages, and the rules built on them, would be wrong)."""
         if not self._started or not self._thread.is_alive():
             return
+        with self._replays_lock:
+            replays, self._replays = self._replays, []
+        for replay in replays:
+            replay.stop()
         self._run(self._server.shutdown)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -141,6 +149,32 @@ class FakeExchange:
         return self._run_sync(
             lambda: self._server.streams.send(stream, self._market.publish(stream, payload))
         )
+
+    def replay(
+        self, path_or_paths: StrPath | Iterable[StrPath], speed: float = 1.0, *, loop: bool = False
+    ) -> Replay:
+        """Publish a recording (``wsmanager record``; each path with its parts, several merged by
+        time) with its timing divided by ``speed`` (``math.inf``: no waiting), each payload as
+        recorded to the connections carrying its stream. ``loop``: start again at the end, with
+        sequence numbers shifted to continue. Returns the running :class:`Replay`
+        (``wait``/``stop``/``progress``); :meth:`close` stops it."""
+        if not self._started or not self._thread.is_alive():
+            raise RuntimeError("start the exchange (or enter its with block) before replaying")
+        replay = Replay(path_or_paths, self._publish_recorded, speed=speed, loop=loop)
+        with self._replays_lock:
+            self._replays = [r for r in self._replays if not r.done]
+            self._replays.append(replay)
+        return replay
+
+    def _publish_recorded(self, batch: list[tuple[str, str]]) -> int:
+        def run() -> int:
+            reached = 0
+            for stream, text in batch:
+                self._market.last[stream] = text  # for repeat()
+                reached += self._server.streams.send(stream, [text])
+            return reached
+
+        return self._run_sync(run)
 
     def send_raw(self, stream: str, data: str | bytes | list[str]) -> int:
         """Send ``data`` as is (never enveloped) to ``stream``'s connections: ``str`` as a text
