@@ -21,6 +21,7 @@ from typing import Any
 
 from . import record
 from .book import cli as book_cli
+from .config import BINANCE_WS_URL
 from .endpoints import ENDPOINTS
 from .manager import WSManager
 from .monitoring import serve_metrics
@@ -29,7 +30,6 @@ from .view import LiveView
 
 __all__ = ["main"]
 
-BINANCE_URL = "wss://stream.binance.com:9443/ws/"
 DEFAULT_HEALTH_URL = "http://127.0.0.1:3000/api/ws/metrics"
 
 DEMO_STREAMS = {  # stream -> subscribers
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     stream = commands.add_parser("stream", help="print each message of STREAM as a JSON line")
     stream.add_argument("streams", nargs="+", metavar="STREAM")
     stream.add_argument(
-        "--url", default=None, help=f"base URL (default: the endpoint's, else {BINANCE_URL})"
+        "--url", default=None, help=f"base URL (default: the endpoint's, else {BINANCE_WS_URL})"
     )
     stream.add_argument(
         "--endpoint",
@@ -196,7 +196,7 @@ def _stream(
 
     try:
         if url is None and endpoint is None:
-            url = BINANCE_URL
+            url = BINANCE_WS_URL
         manager = WSManager(url=url, endpoint=endpoint, proxy=proxy)
     except ValueError as exc:
         print(f"wsmanager: {exc}", file=sys.stderr)

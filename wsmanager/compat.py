@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .config import validate_stream_name
+from .config import BINANCE_WS_URL, validate_stream_name
 from .legacy import LegacyConnectionManager
 from .manager import WSManager
 from .state import ConnectionState
@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 Implementation = Literal["WSManager", "Legacy"]
-DEFAULT_URL = "wss://stream.binance.com:9443/ws/"
+DEFAULT_URL = BINANCE_WS_URL
 _TRUE = {"true", "1", "yes"}
 
 

@@ -12,6 +12,7 @@ from .errors import InvalidStreamNameError
 from .proxy import check_proxy_option
 
 __all__ = [
+    "BINANCE_WS_URL",
     "DEFAULT_REST_URL",
     "MAX_STREAM_NAME_LENGTH",
     "WSManagerConfig",
@@ -23,6 +24,7 @@ __all__ = [
 
 MAX_STREAM_NAME_LENGTH = 200
 DEFAULT_REST_URL = "https://api.binance.com"
+BINANCE_WS_URL = "wss://stream.binance.com:9443/ws/"  # spot market data
 
 # Binance stream names use letters, digits and a few punctuation marks
 # (btcusdt@kline_1m, !ticker@arr, btcusdt@depth@100ms). Anything else is refused, so a name can

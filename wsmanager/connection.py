@@ -33,6 +33,7 @@ from . import _wsclient
 from ._locks import make_lock
 from .backoff import BackoffPolicy
 from .config import WSManagerConfig, redact_url
+from .deadline import Deadline
 from .decode import decode_json
 from .delivery import StreamFeed
 from .errors import (
@@ -48,7 +49,7 @@ from .limits import HOST_BUDGETS, MessageGate, host_key
 from .readloop import ReadLoop
 from .state import ConnectionState
 from .targets import Target
-from .transport import ConnectAborted, Deadline, open_socket, shutdown_quietly
+from .transport import ConnectAborted, open_socket, shutdown_quietly
 
 __all__ = [
     "MAX_RETRY_AFTER",

@@ -23,13 +23,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ._locks import make_lock
 from .sequence import Sequencer, SequenceRule, Verdict
 from .state import Gap
 
-__all__ = ["DeliveryLoop", "Ending", "StreamFeed", "Subscription"]
+__all__ = ["DeliveryLoop", "Ending", "StreamFeed", "Subscribable", "Subscription"]
 
 log = logging.getLogger("wsmanager")
 
@@ -38,6 +38,19 @@ ErrorCallback = Callable[[Exception], object]
 CompleteCallback = Callable[[], object]
 GapCallback = Callable[[Gap], object]
 Backfill = Callable[[Gap], list[Any]]
+
+
+class Subscribable(Protocol):
+    """Anything with :meth:`WSManager.subscribe <wsmanager.WSManager.subscribe>`'s signature."""
+
+    def subscribe(
+        self,
+        stream: str,
+        callback: MessageCallback,
+        on_error: ErrorCallback | None = None,
+        on_complete: CompleteCallback | None = None,
+    ) -> Callable[[], None]: ...
+
 
 TURN_SLICE = 0.01  # seconds a stream keeps the callback thread while others are waiting
 
@@ -348,9 +361,7 @@ class DeliveryLoop:
                     feed._give_back_locked(items[index + 1 :])
                 return
 
-    def _start_backfill(
-        self, feed: StreamFeed, gap: Gap, rest: list[tuple[int, Any, int]]
-    ) -> None:
+    def _start_backfill(self, feed: StreamFeed, gap: Gap, rest: list[tuple[int, Any, int]]) -> None:
         """Fetch the gap's messages on a thread of their own: the stream waits (its order is
         kept), the other streams of this thread go on."""
         thread = threading.Thread(

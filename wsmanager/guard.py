@@ -22,8 +22,8 @@ import socket
 import time
 from typing import Any
 
+from .deadline import Deadline
 from .errors import HandshakeFailedError
-from .transport import Deadline
 
 __all__ = ["MAX_HEAD_BYTES", "SocketGuard", "parse_head"]
 

@@ -10,12 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .manager import WSManager
+from typing import Any
 
 from ._closing import ClosesOnExit
+from .delivery import Subscribable
 
 __all__ = ["StreamIterator"]
 
@@ -32,7 +30,7 @@ class StreamIterator(ClosesOnExit):
 
     def __init__(
         self,
-        manager: WSManager,
+        manager: Subscribable,
         stream: str,
         *,
         timeout: float | None = None,
@@ -106,7 +104,7 @@ class StreamIterator(ClosesOnExit):
         self._end()
 
 
-def collect(manager: WSManager, stream: str, count: int, timeout: float) -> list[Any]:
+def collect(manager: Subscribable, stream: str, count: int, timeout: float) -> list[Any]:
     """Up to ``count`` messages of ``stream``, waiting at most ``timeout`` seconds in all.
 
     Returns fewer when the time runs out or the stream ends; raises the stream's unrecoverable

@@ -16,7 +16,8 @@ from typing import Any
 import websocket
 
 from .config import stream_url, validate_stream_name
-from .transport import ConnectAborted, Deadline, open_socket, shutdown_quietly
+from .deadline import Deadline
+from .transport import ConnectAborted, open_socket, shutdown_quietly
 
 __all__ = ["LegacyConnectionManager"]
 

@@ -8,28 +8,39 @@ it is the last expression of a cell; ``streams_table(manager.get_stream_info())`
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from .config import redact_url
-from .state import ConnectionState, StreamInfo
+from . import _html
+from ._html import _age, _bytes, _e, _n, _rate, _state
+from .config import WSManagerConfig, redact_url
+from .state import ConnectionState, Health, StreamInfo, WSManagerMetrics
 
-if TYPE_CHECKING:
-    from .manager import WSManager
 
-__all__ = ["BookLike", "book_html", "manager_html", "stream_html", "streams_table"]
+class ManagerLike(Protocol):
+    """What :func:`manager_html` reads: a :class:`~wsmanager.WSManager`."""
+
+    config: WSManagerConfig
+
+    @property
+    def destroyed(self) -> bool: ...
+
+    def get_stream_info(self) -> list[StreamInfo]: ...
+
+    def get_metrics(self) -> WSManagerMetrics: ...
+
+    def health(self) -> Health: ...
+
+    def get_connection_status(self) -> ConnectionState: ...
+
+
+__all__ = ["BookLike", "ManagerLike", "book_html", "manager_html", "stream_html", "streams_table"]
 
 MAX_ROWS = 50  # streams listed in a table; the others are counted in its last row
 BOOK_LEVELS = 10  # levels per side in book_html
 
-_STATE_COLOURS = {
-    ConnectionState.CONNECTED: "#2e7d32",
-    ConnectionState.CONNECTING: "#ef6c00",
-    ConnectionState.DISCONNECTED: "#757575",
-}
 _RIGHT = ' style="text-align:right"'
 
 
@@ -49,7 +60,9 @@ class BookLike(Protocol):
     def asks(self, n: int, /) -> Sequence[tuple[Decimal, Decimal]]: ...
 
 
-def manager_html(manager: WSManager, *, max_rows: int = MAX_ROWS, now: float | None = None) -> str:
+def manager_html(
+    manager: ManagerLike, *, max_rows: int = MAX_ROWS, now: float | None = None
+) -> str:
     """A summary row of ``manager`` (URL without credentials, state, connections and streams,
     subscribers, messages, gaps, drops, reconnect attempts, health), then one row per stream."""
     _check_rows(max_rows)
@@ -148,30 +161,7 @@ def streams_table(
 
 def stream_html(info: StreamInfo, *, now: float | None = None) -> str:
     """Every field of one stream's info, one per row."""
-    now = time.time() if now is None else now
-    fields = [
-        ("stream", f"<code>{_e(info.name)}</code>"),
-        ("URL", f"<code>{_e(info.url)}</code>"),
-        ("state", _state(info.state)),
-        ("connection", f"#{info.connection}"),
-        ("subscribers", _n(info.subscribers)),
-        ("messages", _n(info.messages_received)),
-        ("msg/s (average)", f"{_rate(info, now):.1f}"),
-        ("last message", _age(info.last_message_at, now)),
-        ("started", f"{_age(info.created_at, now)} ago"),
-        ("gaps", _n(info.gaps)),
-        ("duplicates dropped", _n(info.duplicates)),
-        ("reconnects", _n(info.reconnects)),
-        ("retry attempt", _n(info.retry_attempt)),
-        ("resubscribes", _n(info.resubscribes)),
-        ("buffered", f"{_n(info.buffered_messages)} ({_bytes(info.buffered_bytes)})"),
-        ("dropped", _n(info.dropped_messages)),
-        ("invalid", _n(info.invalid_messages)),
-        ("oversized", _n(info.oversized_messages)),
-        ("callback errors", _n(info.callback_errors)),
-    ]
-    rows = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in fields)
-    return f'<table class="wsmanager-stream"><tbody>{rows}</tbody></table>'
+    return _html.stream_html(info, now=now)
 
 
 def book_html(book: BookLike, *, levels: int = BOOK_LEVELS) -> str:
@@ -226,47 +216,8 @@ def book_html(book: BookLike, *, levels: int = BOOK_LEVELS) -> str:
 # -- formatting ------------------------------------------------------------------------------
 
 
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _title(tip: str) -> str:
     return f' title="{_e(tip)}"' if tip else ""
-
-
-def _n(value: int) -> str:
-    return f"{value:,}"
-
-
-def _state(state: ConnectionState) -> str:
-    colour = _STATE_COLOURS.get(state, "#757575")
-    return f'<span style="color:{colour}">●</span> {_e(state.value)}'
-
-
-def _rate(info: StreamInfo, now: float) -> float:
-    elapsed = now - info.created_at
-    return info.messages_received / elapsed if elapsed > 0 else 0.0
-
-
-def _age(at: float | None, now: float) -> str:
-    if at is None:
-        return "never"
-    seconds = max(0.0, now - at)
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _bytes(count: int) -> str:
-    if count < 1024:
-        return f"{count} B"
-    if count < 1024 * 1024:
-        return f"{count / 1024:.1f} KiB"
-    return f"{count / (1024 * 1024):.1f} MiB"
 
 
 def _column(values: Sequence[object]) -> list[str]:

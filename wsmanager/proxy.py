@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 from .errors import ConnectionFailedError
 
 if TYPE_CHECKING:
-    from .transport import Deadline
+    from .deadline import Deadline
 
 __all__ = [
     "MAX_PROXY_HEAD_BYTES",

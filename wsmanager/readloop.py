@@ -24,17 +24,45 @@ import json
 import logging
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import _wsclient
+from .config import WSManagerConfig
+from .delivery import StreamFeed
 from .errors import ConnectionLostError
 from .guard import SocketGuard
 from .limits import MessageGate
+from .targets import Target
 
-if TYPE_CHECKING:
-    from .connection import Connection
+
+class LoopOwner(Protocol):
+    """What the read loop needs of its :class:`~wsmanager.connection.Connection`."""
+
+    number: int
+    config: WSManagerConfig
+    target: Target
+    gate: MessageGate
+    feeds: Mapping[str, StreamFeed]
+    healthy_after: float
+    max_age: float
+    closed_by_us: bool
+
+    def stopping(self) -> bool: ...
+
+    def wake_fd(self) -> int: ...
+
+    def drain_wake(self) -> None: ...
+
+    def proved_healthy(self) -> None: ...
+
+    def rotation_due(self, reason: str) -> None: ...
+
+    def stream_refused(self, stream: str, code: int | None, reason: str) -> None: ...
+
+    def note_resubscribe(self, stream: str) -> None: ...
+
 
 __all__ = ["ReadLoop"]
 
@@ -72,7 +100,7 @@ class _Subscriptions:
 class ReadLoop:
     """websocket-client's dispatcher for one socket; created by ``run_forever``."""
 
-    def __init__(self, connection: Connection, app: Any, guard: SocketGuard) -> None:
+    def __init__(self, connection: LoopOwner, app: Any, guard: SocketGuard) -> None:
         self.connection = connection
         self.app = app
         self.guard = guard

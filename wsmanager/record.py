@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ._closing import ClosesOnExit
-from .config import redact_url, validate_stream_name
+from .config import BINANCE_WS_URL, redact_url, validate_stream_name
 from .errors import ManagerClosedError
 from .manager import WSManager
 from .recording import (
@@ -327,7 +327,6 @@ def _check_int(name: str, value: object) -> None:
 
 def add_parser(subcommands: Any) -> argparse.ArgumentParser:
     """Add ``record`` to the ``wsmanager`` command's subparsers."""
-    from .cli import BINANCE_URL
 
     parser: argparse.ArgumentParser = subcommands.add_parser(
         "record", help="record STREAMs into gzip'ed JSON lines (replay: fake-exchange --replay)"
@@ -336,7 +335,9 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "-o", "--output", required=True, metavar="FILE", help="the recording, e.g. day.jsonl.gz"
     )
-    parser.add_argument("--url", default=BINANCE_URL, help=f"base URL (default {BINANCE_URL})")
+    parser.add_argument(
+        "--url", default=BINANCE_WS_URL, help=f"base URL (default {BINANCE_WS_URL})"
+    )
     parser.add_argument(
         "--rotate-mb",
         type=float,

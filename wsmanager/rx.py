@@ -16,19 +16,18 @@ unsubscribes. Values arrive on the stream's dispatch thread.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-if TYPE_CHECKING:
-    from .manager import WSManager
+from .delivery import Subscribable
 
 __all__ = ["observe"]
 
 
-def observe(manager: WSManager, stream: str) -> Observable[Any]:
+def observe(manager: Subscribable, stream: str) -> Observable[Any]:
     """A cold observable: each ``subscribe`` subscribes to ``stream`` on ``manager``."""
 
     def on_subscribe(

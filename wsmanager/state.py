@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ._html import stream_html
+
 __all__ = [
     "ConnectionState",
     "Gap",
@@ -80,9 +82,7 @@ class StreamInfo:
     connection: int = 0  # number of the connection carrying the stream now
 
     def _repr_html_(self) -> str:
-        """This snapshot as an HTML table, for Jupyter (``notebook.stream_html``)."""
-        from .notebook import stream_html  # the views import this module
-
+        """This snapshot as an HTML table, for Jupyter."""
         return stream_html(self)
 
 

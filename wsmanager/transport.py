@@ -16,12 +16,11 @@ import selectors
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from .deadline import Deadline
 from .errors import ConnectionFailedError
 from .proxy import ProxyError, ProxyURL, connect_through, proxy_for
 
@@ -34,27 +33,6 @@ _POLL = 0.05  # seconds between checks of the stop event while waiting
 
 class ConnectAborted(Exception):
     """The stop event was set while the socket was being opened."""
-
-
-@dataclass
-class Deadline:
-    """A point in ``time.monotonic()`` time that several blocking steps share."""
-
-    at: float
-
-    @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.monotonic() + seconds)
-
-    def remaining(self) -> float:
-        return self.at - time.monotonic()
-
-    def timeout(self, minimum: float = 0.001) -> float:
-        """The remaining time as a socket timeout; raises ``TimeoutError`` when it has passed."""
-        remaining = self.remaining()
-        if remaining <= 0:
-            raise TimeoutError("the connection's deadline passed")
-        return max(remaining, minimum)
 
 
 def _default_port(scheme: str) -> int:

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .._closing import ClosesOnExit
 from ..recording import (
@@ -30,8 +30,18 @@ from ..recording import (
 from .market import dumps
 from .payloads import stream_kind
 
-if TYPE_CHECKING:
-    from .exchange import FakeExchange
+
+class _Exchange(Protocol):
+    """What :func:`replay_for_clients` needs of a :class:`~wsmanager.testing.FakeExchange`."""
+
+    def open_connections(self) -> int: ...
+
+    def stats(self, stream: str) -> Any: ...
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool: ...
+
+    def replay(self, paths: Any, speed: float = 1.0, *, loop: bool = False) -> Replay: ...
+
 
 __all__ = ["Replay", "ReplayProgress", "check_speed", "replay_for_clients"]
 
@@ -274,7 +284,7 @@ class _PassState:
 
 
 def replay_for_clients(
-    exchange: FakeExchange,
+    exchange: _Exchange,
     paths: list[str],
     *,
     speed: float,
