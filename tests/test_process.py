@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -73,8 +74,15 @@ def test_demo_finishes_and_prints_a_summary() -> None:
     assert result.returncode == 0, result.stderr
     assert "fault injected" in result.stdout
     assert "== summary ==" in result.stdout
-    assert "connections open at once: 1 for 4 streams" in result.stdout
-    assert "sharing saved 88%" in result.stdout
+    assert "connections: 1 for 5 streams" in result.stdout
+    assert "sharing saved 89%" in result.stdout
+    assert "exchange rules broken: 0" in result.stdout
+    assert "rotations (handovers): 1" in result.stdout
+    assert "order book BTCUSDT: synced after" in result.stdout
+    if shutil.which("redis-server"):
+        assert "the consumer read" in result.stdout and " 0 duplicates" in result.stdout
+    else:
+        assert "relay: skipped" in result.stdout
     assert "HTTP 200, status 'healthy', activeConnections 1" in result.stdout
 
 

@@ -61,7 +61,7 @@ def test_the_demo_redraws_one_view_in_place(tmux: Callable[..., str]) -> None:
     screen = screens[-1]
     assert screen.count(HEADER) == 1, screen  # redrawn in place, not scrolled
     assert screen.count("wsmanager  ws://127.0.0.1:") == 1
-    assert "connections 1 open" in screen and "for 4 streams" in screen
+    assert "connections 1 open" in screen and "for 5 streams" in screen
     assert "budget 1/300 attempts per 300s" in screen or "budget 2/300" in screen
     assert "btcusdt@trade" in screen and "healthy" in screen
     assert wait_for(lambda: "== summary ==" in _capture(session), 20, interval=0.2)

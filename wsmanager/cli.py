@@ -13,15 +13,13 @@ import logging
 import signal
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
 from . import record
 from .book import cli as book_cli
 from .config import BINANCE_WS_URL
+from .demo import run_demo
 from .endpoints import ENDPOINTS
 from .manager import WSManager
 from .monitoring import serve_metrics
@@ -31,13 +29,6 @@ from .view import LiveView
 __all__ = ["main"]
 
 DEFAULT_HEALTH_URL = "http://127.0.0.1:3000/api/ws/metrics"
-
-DEMO_STREAMS = {  # stream -> subscribers
-    "btcusdt@trade": 3,
-    "ethusdt@trade": 2,
-    "btcusdt@bookTicker": 2,
-    "!miniTicker@arr": 1,
-}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,9 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if not args.verbose:  # websocket-client logs every handled disconnect as ERROR
         logging.getLogger("websocket").setLevel(logging.CRITICAL)
+        if args.command == "demo":  # the live view shows what the warnings would say
+            logging.getLogger("wsmanager").setLevel(logging.ERROR)
     try:
         if args.command == "demo":
-            return _demo(args.seconds, args.rate, args.metrics_port)
+            return run_demo(args.seconds, args.rate, args.metrics_port)
         if args.command == "stream":
             return _stream(
                 args.streams,
@@ -293,96 +286,3 @@ def _fake_exchange(args: argparse.Namespace) -> int:
         if chosen is not None:
             print(f"violations recorded: {len(exchange.violations())}")
     return 0
-
-
-# -- demo ----------------------------------------------------------------------------------------
-
-
-def _demo(seconds: float, rate: float, metrics_port: int) -> int:
-    from .testing import FakeExchange
-
-    with (
-        FakeExchange(rate=rate) as exchange,
-        WSManager(
-            url=exchange.url,
-            base_retry_delay=0.2,
-            max_retry_delay=2.0,
-            ping_interval=5.0,
-            ping_timeout=2.0,
-        ) as manager,
-        serve_metrics(manager, port=metrics_port) as server,
-    ):
-        delivered = {name: 0 for name in DEMO_STREAMS}
-        counts_lock = threading.Lock()
-
-        def counter(name: str) -> Any:
-            def on_message(message: Any) -> None:
-                with counts_lock:
-                    delivered[name] += 1
-
-            return on_message
-
-        subscribers = 0
-        for name, count in DEMO_STREAMS.items():
-            for _ in range(count):
-                manager.subscribe(name, counter(name))
-                subscribers += 1
-        print(
-            f"fake exchange at {exchange.url}; {subscribers} subscribers on "
-            f"{len(DEMO_STREAMS)} streams, {rate:g} msg/s each; running {seconds:g}s"
-        )
-        print(f"metrics and health: curl {server.url}  (add ?format=prometheus for Prometheus)")
-        view = LiveView(manager)
-        started = time.monotonic()
-        drop_at = started + seconds * 0.4
-        dropped = False
-        try:
-            while (now := time.monotonic()) < started + seconds:
-                time.sleep(min(1.0, started + seconds - now))  # the view's refresh period
-                if not dropped and time.monotonic() >= drop_at:
-                    n = exchange.drop()
-                    dropped = True
-                    note = f"*** fault injected: the exchange dropped {n} connection(s) ***"
-                    view.notes.append(note)
-                    if not view.interactive:
-                        print(note)
-                view.tick()
-        except KeyboardInterrupt:
-            print("\ninterrupted")
-        metrics = manager.get_metrics()
-        endpoint = _fetch_json(server.url)
-        opened = max(exchange.stats(n).accepted for n in DEMO_STREAMS)
-        with counts_lock:
-            total_delivered = sum(delivered.values())
-    print("\n== summary ==")
-    print(f"subscribers: {subscribers}; streams: {len(DEMO_STREAMS)}")
-    print(
-        f"connections open at once: {metrics.active_connections_hwm} for {len(DEMO_STREAMS)} "
-        f"streams (one per subscriber would be {subscribers}: sharing saved "
-        f"{1 - metrics.active_connections_hwm / subscribers:.0%})"
-    )
-    print(f"connections opened in all (incl. reconnects): {opened}")
-    print(f"reconnect attempts after the injected drop: {metrics.retry_count}")
-    print(
-        f"messages received: {metrics.messages_received}; delivered to callbacks: "
-        f"{total_delivered}; invalid: {metrics.invalid_messages}; "
-        f"dropped by slow callbacks: {metrics.dropped_messages}"
-    )
-    print(
-        f"GET {server.url} during the run: HTTP {endpoint[0]}, status {endpoint[1]!r}, "
-        f"activeConnections {endpoint[2]}"
-    )
-    return 0
-
-
-def _fetch_json(url: str) -> tuple[int, str, object]:
-    """(HTTP status, health status, activeConnections) from our own endpoint, over real HTTP."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            status, body = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, body = error.code, error.read()
-    except OSError as exc:
-        return 0, f"unreachable: {exc}", None
-    document = json.loads(body)
-    return status, document["status"], document["metrics"]["activeConnections"]

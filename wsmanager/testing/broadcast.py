@@ -15,7 +15,12 @@ from .control import envelope
 from .ledger import Ledger
 from .market import Market, dumps
 
-__all__ = ["Broadcaster"]
+__all__ = ["MARKET_GOES_ON", "Broadcaster"]
+
+# Seconds the periodic publisher keeps making a stream's messages after its last connection left:
+# the market does not stop when a client disconnects, so a client that reconnects meanwhile sees
+# the gap it would see on the real exchange.
+MARKET_GOES_ON = 30.0
 
 
 class Broadcaster:
@@ -27,6 +32,7 @@ class Broadcaster:
         self.rate = rate
         self.clients: dict[int, Client] = {}  # open connections by id
         self.carriers: dict[str, dict[Client, None]] = {}  # stream -> connections carrying it
+        self.left: dict[str, float] = {}  # stream -> when its last connection left (monotonic)
         self.ticker: asyncio.Task[None] | None = None
 
     # -- who carries what ------------------------------------------------------------------------
@@ -64,6 +70,7 @@ class Broadcaster:
             carriers.pop(client, None)
             if not carriers:
                 del self.carriers[stream]
+                self.left[stream] = time.monotonic()
 
     def targets(self, stream: str | None) -> list[Client]:
         """The connections carrying ``stream`` (all open connections when None)."""
@@ -121,6 +128,12 @@ class Broadcaster:
     def tick(self) -> None:
         """Publish every stream carried by an open connection once, one write per connection."""
         batches: dict[Client, list[tuple[str, int, bytes]]] = {}
+        now = time.monotonic()
+        for stream, since in list(self.left.items()):  # nobody reads it: the market goes on
+            if stream in self.carriers or now - since > MARKET_GOES_ON:
+                del self.left[stream]
+            else:
+                self.market.publish(stream)
         for stream, carriers in self.carriers.items():
             texts = self.market.publish(stream)
             cache: dict[bool, list[bytes]] = {}
