@@ -16,7 +16,8 @@ import struct
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
+
+from wsmanager._closing import ClosesOnExit
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -107,7 +108,7 @@ class Peer:
         return None
 
 
-class ScriptedServer:
+class ScriptedServer(ClosesOnExit):
     """A TCP (optionally TLS) server on 127.0.0.1 running ``script`` per connection."""
 
     def __init__(
@@ -175,13 +176,3 @@ class ScriptedServer:
         for thread in threads:
             thread.join(5)
 
-    def __enter__(self) -> ScriptedServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

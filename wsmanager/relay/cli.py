@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["add_parser", "main", "read_streams_file", "run"]
+from ..config import BINANCE_WS_URL
 
-BINANCE_URL = "wss://stream.binance.com:9443/ws/"
+__all__ = ["add_parser", "read_streams_file", "run"]
 
 
 def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -25,7 +23,9 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--redis", required=True, metavar="URL", help="Redis URL, e.g. redis://HOST:6379/0"
     )
-    parser.add_argument("--url", default=BINANCE_URL, help=f"exchange base URL ({BINANCE_URL})")
+    parser.add_argument(
+        "--url", default=BINANCE_WS_URL, help=f"exchange base URL ({BINANCE_WS_URL})"
+    )
     parser.add_argument(
         "--streams-file",
         type=Path,
@@ -152,22 +152,3 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m wsmanager.relay``."""
-    parser = _configure(
-        argparse.ArgumentParser(
-            prog="wsmanager relay", description="Relay exchange streams into Redis Streams."
-        )
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:  # websocket-client logs every handled disconnect as ERROR
-        logging.getLogger("websocket").setLevel(logging.CRITICAL)
-    return run(args)
