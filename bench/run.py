@@ -26,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 BASELINE = "wsapp"
 LABELS = {
     "wsmanager": "wsmanager",
+    "wsmanager-public": "wsmanager on websocket-client's public frame reader",
     "wsapp": "websocket-client WebSocketApp (defaults)",
     "websockets-sync": "websockets sync client",
     "websockets-asyncio": "websockets asyncio client",
@@ -200,8 +201,13 @@ def report(results: dict[str, Any], meta: dict[str, Any]) -> str:
         64.0,
         below=True,
     )
+    public_one = one.get("wsmanager-public", {}).get("msg_per_s")
+    public_16 = sixteen.get("wsmanager-public", {}).get("msg_per_s")
     lines += [
         "",
+        "What the private frame reader buys (wsmanager / wsmanager on websocket-client's public "
+        f"reader): {_ratio(ours_one, public_one)} with 1 stream, "
+        f"{_ratio(ours_16, public_16)} with 16.",
         f"Idle RSS per stream at 200 streams: wsmanager {kib or 0:.1f} KiB, "
         f"WebSocketApp {rss['wsapp'].get('kib_per_stream', 0):.1f} KiB.",
         "Time from a dropped connection to data again (median of 5): "
