@@ -227,8 +227,14 @@ def main() -> int:
     parser.add_argument("--write-results", action="store_true", help="write bench/RESULTS.md")
     args = parser.parse_args()
     port = _free_port()
+    (HERE / "results").mkdir(exist_ok=True)
+    # The exchange's asyncio warnings (writes to clients that have gone) go to a log, not here.
+    exchange_log = (HERE / "results" / "exchange.log").open("w")
     exchange = subprocess.Popen(
-        [sys.executable, str(HERE / "exchange.py"), str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(HERE / "exchange.py"), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=exchange_log,
+        text=True,
     )
     try:
         assert exchange.stdout is not None and exchange.stdout.readline().strip() == "ready"
@@ -236,6 +242,7 @@ def main() -> int:
     finally:
         exchange.terminate()
         exchange.wait(10)
+        exchange_log.close()
     versions = {
         name: importlib.metadata.version(name)
         for name in (
@@ -259,10 +266,15 @@ def main() -> int:
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "latest.json").write_text(json.dumps({"meta": meta, **results}, indent=2))
     if args.write_results:
-        (HERE / "RESULTS.md").write_text(
+        path = HERE / "RESULTS.md"
+        current = path.read_text() if path.exists() else ""
+        at = current.find("\n## ")  # sections written by other programs (bench/streams.py)
+        kept = current[at:] if at >= 0 else ""
+        path.write_text(
             "# Benchmark results\n\nWritten by `make bench` (`bench/run.py --write-results`).\n\n"
             + text
             + "\n"
+            + kept
         )
     return 0
 
