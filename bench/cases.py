@@ -6,7 +6,7 @@ binance-connector, python-binance. Every client json-decodes each message, as a 
 
 wsmanager runs with ``streams_per_connection=1`` here: one raw connection per stream, as every
 peer in this table opens, and the only kind bench/exchange.py serves (bench/streams.py measures
-many streams per connection).
+many streams per connection); its buffers are raised (1e6 messages) like python-binance's queue.
 """
 
 from __future__ import annotations
@@ -68,7 +68,14 @@ def run_wsmanager(
     from wsmanager import WSManager
 
     with WSManager(
-        url=base, max_retry_attempts=None, base_retry_delay=0.05, streams_per_connection=1
+        url=base,
+        max_retry_attempts=None,
+        base_retry_delay=0.05,
+        streams_per_connection=1,
+        # A stream sent flat out can outrun its callback thread by more than the default
+        # 10,000 messages: what is measured is delivery, not the drop policy.
+        max_buffered_messages=1_000_000,
+        max_buffered_bytes=1 << 30,
     ) as manager:
         for stream in streams:
             manager.subscribe(stream, on_message)

@@ -25,8 +25,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 BASELINE = "wsapp"
 LABELS = {
-    "wsmanager": "wsmanager",
-    "wsmanager-public": "wsmanager on websocket-client's public frame reader",
+    "wsmanager": "wsmanager (buffer 1e6)",
+    "wsmanager-public": "wsmanager on websocket-client's public frame reader (buffer 1e6)",
     "wsapp": "websocket-client WebSocketApp (defaults)",
     "websockets-sync": "websockets sync client",
     "websockets-asyncio": "websockets asyncio client",
