@@ -77,6 +77,10 @@ def exchange_main(rate: float) -> None:
                 count, timeout = int(args[0]), float(args[1])
                 answer["ok"] = exchange.wait_until(_at_least(carried, count), timeout)
                 answer["carried"] = carried()
+            elif command == "wait_closed":  # every connection closed, so that all is counted
+                answer["ok"] = exchange.wait_until(
+                    lambda: exchange.open_connections() == 0, float(args[0])
+                )
             elif command == "report":
                 answer["violations"] = [f"{v.kind}: {v.detail}" for v in exchange.violations()]
                 answer["attempts"] = exchange.total_attempts()
@@ -268,6 +272,7 @@ def case_idle(streams: int) -> dict[str, Any]:
         metrics = manager.get_metrics()
         threads = threading.active_count()
         manager.destroy()
+        exchange.ask("wait_closed", 10)
         report = exchange.ask("report")
     finally:
         exchange.close()
@@ -321,6 +326,8 @@ def case_deliver(streams: int, rate: float, hold: float) -> dict[str, Any]:
         threads_held = threading.active_count()
         report = exchange.ask("report")  # before destroy: the streams each connection carries
         manager.destroy()
+        exchange.ask("wait_closed", 10)
+        closed = exchange.ask("report")  # after: violations while closing count too
     finally:
         exchange.close()
     per_connection = [c["streams"] for c in report["connections"]]
@@ -339,7 +346,7 @@ def case_deliver(streams: int, rate: float, hold: float) -> dict[str, Any]:
         "attempts": report["attempts"],
         "streams_per_connection": per_connection,
         "client_messages_max": max(client_messages, default=0),
-        "violations": report["violations"],
+        "violations": closed["violations"],
         "gaps": metrics.gaps,
         "dropped": metrics.dropped_messages,
         "messages": metrics.messages_received,
@@ -469,6 +476,7 @@ def case_rotation(
         metrics = manager.get_metrics()
         threads = threading.active_count()
         manager.destroy()
+        exchange.ask("wait_closed", 10)
         report = exchange.ask("report")
     finally:
         exchange.close()
