@@ -1,8 +1,12 @@
 """One benchmark case per process: ``python bench/cases.py CASE CLIENT PORT [ARG]`` prints JSON.
 
-Clients: wsmanager, wsapp (websocket-client WebSocketApp, defaults), websockets-sync,
-websockets-asyncio, binance-connector, python-binance. Every client json-decodes each message,
-as a user would.
+Clients: wsmanager, wsmanager-public (wsmanager on websocket-client's public frame reader),
+wsapp (websocket-client WebSocketApp, defaults), websockets-sync, websockets-asyncio,
+binance-connector, python-binance. Every client json-decodes each message, as a user would.
+
+wsmanager runs with ``streams_per_connection=1`` here: one raw connection per stream, as every
+peer in this table opens, and the only kind bench/exchange.py serves (bench/streams.py measures
+many streams per connection); its buffers are raised (1e6 messages) like python-binance's queue.
 """
 
 from __future__ import annotations
@@ -63,12 +67,35 @@ def run_wsmanager(
 ) -> None:
     from wsmanager import WSManager
 
-    with WSManager(url=base, max_retry_attempts=None, base_retry_delay=0.05) as manager:
+    with WSManager(
+        url=base,
+        max_retry_attempts=None,
+        base_retry_delay=0.05,
+        streams_per_connection=1,
+        # A stream sent flat out can outrun its callback thread by more than the default
+        # 10,000 messages: what is measured is delivery, not the drop policy.
+        max_buffered_messages=1_000_000,
+        max_buffered_bytes=1 << 30,
+    ) as manager:
         for stream in streams:
             manager.subscribe(stream, on_message)
             for _ in range(subscribers - 1):  # fan-out: the others do nothing
                 manager.subscribe(stream, lambda message: None)
         counter.done.wait(600)
+
+
+def run_wsmanager_public(
+    base: str,
+    streams: list[str],
+    on_message: Callable[[Any], None],
+    counter: Counter,
+    subscribers: int = 1,
+) -> None:
+    """wsmanager with websocket-client's public frame reader (what the private patches buy)."""
+    from wsmanager import _wsclient
+
+    _wsclient.FAST_READER_AVAILABLE = False
+    run_wsmanager(base, streams, on_message, counter, subscribers)
 
 
 def run_wsapp(
@@ -186,6 +213,7 @@ def _run_until_done(readers: list[Any], counter: Counter) -> None:
 
 CLIENTS = {
     "wsmanager": run_wsmanager,
+    "wsmanager-public": run_wsmanager_public,
     "wsapp": run_wsapp,
     "websockets-sync": run_websockets_sync,
     "websockets-asyncio": run_websockets_asyncio,
@@ -241,7 +269,7 @@ def idle_rss(client: str, port: int, streams: int) -> dict[str, Any]:
     if client == "wsmanager":
         from wsmanager import WSManager
 
-        manager = WSManager(url=f"ws://127.0.0.1:{port}/ws/")
+        manager = WSManager(url=f"ws://127.0.0.1:{port}/ws/", streams_per_connection=1)
         for name in names:
             manager.subscribe(name, lambda m: None)
         while manager.get_metrics().active_connections < streams:
@@ -287,6 +315,7 @@ def recovery(client: str, port: int, base_retry_delay: float) -> dict[str, Any]:
             url=f"ws://127.0.0.1:{port}/ws/",
             base_retry_delay=base_retry_delay,
             max_retry_delay=30.0,
+            streams_per_connection=1,
         ) as manager:
             manager.subscribe(f"drop-1000@r{os.getpid()}-{base_retry_delay}-{attempt}", on_message)
             done.wait(60)

@@ -25,7 +25,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 BASELINE = "wsapp"
 LABELS = {
-    "wsmanager": "wsmanager",
+    "wsmanager": "wsmanager (buffer 1e6)",
+    "wsmanager-public": "wsmanager on websocket-client's public frame reader (buffer 1e6)",
     "wsapp": "websocket-client WebSocketApp (defaults)",
     "websockets-sync": "websockets sync client",
     "websockets-asyncio": "websockets asyncio client",
@@ -200,8 +201,13 @@ def report(results: dict[str, Any], meta: dict[str, Any]) -> str:
         64.0,
         below=True,
     )
+    public_one = one.get("wsmanager-public", {}).get("msg_per_s")
+    public_16 = sixteen.get("wsmanager-public", {}).get("msg_per_s")
     lines += [
         "",
+        "What the private frame reader buys (wsmanager / wsmanager on websocket-client's public "
+        f"reader): {_ratio(ours_one, public_one)} with 1 stream, "
+        f"{_ratio(ours_16, public_16)} with 16.",
         f"Idle RSS per stream at 200 streams: wsmanager {kib or 0:.1f} KiB, "
         f"WebSocketApp {rss['wsapp'].get('kib_per_stream', 0):.1f} KiB.",
         "Time from a dropped connection to data again (median of 5): "
@@ -221,8 +227,14 @@ def main() -> int:
     parser.add_argument("--write-results", action="store_true", help="write bench/RESULTS.md")
     args = parser.parse_args()
     port = _free_port()
+    (HERE / "results").mkdir(exist_ok=True)
+    # The exchange's asyncio warnings (writes to clients that have gone) go to a log, not here.
+    exchange_log = (HERE / "results" / "exchange.log").open("w")
     exchange = subprocess.Popen(
-        [sys.executable, str(HERE / "exchange.py"), str(port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, str(HERE / "exchange.py"), str(port)],
+        stdout=subprocess.PIPE,
+        stderr=exchange_log,
+        text=True,
     )
     try:
         assert exchange.stdout is not None and exchange.stdout.readline().strip() == "ready"
@@ -230,6 +242,7 @@ def main() -> int:
     finally:
         exchange.terminate()
         exchange.wait(10)
+        exchange_log.close()
     versions = {
         name: importlib.metadata.version(name)
         for name in (
@@ -253,10 +266,15 @@ def main() -> int:
     (HERE / "results").mkdir(exist_ok=True)
     (HERE / "results" / "latest.json").write_text(json.dumps({"meta": meta, **results}, indent=2))
     if args.write_results:
-        (HERE / "RESULTS.md").write_text(
+        path = HERE / "RESULTS.md"
+        current = path.read_text() if path.exists() else ""
+        at = current.find("\n## ")  # sections written by other programs (bench/streams.py)
+        kept = current[at:] if at >= 0 else ""
+        path.write_text(
             "# Benchmark results\n\nWritten by `make bench` (`bench/run.py --write-results`).\n\n"
             + text
             + "\n"
+            + kept
         )
     return 0
 
