@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-oldest lint docs soak bench check clean
+.PHONY: demo test test-oldest lint docs soak bench bench-streams check clean
 
 # The lowest websocket-client that setup.cfg allows; CI runs the suite on it too.
 WSCLIENT_OLDEST := 1.8.0
@@ -45,6 +45,9 @@ $(BENCH_VENV)/.installed: setup.cfg setup.py
 
 bench: $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/run.py --write-results
+
+bench-streams: $(STAMP)
+	$(BIN)/python bench/streams.py --write-results
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --seconds $${SOAK_SECONDS:-60}
