@@ -149,6 +149,7 @@ class Connection:
         self.gate = MessageGate(config.max_client_messages_per_second)
         # Copy-on-write: replaced whole (by the registry), never mutated; read by the reader.
         self.feeds: Mapping[str, StreamFeed] = {}
+        self.changed_at = 0.0  # monotonic time of the last carry(): bursts share a SUBSCRIBE
         self._stop = threading.Event()
         self._retiring = False  # a successor takes over: end instead of reconnecting
         self._names_in_url = True  # False after the exchange refused a combined URL (HTTP 400)
@@ -191,6 +192,7 @@ class Connection:
     def carry(self, feeds: Mapping[str, StreamFeed]) -> None:
         """Carry exactly these streams from now on (SUBSCRIBE/UNSUBSCRIBE follow)."""
         self.feeds = dict(feeds)
+        self.changed_at = time.monotonic()
         self.wake()
 
     def retire(self) -> None:

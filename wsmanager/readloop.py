@@ -48,6 +48,7 @@ class LoopOwner(Protocol):
     healthy_after: float
     max_age: float
     closed_by_us: bool
+    changed_at: float
 
     def stopping(self) -> bool: ...
 
@@ -69,6 +70,10 @@ __all__ = ["ReadLoop"]
 log = logging.getLogger("wsmanager")
 
 MAX_PARAMS_PER_REQUEST = 100  # streams named in one SUBSCRIBE/UNSUBSCRIBE
+# Subscribe calls that come in a burst share one message: a request waits until the streams
+# have not changed for SETTLE seconds (at most MAX_SETTLE after the first change it waits for).
+SETTLE = 0.05
+MAX_SETTLE = 0.5
 _BURST = 64  # messages handled between two looks at the timers, in a flood
 _request_ids = itertools.count(1)
 _READ_EVENTS = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
@@ -92,6 +97,7 @@ class _Subscriptions:
     individual: list[str] = field(default_factory=list)  # to retry one per request
     resubscribing: set[str] = field(default_factory=set)
     refused: set[str] = field(default_factory=set)
+    version: int = 0  # bumped on every change of the above (caches _has_work)
 
     def in_flight(self, method: str) -> set[str]:
         return {s for r in self.pending.values() if r.method == method for s in r.streams}
@@ -118,6 +124,9 @@ class ReadLoop:
         self.next_stale_check = 0.0
         self.closing = False
         self.failure: BaseException | None = None  # raised by the loop at its next turn
+        self.work_since: float | None = None  # when requests became due (for MAX_SETTLE)
+        self._work_key: tuple[float, int] | None = None
+        self._work = False
 
     # -- set-up, from on_open --------------------------------------------------------------------
 
@@ -129,6 +138,7 @@ class ReadLoop:
         self.next_stale_check = now + (self._config.stale_after or 0.0)
         self.subscriptions.carried = set(named)
         self.subscriptions.since = dict.fromkeys(named, now)
+        self.subscriptions.version += 1
 
     # -- websocket-client's dispatcher interface -------------------------------------------------
 
@@ -230,9 +240,14 @@ class ReadLoop:
             wakeups.append(self.ping_sent_at + self._config.ping_timeout)
         if not self.proved:
             wakeups.append(self.opened_at + self.connection.healthy_after)
-        wait = self.gate.wait_time(now)
-        if wait > 0 and self._has_work():
-            wakeups.append(now + wait)
+        if self._has_work():
+            wait = self.gate.wait_time(now)
+            if wait > 0:
+                wakeups.append(now + wait)
+            if self.work_since is not None:
+                wakeups.append(
+                    min(self.connection.changed_at + SETTLE, self.work_since + MAX_SETTLE)
+                )
         return max(0.0, min(wakeups) - now)
 
     # -- sending ---------------------------------------------------------------------------------
@@ -247,17 +262,29 @@ class ReadLoop:
                 self.ping_sent_at = now
         if not self.connection.target.combined:
             return
+        if not self._settled(now):
+            return
         while self._has_work() and self.gate.wait_time(now) == 0:
             request = self._next_request(now)
             if request is None:
                 return
             request_id = next(_request_ids)
             self.subscriptions.pending[request_id] = request
+            self.subscriptions.version += 1
             text = json.dumps(
                 {"method": request.method, "params": list(request.streams), "id": request_id}
             )
             log.debug("connection %s: %s", self.connection.number, text)
             self._send_text(text, now)
+
+    def _settled(self, now: float) -> bool:
+        """No request yet while subscribe calls are still arriving (a burst, one message)."""
+        if not self._has_work():
+            self.work_since = None
+            return True
+        if self.work_since is None:
+            self.work_since = now
+        return now - self.connection.changed_at >= SETTLE or now - self.work_since >= MAX_SETTLE
 
     def _send(self, action: Callable[[Any], object], now: float) -> None:
         ws = self.app.sock
@@ -276,15 +303,18 @@ class ReadLoop:
         return set(self.connection.feeds)
 
     def _has_work(self) -> bool:
+        """Requests to send; computed again only when the streams or the requests changed."""
         if not self.connection.target.combined:
             return False
         subs = self.subscriptions
-        if subs.individual:
-            return True
-        wanted = self._wanted() - subs.refused
-        return bool(wanted - subs.carried - subs.in_flight("SUBSCRIBE")) or bool(
-            self._leaving(wanted)
-        )
+        key = (self.connection.changed_at, subs.version)
+        if key != self._work_key:
+            wanted = self._wanted() - subs.refused
+            self._work_key = key
+            self._work = bool(subs.individual) or bool(
+                wanted - subs.carried - subs.in_flight("SUBSCRIBE") or self._leaving(wanted)
+            )
+        return self._work
 
     def _leaving(self, wanted: set[str]) -> set[str]:
         """Carried streams to unsubscribe: not wanted, or stale (to subscribe again after)."""
@@ -314,6 +344,7 @@ class ReadLoop:
             log.debug("connection %s: an answer to no request: %r", self.connection.number, message)
             return
         subs = self.subscriptions
+        subs.version += 1
         error = message.get("error")
         if error is None:
             now = time.monotonic()
@@ -367,6 +398,7 @@ class ReadLoop:
             if not self.connection.target.combined:
                 raise ConnectionLostError(f"stream {name} went silent (stale_after)")
             subs.resubscribing.add(name)
+            subs.version += 1
             subs.since[name] = now
 
     # -- closing ---------------------------------------------------------------------------------
