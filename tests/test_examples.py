@@ -55,7 +55,8 @@ def test_the_quickstart_notebook_runs_and_keeps_its_tables_and_figures(tmp_path:
     assert "<code>btcusdt@trade</code>" in table
     assert "<code>btcusdt@depth@100ms</code>" in table
     (book,) = data("book-table", "text/html")
-    assert "BTCUSDT" in book
+    assert "BTCUSDT" in book and "not synced" not in book  # the local book, synced
+    assert "book resyncs:" in text("metrics")
     figures = {tag: data(tag, "image/png") for tag in ("prices", "depth")}
     for tag, pngs in figures.items():
         assert len(pngs) == 1, tag
