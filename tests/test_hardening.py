@@ -26,7 +26,7 @@ from wsmanager import (
     WSManager,
 )
 from wsmanager import connection as connection_module
-from wsmanager.connection import MAX_RETRY_AFTER
+from wsmanager.boundary import MAX_RETRY_AFTER
 from wsmanager.limits import HOST_BUDGETS
 from wsmanager.testing import FakeExchange
 

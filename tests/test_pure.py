@@ -9,8 +9,8 @@ import pytest
 import wsmanager
 from wsmanager import InvalidStreamNameError, WSManagerConfig, WSManagerError
 from wsmanager.backoff import BackoffPolicy
+from wsmanager.boundary import is_permanent_status, parse_retry_after
 from wsmanager.config import stream_url, validate_stream_name
-from wsmanager.connection import is_permanent_status, parse_retry_after
 from wsmanager.state import ConnectionState, aggregate_state
 
 URL = "wss://stream.binance.com:9443/ws/"

@@ -1,4 +1,4 @@
-"""One connection to the exchange: a reader thread, its reconnect loop, and the error boundary.
+"""One connection to the exchange: a reader thread and its reconnect loop.
 
 A :class:`Connection` carries a set of streams (one, in raw mode). Its reader thread, until
 stopped: waits for the host's connection budget (:mod:`wsmanager.limits`), opens a socket
@@ -7,8 +7,7 @@ stopped: waits for the host's connection budget (:mod:`wsmanager.limits`), opens
 loop (:mod:`wsmanager.readloop`), routes each message to its stream's feed, and after a failure
 waits a full-jitter backoff delay on an ``Event`` that :meth:`Connection.stop` sets.
 
-This module is the error boundary: websocket-client's exceptions and objects become
-:class:`~wsmanager.errors.ConnectionFailedError` (close code and reason kept) here, and every way
+What websocket-client reports becomes our own exceptions in :mod:`wsmanager.boundary`; every way
 out of the reader thread ends in a reconnect or in ``listener.connection_failed`` — also a bug of
 ours — never in a silent, dead stream.
 """
@@ -16,7 +15,6 @@ ours — never in a silent, dead stream.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import logging
 import random
 import socket
@@ -24,21 +22,18 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Protocol
-
-import websocket
 
 from . import _wsclient
 from ._locks import make_lock
 from .backoff import BackoffPolicy
+from .boundary import Attempt, convert, final_error, is_permanent_status, retry_after
 from .config import WSManagerConfig, redact_url
 from .deadline import Deadline
 from .decode import decode_json
 from .delivery import StreamFeed
 from .errors import (
     ConnectionFailedError,
-    ConnectionLostError,
     HandshakeFailedError,
     HandshakeRejectedError,
     RetriesExhaustedError,
@@ -51,42 +46,9 @@ from .state import ConnectionState
 from .targets import Target
 from .transport import ConnectAborted, open_socket, shutdown_quietly
 
-__all__ = [
-    "MAX_RETRY_AFTER",
-    "Connection",
-    "ConnectionListener",
-    "is_permanent_status",
-    "parse_retry_after",
-]
+__all__ = ["Connection", "ConnectionListener", "ErrorFactory"]
 
 log = logging.getLogger("wsmanager")
-
-_RETRYABLE_4XX = frozenset({408, 418, 429})
-MAX_RETRY_AFTER = 3 * 24 * 3600.0  # seconds: Binance bans last from 2 minutes to 3 days
-
-
-def is_permanent_status(status: int) -> bool:
-    """A handshake answered with this HTTP status will not succeed by retrying."""
-    return 400 <= status < 500 and status not in _RETRYABLE_4XX
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), clamped to
-    :data:`MAX_RETRY_AFTER`; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    seconds = when.timestamp() - (time.time() if now is None else now)
-    return min(max(0.0, seconds), MAX_RETRY_AFTER)
-
 
 ErrorFactory = Callable[[str], WSManagerError]
 
@@ -107,17 +69,6 @@ class ConnectionListener(Protocol):
     def rotation_due(self, connection: Connection, reason: str) -> None: ...
 
     def connection_ended(self, connection: Connection) -> None: ...
-
-
-@dataclass
-class _Attempt:
-    """What one run of ``run_forever`` ended with."""
-
-    opened_at: float | None = None  # monotonic
-    error: BaseException | None = None
-    close_code: int | None = None
-    close_reason: str = ""
-    loop: ReadLoop | None = None
 
 
 class Connection:
@@ -160,7 +111,7 @@ class Connection:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._attempt = _Attempt()
+        self._attempt = Attempt()
         self._has_opened = False
         self.closed_by_us = False
         self.url = target.url([] if target.combined else [name])[0]
@@ -287,7 +238,7 @@ class Connection:
             attempt = self._connect_and_read()
             if self._stop.is_set() or self._retiring:
                 return
-            error = _final_error(attempt)
+            error = final_error(attempt)
             self.last_error = error
             if self._handle_refused_url(error):
                 continue
@@ -310,10 +261,10 @@ class Connection:
                 self._listener.connection_failed(self, _exhausted(failures, error))
                 return
             delay = self._policy.delay(self.retry_attempt - 1, self._rng)
-            retry_after = _retry_after(error)
-            if retry_after is not None:
-                HOST_BUDGETS.pause(self.host_key, retry_after)  # every stream of this host
-                delay = max(delay, retry_after)
+            pause = retry_after(error)
+            if pause is not None:
+                HOST_BUDGETS.pause(self.host_key, pause)  # every stream of this host
+                delay = max(delay, pause)
             self.retry_count += 1
             log.info(
                 "connection %s: attempt failed (%s); retry %d in %.2fs",
@@ -343,8 +294,8 @@ class Connection:
             return True
         return False
 
-    def _connect_and_read(self) -> _Attempt:
-        self._attempt = attempt = _Attempt()
+    def _connect_and_read(self) -> Attempt:
+        self._attempt = attempt = Attempt()
         deadline = Deadline.after(self.config.handshake_timeout)
         names = sorted(self.feeds)
         if self.target.combined:
@@ -405,7 +356,7 @@ class Connection:
         loop: ReadLoop | None = app.loop
         if not _wsclient.check_loop_installed(app) or loop is None:
             attempt.error = ConnectionFailedError(
-                f"websocket-client {websocket.__version__} did not use wsmanager's read loop "
+                f"websocket-client {_wsclient.version()} did not use wsmanager's read loop "
                 "(WebSocketApp.create_dispatcher): this version is not supported"
             )
             log.error("%s", attempt.error)
@@ -500,7 +451,7 @@ class Connection:
             sock = self._socket
         shutdown_quietly(sock)
         if not self._stop.is_set():
-            log.info("connection %s: connection lost: %s", self.name, _convert(error, attempt))
+            log.info("connection %s: connection lost: %s", self.name, convert(error, attempt))
 
     def _on_close(self, app: _wsclient.App, code: Any, reason: Any) -> None:
         attempt = self._attempt
@@ -524,61 +475,3 @@ def _rejected(status: int, headers: Mapping[str, str]) -> ErrorFactory:
 
 def _exhausted(attempts: int, error: ConnectionFailedError) -> ErrorFactory:
     return lambda stream: RetriesExhaustedError(stream, attempts, error)
-
-
-def _retry_after(error: ConnectionFailedError) -> float | None:
-    if isinstance(error, HandshakeFailedError):
-        return parse_retry_after(error.headers.get("retry-after"))
-    return None
-
-
-def _close_args(error: Any) -> tuple[int | None, str]:
-    """The close code and reason inside websocket-client's own report of a close frame."""
-    if isinstance(error, websocket.ABNF):  # 1.9.0 hands the close frame itself to on_error
-        data = error.data or b""
-        if isinstance(data, str):
-            data = data.encode("utf-8")
-        if len(data) >= 2:
-            return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
-        return None, ""
-    code = getattr(error, "status_code", None)  # 1.9.2 converts it into an exception
-    reason = getattr(error, "reason", None)
-    return (code if isinstance(code, int) else None), (reason if isinstance(reason, str) else "")
-
-
-def _convert(error: BaseException | None, attempt: _Attempt) -> ConnectionFailedError:
-    """websocket-client's report of how a connection ended, as one of our exceptions."""
-    if isinstance(error, ConnectionFailedError):
-        return error
-    code, reason = attempt.close_code, attempt.close_reason
-    if error is None:
-        text = "closed by the exchange" if code is not None else "connection closed"
-        return ConnectionLostError(f"{text}{': ' + reason if reason else ''}", code=code)
-    if isinstance(error, _wsclient.MessageTooBigError):
-        converted: ConnectionFailedError = ConnectionLostError(str(error), code=1009)
-    elif isinstance(error, websocket.WebSocketBadStatusException):
-        status = getattr(error, "status_code", None)
-        headers = getattr(error, "resp_headers", None) or {}
-        converted = HandshakeFailedError(
-            status if isinstance(status, int) else None, str(error), headers
-        )
-    elif attempt.opened_at is None and isinstance(error, websocket.WebSocketException):
-        converted = HandshakeFailedError(101, f"invalid upgrade: {error}")
-    else:
-        frame_code, frame_reason = _close_args(error)
-        code = code if code is not None else frame_code
-        reason = reason or frame_reason
-        if frame_code is not None or isinstance(error, websocket.ABNF):
-            text = f"closed by the exchange{': ' + reason if reason else ''}"
-        elif isinstance(error, (TimeoutError, socket.timeout, websocket.WebSocketTimeoutException)):
-            text = f"timed out: {error}"
-        else:
-            text = str(error) or type(error).__name__
-        converted = ConnectionLostError(text, code=code)
-    if isinstance(error, BaseException):
-        converted.__cause__ = error
-    return converted
-
-
-def _final_error(attempt: _Attempt) -> ConnectionFailedError:
-    return _convert(attempt.error, attempt)

@@ -12,7 +12,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +21,7 @@ from ._closing import ClosesOnExit
 from ._locks import make_lock
 from .backoff import BackoffPolicy, RetryDelayInfo
 from .book import BookStats, OrderBook, fetch_agg_trades
+from .book.shelf import BookShelf
 from .config import WSManagerConfig, is_loopback_url, redact_url, validate_stream_name
 from .delivery import (
     Backfill,
@@ -100,9 +100,7 @@ class WSManager(ClosesOnExit):
         self._status = StatusFeed()
         self._gap_listeners: tuple[GapCallback, ...] = ()  # copy-on-write
         self._gap_lock = make_lock("gap-listeners")  # serialises changes of _gap_listeners
-        self._books: list[OrderBook] = []
-        self._books_lock = make_lock("books")  # guards _books and _closed_books
-        self._closed_books = _BookTotals()
+        self._books = BookShelf()
         self._closing = threading.Event()  # set by destroy(): cuts backfill requests short
         self._registry = StreamRegistry(
             self.config,
@@ -220,21 +218,12 @@ class WSManager(ClosesOnExit):
             speed=speed,
             **options,
         )
-        with self._books_lock:
-            self._books.append(book)
+        self._books.add(book)
         return book
 
     def get_book_stats(self) -> list[BookStats]:
         """One :class:`~wsmanager.book.BookStats` per open order book of this manager."""
-        with self._books_lock:
-            self._prune_books_locked()
-            books = list(self._books)
-        return [book.stats() for book in books]
-
-    def _prune_books_locked(self) -> None:
-        for book in [b for b in self._books if b.closed]:
-            self._closed_books.add(book.stats())
-            self._books.remove(book)
+        return self._books.stats()
 
     def _backfill_for(self, stream: str) -> Backfill | None:
         """For ``@aggTrade`` streams: fetch a gap's trades from the REST API."""
@@ -330,19 +319,13 @@ class WSManager(ClosesOnExit):
         return self._policy.preview(attempt)
 
     def get_metrics(self) -> WSManagerMetrics:
-        metrics = self._registry.metrics()
-        with self._books_lock:
-            self._prune_books_locked()
-            books = list(self._books)
-            totals = dataclasses.replace(self._closed_books)
-        for stats in (book.stats() for book in books):
-            totals.add(stats)
+        books = self._books.figures()
         return dataclasses.replace(
-            metrics,
-            order_books=len(books),
-            order_books_synced=sum(1 for book in books if book.synced),
-            order_book_resyncs=totals.resyncs,
-            order_book_snapshot_requests=totals.snapshot_requests,
+            self._registry.metrics(),
+            order_books=books.books,
+            order_books_synced=books.synced,
+            order_book_resyncs=books.resyncs,
+            order_book_snapshot_requests=books.snapshot_requests,
         )
 
     def get_prometheus_metrics(self) -> str:
@@ -386,10 +369,7 @@ class WSManager(ClosesOnExit):
         with self._wake:
             self._destroyed = True
         self._closing.set()
-        with self._books_lock:
-            books = list(self._books)
-        for book in books:  # outside every lock: close() joins the book's worker
-            book.close()
+        self._books.close_all()
         # First end the streams (the registry publishes the final "disconnected" status), then
         # stop the supervisor, which delivers that status before it ends.
         closing = self._registry.close()
@@ -468,18 +448,6 @@ class WSManager(ClosesOnExit):
                         log.exception("the idle sweep failed")
         self._status.deliver()  # the final "disconnected"
         self._status.clear()
-
-
-@dataclass
-class _BookTotals:
-    """Counters of order books that were closed."""
-
-    resyncs: int = 0
-    snapshot_requests: int = 0
-
-    def add(self, stats: BookStats) -> None:
-        self.resyncs += stats.resyncs
-        self.snapshot_requests += stats.snapshot_requests
 
 
 _FORKED = "this manager belongs to the parent process (os.fork): create a new one in the child"

@@ -1,6 +1,6 @@
 """The table of streams and of the connection groups that carry them, and the manager's counters.
 
-A :class:`Group` is up to ``streams_per_connection`` streams that share one callback thread
+A :class:`~wsmanager.groups.Group` is up to ``streams_per_connection`` streams that share one callback thread
 (:class:`~wsmanager.delivery.DeliveryLoop`) and are carried by one
 :class:`~wsmanager.connection.Connection` — by two during a handover (a planned rotation, or the
 exchange's ``serverShutdown``): the successor opens with the same streams, each stream's feed
@@ -20,108 +20,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from ._locks import make_lock
 from .config import WSManagerConfig
 from .connection import Connection, ErrorFactory
 from .delivery import Backfill, DeliveryLoop, Ending, GapCallback, StreamFeed, Subscription
 from .errors import ManagerClosedError, StreamRejectedError, WSManagerError
+from .groups import Counters, Group, Stream, Totals
 from .sequence import rule_for
 from .state import ConnectionState, StreamInfo, WSManagerMetrics, aggregate_state
 from .targets import target_for
 
-__all__ = ["Group", "Stream", "StreamRegistry"]
+__all__ = ["StreamRegistry"]
 
 log = logging.getLogger("wsmanager")
 
 HANDOVER_GRACE = 2.0  # seconds a handover waits, once the successor is open, for quiet streams
-
-
-@dataclass(eq=False)
-class Stream:
-    """One shared stream: its feed (buffer, order, subscribers) and the group that carries it."""
-
-    name: str
-    created_at: float  # epoch seconds
-    created_monotonic: float
-    feed: StreamFeed
-    group: Group
-
-    @property
-    def subscribers(self) -> tuple[Subscription, ...]:
-        return self.feed.subscribers
-
-    def idle_seconds(self, now: float) -> float:
-        last = self.feed.last_message_monotonic
-        return now - (last if last is not None else self.created_monotonic)
-
-
-@dataclass(eq=False)
-class Group:
-    """Streams that share a callback thread and a connection."""
-
-    number: int
-    loop: DeliveryLoop
-    connection: Connection
-    streams: dict[str, Stream] = field(default_factory=dict)
-    successor: Connection | None = None
-    successor_open_since: float | None = None  # monotonic
-    socket_open: dict[Connection, bool] = field(default_factory=dict)
-    reconnects_before: int = 0  # of the connections it had before this one
-    closed: bool = False
-
-    def feeds(self) -> dict[str, StreamFeed]:
-        return {name: stream.feed for name, stream in self.streams.items()}
-
-    def connections(self) -> tuple[Connection, ...]:
-        return (self.connection,) if self.successor is None else (self.connection, self.successor)
-
-
-@dataclass
-class _Totals:
-    """Counters of connections and streams that are gone."""
-
-    messages_received: int = 0
-    invalid_messages: int = 0
-    callback_errors: int = 0
-    dropped_messages: int = 0
-    oversized_messages: int = 0
-    retry_count: int = 0
-    gaps: int = 0
-    duplicates: int = 0
-    throttled_attempts: int = 0
-    client_messages_sent: int = 0
-    connection_attempts: int = 0
-    resubscribes: int = 0
-    backfilled: int = 0
-
-    def add_connection(self, connection: Connection) -> None:
-        self.messages_received += connection.messages_received
-        self.invalid_messages += connection.invalid_messages
-        self.oversized_messages += connection.oversized_messages
-        self.retry_count += connection.retry_count
-        self.throttled_attempts += connection.throttled
-        self.client_messages_sent += connection.gate.total
-        self.connection_attempts += connection.attempts
-        self.resubscribes += sum(connection.resubscribes.values())
-
-    def add_feed(self, feed: StreamFeed) -> None:
-        self.callback_errors += feed.callback_errors
-        self.dropped_messages += feed.dropped
-        self.gaps += feed.gaps
-        self.duplicates += feed.duplicates
-        self.backfilled += feed.backfilled
-
-
-@dataclass
-class _Counters:
-    stream_creations: int = 0
-    stream_cleanups: int = 0
-    streams_failed: int = 0
-    rotations: int = 0
-    active_connections_hwm: int = 0
-    retired: _Totals = field(default_factory=_Totals)
 
 
 class StreamRegistry:
@@ -153,7 +67,7 @@ class StreamRegistry:
         self._retiring_feeds: list[StreamFeed] = []
         self._numbers = itertools.count(1)
         self._closed = False
-        self._counters = _Counters()
+        self._counters = Counters()
         self._failures: deque[tuple[str, str, float]] = deque(maxlen=1000)
 
     @property
@@ -550,7 +464,7 @@ class StreamRegistry:
     def metrics(self) -> WSManagerMetrics:
         with self._lock:
             self._reap_locked()
-            totals = _Totals(**vars(self._counters.retired))
+            totals = Totals(**vars(self._counters.retired))
             for connection in self._all_connections_locked():
                 totals.add_connection(connection)
             for stream in self._streams.values():
