@@ -1,7 +1,7 @@
 """The table of streams and of the connection groups that carry them, and the manager's counters.
 
-A :class:`~wsmanager.groups.Group` is up to ``streams_per_connection`` streams that share one callback thread
-(:class:`~wsmanager.delivery.DeliveryLoop`) and are carried by one
+A :class:`~wsmanager.groups.Group` is up to ``streams_per_connection`` streams that share one
+callback thread (:class:`~wsmanager.delivery.DeliveryLoop`) and are carried by one
 :class:`~wsmanager.connection.Connection` — by two during a handover (a planned rotation, or the
 exchange's ``serverShutdown``): the successor opens with the same streams, each stream's feed
 switches to it once it continues the sequence, then the old connection closes with 1000.
