@@ -16,11 +16,12 @@ import importlib.metadata
 import json
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from common import median, run_case
 
 HERE = Path(__file__).resolve().parent
 BASELINE = "wsapp"
@@ -42,22 +43,7 @@ def _free_port() -> int:
 
 
 def _case(*args: object) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, str(HERE / "cases.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    try:
-        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-    except (IndexError, ValueError):
-        return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
-
-
-def _median(runs: list[dict[str, Any]], key: str) -> float | None:
-    values = [r[key] for r in runs if key in r]
-    return statistics.median(values) if values else None
+    return run_case(HERE / "cases.py", *args)
 
 
 def _installed(name: str) -> bool:
@@ -80,7 +66,7 @@ def run(port: int, repeat: int, quick: bool) -> dict[str, Any]:
         for client in who:
             runs = [_case("throughput", client, port, streams, count) for _ in range(repeat)]
             table[client] = {
-                "msg_per_s": _median(runs, "msg_per_s"),
+                "msg_per_s": median(runs, "msg_per_s"),
                 "errors": [r["error"] for r in runs if "error" in r],
             }
             print(
@@ -104,7 +90,7 @@ def run(port: int, repeat: int, quick: bool) -> dict[str, Any]:
             _case("throughput", "wsmanager", port, 1, per_stream // 2, subscribers)
             for _ in range(repeat)
         ]
-        results["fan_out"][subscribers] = {"msg_per_s": _median(runs, "msg_per_s")}
+        results["fan_out"][subscribers] = {"msg_per_s": median(runs, "msg_per_s")}
         print(
             f"  fan-out {subscribers:>3}        {results['fan_out'][subscribers]}", file=sys.stderr
         )

@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from common import median, run_case
+
 HERE = Path(__file__).resolve().parent
 SECTION = "## Many streams per connection (`bench/streams.py`)"
 
@@ -531,22 +533,7 @@ CASES: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def _case(*args: object) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, __file__, "case", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-    try:
-        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-    except (IndexError, ValueError):
-        return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
-
-
-def _median(runs: list[dict[str, Any]], key: str) -> float | None:
-    values = [r[key] for r in runs if r.get(key) is not None]
-    return statistics.median(values) if values else None
+    return run_case(__file__, "case", *args, timeout=900)
 
 
 def _say(text: str) -> None:
@@ -614,7 +601,7 @@ def figures(results: dict[str, Any]) -> list[Row]:
             _le(threads, limit),
         )
     )
-    kib = _median(idle, "kib_per_stream")
+    kib = median(idle, "kib_per_stream")
     rows.append(
         (
             "RSS per idle stream (0 vs 1,000 carried; median)",
@@ -624,12 +611,12 @@ def figures(results: dict[str, Any]) -> list[Row]:
         )
     )
     worst = max(_all(deliver, "seconds_after_last_subscribe"), default=None)
-    loop = _median(deliver, "subscribe_loop_s")
+    loop = median(deliver, "subscribe_loop_s")
     rows.append(
         (
             "last subscribe() -> all 1,000 delivered (feed 2 msg/s; worst run)",
             f"{_fmt(worst, '.2f')} s (median stream "
-            f"{_fmt(_median(deliver, 'median_after_last_subscribe'), '.2f')} s; "
+            f"{_fmt(median(deliver, 'median_after_last_subscribe'), '.2f')} s; "
             f"1,000 calls {_fmt(loop, '.2f')} s)",
             "<= 5 s",
             _le(worst, 5.0),
@@ -646,10 +633,10 @@ def figures(results: dict[str, Any]) -> list[Row]:
 
 def _throughput_rows(table: dict[str, list[dict[str, Any]]]) -> list[Row]:
     def rate(key: str) -> float | None:
-        return _median(table.get(key, []), "msg_per_s")
+        return median(table.get(key, []), "msg_per_s")
 
     def cpu(key: str) -> float | None:
-        return _median(table.get(key, []), "cpu_us_per_msg")
+        return median(table.get(key, []), "cpu_us_per_msg")
 
     def ratio(a: float | None, b: float | None) -> float | None:
         return a / b if a and b else None
