@@ -109,19 +109,24 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
         writer.close()
 
 
+async def read_client_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """(opcode, unmasked payload) of the client's next frame."""
+    head = await reader.readexactly(2)
+    length = head[1] & 0x7F
+    if length == 126:
+        length = struct.unpack("!H", await reader.readexactly(2))[0]
+    elif length == 127:
+        length = struct.unpack("!Q", await reader.readexactly(8))[0]
+    mask = await reader.readexactly(4) if head[1] & 0x80 else b"\0\0\0\0"
+    raw = await reader.readexactly(length)
+    return head[0] & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(raw))
+
+
 async def _discard(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Answer pings (opcode 9) with pongs; return when the client goes away."""
     try:
         while True:
-            head = await reader.readexactly(2)
-            length = head[1] & 0x7F
-            if length == 126:
-                length = struct.unpack("!H", await reader.readexactly(2))[0]
-            elif length == 127:
-                length = struct.unpack("!Q", await reader.readexactly(8))[0]
-            mask = await reader.readexactly(4) if head[1] & 0x80 else b"\0\0\0\0"
-            data = bytes(b ^ mask[i % 4] for i, b in enumerate(await reader.readexactly(length)))
-            opcode = head[0] & 0x0F
+            opcode, data = await read_client_frame(reader)
             if opcode == 9:
                 writer.write(bytes([0x8A, len(data)]) + data)
             elif opcode == 8:

@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from common import median, run_case
+from exchange import read_client_frame
 
 HERE = Path(__file__).resolve().parent
 SECTION = "## Many streams per connection (`bench/streams.py`)"
@@ -212,16 +213,7 @@ class FastExchange:
         """Answer SUBSCRIBE, pings and the close frame; return when the client goes."""
         try:
             while True:
-                head = await reader.readexactly(2)
-                length = head[1] & 0x7F
-                if length == 126:
-                    length = struct.unpack("!H", await reader.readexactly(2))[0]
-                elif length == 127:
-                    length = struct.unpack("!Q", await reader.readexactly(8))[0]
-                mask = await reader.readexactly(4) if head[1] & 0x80 else b"\0\0\0\0"
-                raw = await reader.readexactly(length)
-                data = bytes(b ^ mask[i % 4] for i, b in enumerate(raw))
-                opcode = head[0] & 0x0F
+                opcode, data = await read_client_frame(reader)
                 if opcode == 0x9:
                     writer.write(_frame(data, 0xA))
                 elif opcode == 0x8:

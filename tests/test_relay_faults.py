@@ -39,6 +39,18 @@ def _witness(make_manager: Callable[..., WSManager], *streams: str) -> dict[str,
     return seen
 
 
+def _relaying(
+    exchange: FakeExchange,
+    make_relay: Callable[..., Relay],
+    make_manager: Callable[..., WSManager],
+) -> tuple[Relay, Seqs]:
+    """An active relay of TRADE, and a direct subscriber of TRADE to compare against."""
+    relay = make_relay(TRADE)
+    witness = _witness(make_manager, TRADE)[TRADE]
+    assert exchange.wait_for_open(TRADE, 2) and relay.wait_for_role("active", 5 * SCALE)
+    return relay, witness
+
+
 def _drill(name: str, **figures: object) -> None:
     print(f"\nDRILL {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
@@ -60,9 +72,7 @@ def test_redis_killed_mid_feed_and_restarted_from_its_aof(
     make_manager: Callable[..., WSManager],
     redis_server: RedisServer,
 ) -> None:
-    relay = make_relay(TRADE)
-    witness = _witness(make_manager, TRADE)[TRADE]
-    assert exchange.wait_for_open(TRADE, 2) and relay.wait_for_role("active", 5 * SCALE)
+    relay, witness = _relaying(exchange, make_relay, make_manager)
     client = make_client(start="0")
     got = Seqs()
     client.subscribe(TRADE, got)
@@ -148,9 +158,7 @@ def test_client_connection_cut_resets_and_blackhole(
     make_manager: Callable[..., WSManager],
     redis_server: RedisServer,
 ) -> None:
-    relay = make_relay(TRADE)
-    witness = _witness(make_manager, TRADE)[TRADE]
-    assert exchange.wait_for_open(TRADE, 2) and relay.wait_for_role("active", 5 * SCALE)
+    relay, witness = _relaying(exchange, make_relay, make_manager)
     with FaultProxy(redis_server.port) as proxy:
         client = make_client(
             redis_url=f"redis://127.0.0.1:{proxy.port}/0", start="0", redis_timeout=0.5 * SCALE
