@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig, redact_url
 from ..core._locks import make_lock
-from ..core.delivery import StreamFeed
+from ..core.delivery import Pressure, StreamFeed
 from ..core.state import ConnectionState
 from ..core.targets import Target
 from ..decode import decode_json
@@ -381,12 +381,44 @@ class Connection:
         log.debug("connection %s: connected to %s", self.name, redact_url(app.url))
         self._set_state(ConnectionState.CONNECTED, socket_open=True)
 
+    def deliver(self, messages: list[tuple[int, bytes]], pressure: Pressure) -> None:
+        """Whole messages the read loop parsed in one pass: decoded, routed, and handed to each
+        stream's feed as one batch (the reader waits there while a feed is full)."""
+        self.messages_received += len(messages)
+        batches: dict[StreamFeed, list[tuple[Any, int]]] = {}
+        loop = self._attempt.loop
+        for opcode, data in messages:
+            if opcode != _wsclient.OPCODE_TEXT:
+                self._binary(data)
+                continue
+            try:
+                value = decode_json(data)
+            except BaseException as exc:  # ValueError, RecursionError, MemoryError...
+                self.invalid_messages += 1
+                log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
+                continue
+            routed = self._route(value, loop)
+            if routed is not None:
+                feed, payload = routed
+                batch = batches.get(feed)
+                if batch is None:
+                    batches[feed] = batch = []
+                batch.append((payload, len(data)))
+        epoch = self.epoch
+        for feed, batch in batches.items():
+            feed.offer_many(self, epoch, batch, pressure)
+
+    def _binary(self, data: bytes) -> None:
+        """A binary frame (where a binary decoder, e.g. SBE, plugs in)."""
+        self.invalid_messages += 1
+        log.warning("connection %s: skipped a binary frame of %d bytes", self.name, len(data))
+
     def _on_data(self, app: _wsclient.App, data: bytes, opcode: int, fin: bool) -> None:
+        """websocket-client's own reading path (its frame reader could not be replaced)."""
         self.messages_received += 1
         loop = self._attempt.loop
         if opcode != _wsclient.OPCODE_TEXT:
-            self.invalid_messages += 1
-            log.warning("connection %s: skipped a binary frame of %d bytes", self.name, len(data))
+            self._binary(data)
             return
         if loop is not None and loop.reader is None:  # the public reading path: check late
             too_big = _wsclient.over_limit(data, self.config.max_message_size)
@@ -399,9 +431,14 @@ class Connection:
             self.invalid_messages += 1
             log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
             return
-        self._route(value, len(data), loop)
+        routed = self._route(value, loop)
+        if routed is not None:
+            feed, payload = routed
+            feed.offer_many(self, self.epoch, [(payload, len(data))], loop and loop.pressure)
 
-    def _route(self, value: Any, size: int, loop: ReadLoop | None) -> None:
+    def _route(self, value: Any, loop: ReadLoop | None) -> tuple[StreamFeed, Any] | None:
+        """The feed a decoded message goes to, and its payload; None when it is not a stream's
+        (an answer, ``serverShutdown``, or skipped)."""
         if type(value) is dict:
             if self.target.combined:
                 name = value.get("stream")
@@ -409,27 +446,24 @@ class Connection:
                     payload = value["data"]
                     if type(payload) is dict and payload.get("e") == "serverShutdown":
                         self.rotation_due("the exchange announced serverShutdown")
-                        return
+                        return None
                     feed = self.feeds.get(name)
-                    if feed is not None:
-                        feed.offer(self, self.epoch, payload, size)
-                    return
+                    return None if feed is None else (feed, payload)
                 if "id" in value and ("result" in value or "error" in value):
                     if loop is not None:
                         loop.answer(value)
-                    return
+                    return None
             if value.get("e") == "serverShutdown":
                 self.rotation_due("the exchange announced serverShutdown")
-                return
+                return None
         if not self.target.combined:
             feed = self.feeds.get(self.name)
-            if feed is not None:
-                feed.offer(self, self.epoch, value, size)
-            return
+            return None if feed is None else (feed, value)
         self.invalid_messages += 1
         log.warning(
             "connection %s: skipped a message that is not a stream's: %.200r", self.name, value
         )
+        return None
 
     def _on_ping(self, app: _wsclient.App, data: bytes) -> None:
         self.gate.record(time.monotonic())  # websocket-client has answered with a pong
