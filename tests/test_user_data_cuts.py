@@ -13,7 +13,7 @@ from conftest import SCALE, Recorder, wait_for
 from userdata_helpers import HMAC_KEY, HMAC_SECRET, event, methods
 
 from wsmanager import WSManager
-from wsmanager.state import Gap
+from wsmanager.core.state import Gap
 from wsmanager.testing import FakeExchange
 
 OTHER_KEY = "OtherApiKey77"

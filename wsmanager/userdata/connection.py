@@ -26,20 +26,20 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .. import _wsclient
-from .._locks import make_lock
 from ..backoff import BackoffPolicy
-from ..boundary import Attempt, convert, final_error, is_permanent_status, retry_after
 from ..config import WSManagerConfig, redact_url
-from ..deadline import Deadline
+from ..core._locks import make_lock
+from ..core.delivery import StreamFeed
+from ..core.targets import Target
 from ..decode import decode_json
-from ..delivery import StreamFeed
 from ..errors import ConnectionFailedError, HandshakeFailedError
-from ..guard import SocketGuard
-from ..limits import HOST_BUDGETS, MessageGate, host_key
-from ..readloop import ReadLoop
-from ..targets import Target
-from ..transport import ConnectAborted, open_socket, shutdown_quietly
+from ..net import _wsclient
+from ..net.boundary import Attempt, convert, final_error, is_permanent_status, retry_after
+from ..net.deadline import Deadline
+from ..net.guard import SocketGuard
+from ..net.limits import HOST_BUDGETS, MessageGate, host_key
+from ..net.readloop import ReadLoop
+from ..net.transport import ConnectAborted, open_socket, shutdown_quietly
 
 __all__ = ["ConnectionOwner", "WsApiConnection"]
 

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .._locks import make_lock
 from ..config import WSManagerConfig
-from ..delivery import DeliveryLoop, GapCallback, Subscription
+from ..core._locks import make_lock
+from ..core.delivery import DeliveryLoop, GapCallback, Subscription
 from .keys import Credentials
 from .session import STREAM, UserDataSession
 

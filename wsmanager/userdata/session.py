@@ -34,9 +34,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._locks import make_lock
 from ..config import WSManagerConfig
-from ..delivery import DeliveryLoop, Ending, StreamFeed, Subscription
+from ..core._locks import make_lock
+from ..core.delivery import DeliveryLoop, Ending, StreamFeed, Subscription
+from ..core.state import Gap
 from ..errors import (
     ConnectionFailedError,
     HandshakeFailedError,
@@ -45,7 +46,6 @@ from ..errors import (
     StreamRejectedError,
     WSManagerError,
 )
-from ..state import Gap
 from . import protocol
 from .connection import WsApiConnection
 from .keys import Credentials
