@@ -201,7 +201,6 @@ class RestApi:
             return 2, self._klines(params)
         raise _BadRequest(-1000, f"Unknown path {path}.", status=404)
 
-
     def _klines(self, params: dict[str, str]) -> Callable[[], Any]:
         symbol = _symbol(params)
         interval = params.get("interval", "")
