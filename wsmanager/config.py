@@ -176,6 +176,8 @@ class WSManagerConfig:
     # Seconds a reader waits for a full buffer before dropping; None: 5.0, or half of
     # ping_interval + ping_timeout when that is shorter (see backpressure)
     max_backpressure: float | None = None
+    # Decoding: typed messages (msgspec Structs) instead of dicts for the documented payloads
+    typed: bool = False
     # TLS
     verify_tls: bool = True
     # REST (order books, backfill, history)
@@ -254,6 +256,8 @@ class WSManagerConfig:
                 f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least "
                 f"max_message_size ({self.max_message_size})"
             )
+        if not isinstance(self.typed, bool):
+            raise ValueError(f"typed must be True or False, got {self.typed!r}")
         if not isinstance(self.verify_tls, bool):
             raise ValueError(f"verify_tls must be True or False, got {self.verify_tls!r}")
         if self.rest_url is not None:

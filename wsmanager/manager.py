@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import importlib
 import itertools
 import logging
 import os
@@ -30,6 +31,7 @@ from .core.delivery import (
     MessageCallback,
     Subscription,
 )
+from .core.flow import plain_subscribe
 from .core.state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 from .endpoints import Endpoint, apply_endpoint, get_endpoint
 from .engine.registry import StreamRegistry
@@ -90,6 +92,8 @@ class WSManager(ClosesOnExit):
         except TypeError as exc:  # an unknown keyword: name it plainly
             raise TypeError(f"WSManager: {exc}".replace("__init__() ", "")) from None
         url = self.config.url
+        if self.config.typed:
+            _typed_module()  # ImportError naming the extra now, not at the first subscribe
         if self.config.debug:
             log.setLevel(logging.DEBUG)
         ssl_context = self._tls_context(ssl_context)
@@ -163,6 +167,8 @@ class WSManager(ClosesOnExit):
         backfill: bool = False,
         since: Any = None,
         time_unit: str = "millisecond",
+        batch: bool = False,
+        typed: bool | None = None,
     ) -> Unsubscribe:
         """Call ``callback(message)`` with each decoded JSON message of ``stream``.
 
@@ -172,6 +178,9 @@ class WSManager(ClosesOnExit):
         ``@kline_<interval>``: an aware datetime, epoch ms or a timedelta back from now) first
         delivers the stream's history from then, then live, with no gap and no duplicate at the
         seam (``docs/history.md``); ``time_unit="microsecond"`` gives its times in µs.
+        ``batch=True`` calls ``callback(messages)`` with a non-empty list of every message
+        pending at its turn, in order. ``typed`` (default: the manager's ``typed``) delivers
+        immutable typed objects for the documented payloads (``docs/typed.md``).
         """
         validate_stream_name(stream)
         _check_callable("callback", callback)
@@ -179,13 +188,20 @@ class WSManager(ClosesOnExit):
         _check_callable("on_complete", on_complete, optional=True)
         if self._forked_away:
             raise ManagerClosedError(_FORKED)
+        if not isinstance(batch, bool):
+            raise TypeError(f"batch must be True or False, not {batch!r}")
+        decode = typed_decoder(stream, self.config.typed if typed is None else typed)
         if since is not None or time_unit != "millisecond":
+            if batch or decode is not None:
+                raise ValueError("since= delivers dicts one by one: not with batch or typed")
             if since is None:
                 raise ValueError("time_unit applies to history: give since= as well")
             return history_api.subscribe_since(
                 self.config,
                 self._seams,
-                lambda cb, err, done: self.subscribe(stream, cb, err, done, backfill=backfill),
+                lambda cb, err, done: self.subscribe(
+                    stream, cb, err, done, backfill=backfill, typed=False
+                ),
                 stream,
                 callback,
                 on_error,
@@ -193,7 +209,9 @@ class WSManager(ClosesOnExit):
                 since,
                 time_unit,
             )
-        subscription = Subscription(stream, callback, on_error, on_complete, backfill)
+        subscription = Subscription(
+            stream, callback, on_error, on_complete, backfill, batch=batch, decode=decode
+        )
         self._registry.subscribe(subscription)
         registry = self._registry
 
@@ -295,7 +313,7 @@ class WSManager(ClosesOnExit):
             raise ManagerClosedError("the manager was destroyed; create a new WSManager")
         options.setdefault("proxy", self.config.proxy)  # REST goes the way connections go
         book = OrderBook(
-            self.subscribe,
+            plain_subscribe(self),
             symbol,
             rest_url=rest_url or self.config.effective_rest_url,
             limit=limit,
@@ -550,6 +568,24 @@ class WSManager(ClosesOnExit):
 
 
 _FORKED = "this manager belongs to the parent process (os.fork): create a new one in the child"
+
+
+def typed_decoder(stream: str, typed: bool) -> Callable[[bytes, bool], Any] | None:
+    """The typed decoder of ``stream`` when ``typed`` (None for payloads without a class)."""
+    if not isinstance(typed, bool):
+        raise TypeError(f"typed must be True, False or None, not {typed!r}")
+    if not typed:
+        return None
+    decoder: Callable[[bytes, bool], Any] | None = _typed_module().decoder_for(stream)
+    return decoder
+
+
+def _typed_module() -> Any:
+    try:
+        typed = importlib.import_module(__package__ + ".typed")
+    except ImportError as exc:
+        raise ImportError("typed messages need msgspec: pip install 'wsmanager[typed]'") from exc
+    return typed
 
 
 def _check_callable(name: str, value: object, *, optional: bool = False) -> None:

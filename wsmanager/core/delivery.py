@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._locks import make_lock
+from .flow import Decoded, Pressure
 from .sequence import Sequencer, SequenceRule, Verdict
 from .state import Gap
 
@@ -56,33 +57,6 @@ TURN_SLICE = 0.01  # seconds a stream keeps the callback thread while others are
 _ROOM_POLL = 0.05  # seconds between two looks at the reader's stop flag while it waits
 
 
-class Pressure:
-    """One reader's back-pressure budget: how long it may wait for full stream buffers.
-
-    An episode starts at the first wait and ends after a batch that needed none; within one,
-    the reader waits ``limit`` seconds in all (over every stream of its connection), then the
-    feeds that are still full drop their oldest messages. Reader thread only."""
-
-    def __init__(self, limit: float, stopping: Callable[[], bool]) -> None:
-        self.limit = limit
-        self.stopping = stopping
-        self.deadline: float | None = None  # the current episode's end
-        self.waited = 0.0  # seconds waited in all (the read loop discounts them from silence)
-        self._pressed = False  # a wait happened in this batch
-
-    def batch_done(self) -> None:
-        if not self._pressed:
-            self.deadline = None
-        self._pressed = False
-
-    def start_wait(self, now: float) -> float:
-        """The deadline of this wait (the episode's)."""
-        self._pressed = True
-        if self.deadline is None:
-            self.deadline = now + self.limit
-        return self.deadline
-
-
 @dataclass(eq=False)
 class Subscription:
     """One subscriber of one stream. ``active`` is switched off, once, under the registry lock."""
@@ -93,6 +67,8 @@ class Subscription:
     on_complete: CompleteCallback | None = None
     backfill: bool = False
     batch: bool = False  # callback(list): every message pending at its turn
+    # Typed messages: decode(frame, enveloped) -> a typed object, or None (the dict is given)
+    decode: Callable[[bytes, bool], Any] | None = None
     active: bool = field(default=True)
 
     def deactivate(self) -> None:
@@ -334,6 +310,13 @@ class StreamFeed:
     def buffered(self) -> int:
         return len(self._items)
 
+    def typed_decoder(self) -> Callable[[bytes, bool], Any] | None:
+        """The decoder of this stream's typed subscribers (None: nobody wants typed messages)."""
+        for subscription in self.subscribers:
+            if subscription.decode is not None:
+                return subscription.decode
+        return None
+
     # -- the end --------------------------------------------------------------------------------
 
     def finish(
@@ -449,7 +432,8 @@ class DeliveryLoop:
     def _turn(self, feed: StreamFeed, items: list[tuple[int, Any, int]]) -> None:
         started = time.monotonic()
         subscribers = feed.subscribers  # once per turn; an unsubscribe swaps in a no-op
-        singles = [s for s in subscribers if not s.batch]
+        singles = [s for s in subscribers if not s.batch and s.decode is None]
+        typed_singles = [s for s in subscribers if not s.batch and s.decode is not None]
         batches = [s for s in subscribers if s.batch]
         run: list[Any] = []  # messages since the last report, for the batch subscribers
         for index, (kind, value, _size) in enumerate(items):
@@ -460,6 +444,14 @@ class DeliveryLoop:
                     except BaseException:  # SystemExit and RecursionError included
                         feed.callback_errors += 1
                         log.exception("stream %s: a subscriber's callback raised", feed.name)
+                if typed_singles:
+                    typed = value.typed if type(value) is Decoded else value
+                    for subscription in typed_singles:
+                        try:
+                            subscription.callback(typed)
+                        except BaseException:
+                            feed.callback_errors += 1
+                            log.exception("stream %s: a subscriber's callback raised", feed.name)
                 if batches:
                     run.append(value)
                 if (
@@ -484,11 +476,18 @@ class DeliveryLoop:
     def _deliver_batch(feed: StreamFeed, batches: list[Subscription], run: list[Any]) -> None:
         if not run:
             return
+        typed: list[Any] | None = None
         for subscription in batches:
             if not subscription.active:
                 continue
+            if subscription.decode is not None:
+                if typed is None:
+                    typed = [v.typed if type(v) is Decoded else v for v in run]
+                messages = list(typed)
+            else:
+                messages = list(run)
             try:
-                subscription.callback(run if len(batches) == 1 else list(run))
+                subscription.callback(messages)
             except BaseException:  # SystemExit and RecursionError included
                 feed.callback_errors += 1
                 log.exception("stream %s: a subscriber's batch callback raised", feed.name)

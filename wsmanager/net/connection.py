@@ -27,7 +27,8 @@ from typing import Any, Protocol
 from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig, redact_url
 from ..core._locks import make_lock
-from ..core.delivery import Pressure, StreamFeed
+from ..core.delivery import StreamFeed
+from ..core.flow import Decoded, Pressure
 from ..core.state import ConnectionState
 from ..core.targets import Target
 from ..decode import decode_json
@@ -386,7 +387,9 @@ class Connection:
         stream's feed as one batch (the reader waits there while a feed is full)."""
         self.messages_received += len(messages)
         batches: dict[StreamFeed, list[tuple[Any, int]]] = {}
+        decoders: dict[StreamFeed, Callable[[bytes, bool], Any] | None] = {}
         loop = self._attempt.loop
+        enveloped = self.target.combined
         for opcode, data in messages:
             if opcode != _wsclient.OPCODE_TEXT:
                 self._binary(data)
@@ -398,12 +401,17 @@ class Connection:
                 log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
                 continue
             routed = self._route(value, loop)
-            if routed is not None:
-                feed, payload = routed
-                batch = batches.get(feed)
-                if batch is None:
-                    batches[feed] = batch = []
-                batch.append((payload, len(data)))
+            if routed is None:
+                continue
+            feed, payload = routed
+            batch = batches.get(feed)
+            if batch is None:
+                batches[feed] = batch = []
+                decoders[feed] = feed.typed_decoder()
+            decode = decoders[feed]
+            if decode is not None:
+                payload = _typed(decode, payload, data, enveloped)
+            batch.append((payload, len(data)))
         epoch = self.epoch
         for feed, batch in batches.items():
             feed.offer_many(self, epoch, batch, pressure)
@@ -434,6 +442,9 @@ class Connection:
         routed = self._route(value, loop)
         if routed is not None:
             feed, payload = routed
+            decode = feed.typed_decoder()
+            if decode is not None:
+                payload = _typed(decode, payload, data, self.target.combined)
             feed.offer_many(self, self.epoch, [(payload, len(data))], loop and loop.pressure)
 
     def _route(self, value: Any, loop: ReadLoop | None) -> tuple[StreamFeed, Any] | None:
@@ -497,6 +508,18 @@ class Connection:
     def _set_state(self, state: ConnectionState, *, socket_open: bool) -> None:
         self.state = state
         self._listener.connection_state_changed(self, state, socket_open)
+
+
+def _typed(decode: Callable[[bytes, bool], Any], payload: Any, data: bytes, enveloped: bool) -> Any:
+    """``payload`` with its typed form, decoded from the frame's bytes (not from the dict)."""
+    if type(payload) is not dict:
+        return payload
+    typed = decode(data, enveloped)
+    if typed is None:  # not the documented shape, or another event: the dict is delivered
+        return payload
+    both = Decoded(payload)
+    both.typed = typed
+    return both
 
 
 def _internal(stream: str, error: ConnectionFailedError) -> WSManagerError:

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..config import WSManagerConfig
-from ..core.delivery import Pressure, StreamFeed
+from ..core.delivery import StreamFeed
+from ..core.flow import Pressure
 from ..core.targets import Target
 from ..errors import ConnectionLostError
 from . import _wsclient

@@ -29,7 +29,8 @@ from typing import Any, Protocol
 from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig, redact_url
 from ..core._locks import make_lock
-from ..core.delivery import Pressure, StreamFeed
+from ..core.delivery import StreamFeed
+from ..core.flow import Pressure
 from ..core.targets import Target
 from ..decode import decode_json
 from ..errors import ConnectionFailedError, HandshakeFailedError
