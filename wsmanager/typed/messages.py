@@ -40,11 +40,11 @@ def _o(key: str) -> Any:
     return msgspec.field(name=key, default=None)
 
 
-class _Message(msgspec.Struct, frozen=True, kw_only=True):
+class _Message(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Every typed payload: immutable, compared by value, ``repr`` with the readable names."""
 
 
-class Trade(_Message, frozen=True, kw_only=True):
+class Trade(_Message, frozen=True, kw_only=True, gc=False):
     """``<symbol>@trade``."""
 
     event_type: str = _f("e")
@@ -58,7 +58,7 @@ class Trade(_Message, frozen=True, kw_only=True):
     best_match: bool | None = _o("M")
 
 
-class AggTrade(_Message, frozen=True, kw_only=True):
+class AggTrade(_Message, frozen=True, kw_only=True, gc=False):
     """``<symbol>@aggTrade`` (spot and futures)."""
 
     event_type: str = _f("e")
@@ -74,7 +74,7 @@ class AggTrade(_Message, frozen=True, kw_only=True):
     best_match: bool | None = _o("M")
 
 
-class DepthUpdate(_Message, frozen=True, kw_only=True):
+class DepthUpdate(_Message, frozen=True, kw_only=True, gc=False):
     """``<symbol>@depth[@100ms]`` (and futures ``@depth<N>``): a diff of the order book."""
 
     event_type: str = _f("e")
@@ -88,7 +88,7 @@ class DepthUpdate(_Message, frozen=True, kw_only=True):
     asks: tuple[Level, ...] = _f("a")
 
 
-class PartialDepth(_Message, frozen=True, kw_only=True):
+class PartialDepth(_Message, frozen=True, kw_only=True, gc=False):
     """Spot ``<symbol>@depth<5|10|20>[@100ms]``: the top levels."""
 
     last_update_id: int = _f("lastUpdateId")
@@ -96,7 +96,7 @@ class PartialDepth(_Message, frozen=True, kw_only=True):
     asks: tuple[Level, ...] = _f("asks")
 
 
-class BookTicker(_Message, frozen=True, kw_only=True):
+class BookTicker(_Message, frozen=True, kw_only=True, gc=False):
     """``<symbol>@bookTicker``: the best bid and ask."""
 
     update_id: int = _f("u")
@@ -110,7 +110,7 @@ class BookTicker(_Message, frozen=True, kw_only=True):
     transaction_time: int | None = _o("T")
 
 
-class KlineBar(_Message, frozen=True, kw_only=True):
+class KlineBar(_Message, frozen=True, kw_only=True, gc=False):
     """The bar of a :class:`Kline` event."""
 
     start_time: int = _f("t")
@@ -131,7 +131,7 @@ class KlineBar(_Message, frozen=True, kw_only=True):
     taker_buy_quote_volume: Decimal = _f("Q")
 
 
-class Kline(_Message, frozen=True, kw_only=True):
+class Kline(_Message, frozen=True, kw_only=True, gc=False):
     """``<symbol>@kline_<interval>``."""
 
     event_type: str = _f("e")
@@ -140,7 +140,7 @@ class Kline(_Message, frozen=True, kw_only=True):
     kline: KlineBar = _f("k")
 
 
-class Ticker(_Message, frozen=True, kw_only=True):
+class Ticker(_Message, frozen=True, kw_only=True, gc=False):
     """``<symbol>@ticker`` (24 h rolling statistics); spot-only fields are ``None`` on futures."""
 
     event_type: str = _f("e")
@@ -168,7 +168,7 @@ class Ticker(_Message, frozen=True, kw_only=True):
     best_ask_quantity: Decimal | None = _o("A")
 
 
-class MiniTicker(_Message, frozen=True, kw_only=True):
+class MiniTicker(_Message, frozen=True, kw_only=True, gc=False):
     """``<symbol>@miniTicker``."""
 
     event_type: str = _f("e")
@@ -182,7 +182,7 @@ class MiniTicker(_Message, frozen=True, kw_only=True):
     quote_volume: Decimal = _f("q")
 
 
-class MarkPrice(_Message, frozen=True, kw_only=True):
+class MarkPrice(_Message, frozen=True, kw_only=True, gc=False):
     """Futures ``<symbol>@markPrice[@1s]``."""
 
     event_type: str = _f("e")
@@ -195,7 +195,7 @@ class MarkPrice(_Message, frozen=True, kw_only=True):
     next_funding_time: int | None = _o("T")
 
 
-class ReferencePrice(_Message, frozen=True, kw_only=True):
+class ReferencePrice(_Message, frozen=True, kw_only=True, gc=False):
     """Spot ``<symbol>@referencePrice``: no event time; ``reference_price`` may be ``None``."""
 
     symbol: str = _f("s")
@@ -204,7 +204,7 @@ class ReferencePrice(_Message, frozen=True, kw_only=True):
     event_type: str | None = _o("e")
 
 
-class BlockTrade(_Message, frozen=True, kw_only=True):
+class BlockTrade(_Message, frozen=True, kw_only=True, gc=False):
     """``<symbol>@blockTrade``: a trade agreed off the book."""
 
     symbol: str = _f("s")
