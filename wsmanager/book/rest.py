@@ -11,7 +11,6 @@ remembers a ``Retry-After`` pause for everybody and follows the exchange's own c
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import random
@@ -24,7 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ..backoff import BackoffPolicy
+from ..backoff import BackoffPolicy, parse_retry_after
 from ..errors import WSManagerError
 from ..proxy import requests_proxies
 from .sync import DepthSnapshot
@@ -225,18 +224,7 @@ def weight_budget(url: str) -> WeightBudget:
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return parse_retry_after(headers.get("Retry-After"))
 
 
 def _exchange_error(body: bytes) -> tuple[int | None, str]:

@@ -371,12 +371,18 @@ class FakeExchange(WsApiControls):
 
         self._run_sync(run)
 
-    def rest_throttle(self, status: int = 429, retry_after: int = 1, count: int | None = 1) -> None:
+    def rest_throttle(
+        self, status: int = 429, retry_after: int | str = 1, count: int | None = 1
+    ) -> None:
         """Answer the next ``count`` REST requests with ``status`` (429 or 418) and
-        ``Retry-After: retry_after``."""
+        ``Retry-After: retry_after`` (seconds; a str is sent as it is: a hostile value such as
+        ``"inf"`` or a date in the year 9999)."""
         if status not in (429, 418):
             raise ValueError(f"status must be 429 or 418, not {status!r}")
-        if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
+        if isinstance(retry_after, str):
+            if not retry_after.isascii() or "\r" in retry_after or "\n" in retry_after:
+                raise ValueError(f"retry_after must be one line of ASCII, not {retry_after!r}")
+        elif isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
             raise ValueError(f"retry_after must be an int >= 0 (seconds), not {retry_after!r}")
         _check_optional_count(count)
 

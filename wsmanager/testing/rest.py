@@ -81,7 +81,7 @@ class RestFaults:
     error_status: int = 0
     error_count: int | None = 0  # answers left to fail; None: until rest_normal()
     throttle_status: int = 0
-    throttle_retry_after: int = 0
+    throttle_retry_after: int | str = 0
     throttle_count: int | None = 0
     delay: float = 0.0
     snapshot_lag: int = 0

@@ -1,0 +1,208 @@
+"""Hostile numbers and REST bounds (issue 17, findings 6, 10, 11 and 13): through the public API
+against real servers on loopback (the fake exchange, raw scripted servers from ``hostile.py``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from conftest import FAST, SCALE, Recorder, wait_for
+from hostile import Peer, ScriptedServer, frame
+
+from wsmanager import WSManager
+from wsmanager.backoff import MAX_RETRY_AFTER, BackoffPolicy, parse_retry_after
+from wsmanager.book import weight_budget
+from wsmanager.net.limits import HOST_BUDGETS
+from wsmanager.testing import FakeExchange
+
+TRADE = "btcusdt@trade"
+DEPTH = "btcusdt@depth@100ms"
+
+# -- #6 Retry-After: one strict parser, capped, anything else ignored -----------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("3", 3.0),
+        (" 7 ", 7.0),
+        ("0", 0.0),
+        ("99999999999", MAX_RETRY_AFTER),
+        ("9" * 5000, MAX_RETRY_AFTER),  # int() of it would raise (the 4300-digit limit)
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 10.0),
+        ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # in the past: now
+        ("Fri, 31 Dec 9999 23:59:59 GMT", MAX_RETRY_AFTER),
+        ("\u00b2", None),  # superscript two: str.isdigit() says yes, float() raises
+        ("\uff13", None),  # a full-width digit: float() would take it
+        ("inf", None),
+        ("nan", None),
+        ("1e20", None),
+        ("-5", None),
+        ("+5", None),
+        ("2.5", None),
+        ("0x10", None),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("Wed, 21 Oct 2015 07:28:00 -0000", 10.0),  # email.utils.formatdate's: GMT
+        ("Wed, 21 Oct 2015 09:28:00 +0200", 10.0),
+        ("Wed, 21 Oct 99999 07:28:00 GMT", None),  # year out of range
+        ("Wed, 99 Oct 2015 07:28:00 GMT", None),
+    ],
+)
+def test_6_retry_after_is_ascii_digits_or_an_http_date_capped(
+    value: str | None, expected: float | None
+) -> None:
+    assert parse_retry_after(value, now=1445412470.0) == expected
+
+
+def test_6_a_unicode_digit_in_retry_after_does_not_end_the_connections_streams() -> None:
+    """``Retry-After: ²`` on a handshake: before, ``float()`` raised in the reader thread and the
+    stream was removed with an internal error; now the header is ignored and the stream retried."""
+
+    def script(peer: Peer) -> None:
+        peer.read_request()
+        if server.accepted == 1:
+            peer.send(  # the head is read as ISO-8859-1: byte 0xB2 is "²"
+                b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: \xb2\r\nContent-Length: 0\r\n\r\n"
+            )
+            return
+        peer.sock.sendall(peer.upgrade_response())
+        peer.send(frame(json.dumps({"e": "trade", "s": "BTCUSDT", "t": 1}).encode()))
+        peer.wait_closed(10 * SCALE)
+
+    with ScriptedServer(script) as server:
+        recorder = Recorder()
+        manager = WSManager(url=server.url("/ws"), **FAST)
+        try:
+            manager.subscribe(TRADE, recorder, recorder.on_error)
+            assert recorder.wait(lambda r: bool(r.messages or r.errors), 5)
+            assert not recorder.errors, recorder.errors
+            assert recorder.messages[0]["t"] == 1
+            assert server.accepted == 2
+        finally:
+            manager.destroy()
+
+
+@pytest.mark.parametrize("value", ["inf", "1e20", "-1", "nan"])
+def test_6_a_hostile_rest_retry_after_never_pauses_the_host_for_good(value: str) -> None:
+    """Before: ``inf`` or ``1e20`` killed the book's snapshot worker (``OverflowError``) and
+    paused the REST host for the whole process: a second book sent 0 requests, forever."""
+    with FakeExchange(seed=7, book_levels=20) as exchange:
+        exchange.rest_throttle(429, retry_after=value, count=1)
+        manager = WSManager(url=exchange.url, rest_url=exchange.rest_url, **FAST)
+        try:
+            options: dict[str, Any] = {
+                "min_snapshot_interval": 0.05,
+                "retry": BackoffPolicy(0.01, 0.1),
+                "limit": 100,
+            }
+            first = manager.order_book("BTCUSDT", **options)
+            assert exchange.wait_for_open(DEPTH)
+            published = _publish_until(exchange, DEPTH, first.wait_synced)
+            assert published, "the book never synced after a hostile Retry-After"
+            second = manager.order_book("ETHUSDT", **options)
+            assert _publish_until(exchange, "ethusdt@depth@100ms", second.wait_synced)
+            depth = [r for r in exchange.rest_requests() if r[1] == "/api/v3/depth"]
+            assert [r[3] for r in depth][:1] == [429]
+        finally:
+            manager.destroy()
+
+
+def _publish_until(
+    exchange: FakeExchange, stream: str, done: Callable[[float], bool], timeout: float = 10.0
+) -> bool:
+    deadline = time.monotonic() + timeout * SCALE
+    while time.monotonic() < deadline:
+        exchange.publish(stream)
+        if done(0.05):
+            return True
+    return False
+
+
+def test_6_a_rest_retry_after_in_the_year_9999_is_capped_to_three_days() -> None:
+    """Before: ``OverflowError`` in the snapshot worker; the book failed for good."""
+    with FakeExchange(seed=7, book_levels=20) as exchange:
+        exchange.rest_throttle(429, retry_after="Fri, 31 Dec 9999 23:59:59 GMT", count=1)
+        manager = WSManager(url=exchange.url, rest_url=exchange.rest_url, **FAST)
+        try:
+            book = manager.order_book("BTCUSDT", limit=100)
+            assert exchange.wait_for_open(DEPTH)
+            budget = weight_budget(exchange.rest_url)
+            exchange.publish(DEPTH)  # one buffered event: a snapshot is asked for
+            assert wait_for(lambda: budget.paused_for() > 0)
+            assert MAX_RETRY_AFTER - 60 < budget.paused_for() <= MAX_RETRY_AFTER
+            exchange.publish(DEPTH)
+            assert not wait_for(lambda: book.error is not None, 0.3)  # waiting, not dead
+            assert not book.closed
+            started = time.monotonic()
+            book.close()
+            assert time.monotonic() - started < 1.0 * SCALE
+        finally:
+            manager.destroy()
+
+
+# -- #13 the connection budget per client IP; the message rate under the exchange's limit ---------
+
+
+def test_13_every_port_of_a_host_shares_one_connection_budget() -> None:
+    """Before: keyed by ``host:port``, two exchanges on one host had two budgets (Binance counts
+    per IP): 2 attempts with a budget of 1."""
+    with FakeExchange() as first, FakeExchange() as second:
+        options = {**FAST, "connection_budget": (1, 60.0)}
+        one = WSManager(url=first.url, **options)
+        two = WSManager(url=second.url, **options)
+        try:
+            one.subscribe(TRADE, lambda message: None)
+            assert first.wait_for_open(TRADE)
+            two.subscribe(TRADE, lambda message: None)
+            assert not second.wait_for_attempts(TRADE, 1, timeout=0.5)
+            assert HOST_BUDGETS.attempts_in("127.0.0.1", 60.0) == 1
+        finally:
+            one.destroy()
+            two.destroy()
+
+
+def test_13_through_a_proxy_attempts_count_against_the_proxy() -> None:
+    from wsmanager.net.limits import host_key
+
+    url = "wss://Stream.Binance.com:9443/ws"
+    assert host_key(url) == host_key("wss://stream.binance.com:443/ws") == "stream.binance.com"
+    assert host_key(url, "http://user:pw@proxy.example:3128") == (
+        "stream.binance.com via proxy.example:3128"
+    )
+    assert host_key(url, "socks5://proxy.example") == "stream.binance.com via proxy.example:1080"
+
+
+@pytest.mark.parametrize(
+    ("options", "limit"),
+    [
+        ({"endpoint": "spot", "max_client_messages_per_second": 5}, 5),
+        ({"endpoint": "spot", "max_client_messages_per_second": 50.0}, 5),
+        ({"endpoint": "usdm-market", "max_client_messages_per_second": 10}, 10),
+        ({"url": "wss://stream.binance.com:9443/ws", "max_client_messages_per_second": 6}, 5),
+        ({"url": "wss://fstream.binance.com/ws", "max_client_messages_per_second": 12}, 10),
+    ],
+)
+def test_13_a_message_rate_at_or_above_the_exchanges_limit_is_refused(
+    options: dict[str, Any], limit: int
+) -> None:
+    with pytest.raises(ValueError, match=f"under the exchange's limit of {limit} "):
+        WSManager(**options)
+
+
+def test_13_a_message_rate_under_the_limit_or_for_another_host_is_kept() -> None:
+    for options in (
+        {"endpoint": "spot", "max_client_messages_per_second": 4.9},
+        {"endpoint": "usdm-market", "max_client_messages_per_second": 9},
+        {"url": "ws://127.0.0.1:9/ws", "max_client_messages_per_second": 50},
+    ):
+        manager = WSManager(**options)  # type: ignore[arg-type]
+        assert (
+            manager.config.max_client_messages_per_second
+            == options["max_client_messages_per_second"]
+        )
+        manager.destroy()
