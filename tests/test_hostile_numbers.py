@@ -206,3 +206,63 @@ def test_13_a_message_rate_under_the_limit_or_for_another_host_is_kept() -> None
             == options["max_client_messages_per_second"]
         )
         manager.destroy()
+
+
+# -- #11 a snapshot from the future is retaken -----------------------------------------------------
+
+
+def test_11_a_snapshot_the_stream_never_reaches_is_retaken_not_frozen() -> None:
+    """Before: a snapshot ``lastUpdateId`` far ahead of the stream was taken as the book's id;
+    every later event was "old": the book stayed "synced" and frozen, with 1 snapshot request."""
+    with FakeExchange(seed=7, book_levels=20) as exchange:
+        manager = WSManager(url=exchange.url, rest_url=exchange.rest_url, **FAST)
+        try:
+            exchange.snapshot_ahead(10**9)
+            book = manager.order_book(
+                "BTCUSDT",  # limit 1000: the whole book of 20 levels a side
+                min_snapshot_interval=0.05,
+                retry=BackoffPolicy(0.01, 0.1),
+                snapshot_reach_events=5,
+                snapshot_reach_seconds=0.3 * SCALE,
+            )
+            assert exchange.wait_for_open(DEPTH)
+            assert _publish_until(exchange, DEPTH, book.wait_synced)
+            frozen_at = book.last_update_id
+            assert frozen_at is not None and frozen_at > 10**9  # what the hostile server said
+            started = time.monotonic()
+            assert _publish_until(exchange, DEPTH, lambda t: book.unreached_snapshots >= 1 or
+                                  bool(time.sleep(t)))  # fmt: skip
+            assert time.monotonic() - started >= 0.3 * SCALE  # not before max(5 events, 0.3 s)
+            exchange.snapshot_ahead(0)  # an honest snapshot: the book follows the stream again
+            truth = exchange.sequence(DEPTH)
+            assert _publish_until(
+                exchange,
+                DEPTH,
+                lambda t: book.wait_synced(t) and (book.last_update_id or 0) > truth,
+            )
+            view = book.view()
+            expected = exchange.book("BTCUSDT", view.last_update_id)
+            assert (view.bids, view.asks) == (expected.bids(), expected.asks())
+            depth = [r for r in exchange.rest_requests() if r[1] == "/api/v3/depth"]
+            assert len(depth) >= 2 and book.resyncs >= 1
+        finally:
+            manager.destroy()
+
+
+def test_11_a_snapshot_the_stream_reaches_stays_synced() -> None:
+    """The check does not fire on an honest book, however slow the stream."""
+    with FakeExchange(seed=7, book_levels=20) as exchange:
+        manager = WSManager(url=exchange.url, rest_url=exchange.rest_url, **FAST)
+        try:
+            book = manager.order_book(
+                "BTCUSDT", limit=100, snapshot_reach_events=1, snapshot_reach_seconds=0.01
+            )
+            assert exchange.wait_for_open(DEPTH)
+            assert _publish_until(exchange, DEPTH, book.wait_synced)
+            for _ in range(20):
+                exchange.publish(DEPTH)
+                time.sleep(0.02)
+            assert wait_for(lambda: book.last_update_id == exchange.sequence(DEPTH))
+            assert book.unreached_snapshots == 0 and book.resyncs == 0
+        finally:
+            manager.destroy()

@@ -405,6 +405,13 @@ class FakeExchange(WsApiControls):
             raise ValueError(f"updates must be an int >= 0, not {updates!r}")
         self._run_sync(lambda: setattr(self._server.rest.faults, "snapshot_lag", updates))
 
+    def snapshot_ahead(self, updates: int) -> None:
+        """Serve depth snapshots whose ``lastUpdateId`` is ``updates`` ids *ahead* of the stream
+        (hostile: a book that trusts it stays frozen; 0: honest)."""
+        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+            raise ValueError(f"updates must be an int >= 0, not {updates!r}")
+        self._run_sync(lambda: setattr(self._server.rest.faults, "snapshot_ahead", updates))
+
     def rest_normal(self) -> None:
         """Undo every REST fault."""
         self._run_sync(lambda: setattr(self._server.rest, "faults", RestFaults()))

@@ -85,6 +85,7 @@ class RestFaults:
     throttle_count: int | None = 0
     delay: float = 0.0
     snapshot_lag: int = 0
+    snapshot_ahead: int = 0
 
     @staticmethod
     def _take(count: int | None) -> tuple[bool, int | None]:
@@ -162,12 +163,15 @@ class RestApi:
         if path == "/api/v3/depth":
             symbol = _symbol(params)
             limit = min(_integer(params, "limit", 100, minimum=1), DEPTH_LIMIT_MAX)
-            lag = self.faults.snapshot_lag
+            lag, ahead = self.faults.snapshot_lag, self.faults.snapshot_ahead
 
             def depth() -> Any:
                 book = self.market.book(symbol)
                 at = book.last_update_id - lag if lag else None
-                return book.depth_answer(limit, at)
+                answer = book.depth_answer(limit, at)
+                if ahead:  # hostile: an id the stream will not reach for a long time
+                    answer["lastUpdateId"] += ahead
+                return answer
 
             return depth_weight(limit), depth
         if path == "/api/v3/aggTrades":
