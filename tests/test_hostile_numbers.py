@@ -3,7 +3,11 @@ against real servers on loopback (the fake exchange, raw scripted servers from `
 
 from __future__ import annotations
 
+import gzip
 import json
+import logging
+import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +18,7 @@ from hostile import Peer, ScriptedServer, frame
 
 from wsmanager import WSManager
 from wsmanager.backoff import MAX_RETRY_AFTER, BackoffPolicy, parse_retry_after
-from wsmanager.book import weight_budget
+from wsmanager.book import RestClient, RestError, weight_budget
 from wsmanager.net.limits import HOST_BUDGETS
 from wsmanager.testing import FakeExchange
 
@@ -238,7 +242,10 @@ def test_11_a_snapshot_the_stream_never_reaches_is_retaken_not_frozen() -> None:
             assert _publish_until(
                 exchange,
                 DEPTH,
-                lambda t: book.wait_synced(t) and (book.last_update_id or 0) > truth,
+                lambda t: (
+                    book.wait_synced(t)
+                    and truth < (book.last_update_id or 0) <= exchange.sequence(DEPTH)
+                ),
             )
             view = book.view()
             expected = exchange.book("BTCUSDT", view.last_update_id)
@@ -266,3 +273,161 @@ def test_11_a_snapshot_the_stream_reaches_stays_synced() -> None:
             assert book.unreached_snapshots == 0 and book.resyncs == 0
         finally:
             manager.destroy()
+
+
+# -- #10 REST answers under one deadline and a size cap; recording lines bounded -------------------
+
+
+def _http_server(answer: Callable[[Peer, bytes], object]) -> ScriptedServer:
+    """An HTTP/1.1 server: ``answer(peer, request_head)`` for each request of a connection."""
+
+    def script(peer: Peer) -> None:
+        while not peer.stop.is_set():
+            head = peer.read_request()
+            if b"\r\n\r\n" not in head:
+                return
+            answer(peer, head)
+
+    return ScriptedServer(script)
+
+
+def _json_answer(body: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def _trickle_body(peer: Peer, head: bytes) -> None:
+    body = b'{"lastUpdateId": 1, "bids": [], "asks": []}' + b" " * 100_000
+    peer.send(_json_answer(body)[: -len(body)])  # the head at once,
+    peer.trickle(body, 0.05)  # then a byte every 50 ms: each read is quick, the whole is not
+
+
+def _trickle_head(peer: Peer, head: bytes) -> None:
+    peer.trickle(b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"y" * 60_000 + b"\r\n\r\n", 0.05)
+
+
+@pytest.mark.parametrize("answer", [_trickle_body, _trickle_head], ids=["body", "headers"])
+def test_10_a_trickled_answer_is_cut_at_one_deadline_for_the_whole_answer(
+    answer: Callable[[Peer, bytes], object],
+) -> None:
+    """Before: ``request_timeout`` bounded each read, and a byte every 50 ms never tripped it
+    (the 100 kB body would have taken 83 minutes, the 60 kB header 50)."""
+    with _http_server(answer) as server:
+        client = RestClient(f"http://127.0.0.1:{server.port}", timeout=0.5 * SCALE)
+        try:
+            started = time.monotonic()
+            with pytest.raises(RestError, match="no complete answer within"):
+                client.get_json("/api/v3/depth", {"symbol": "BTCUSDT"}, weight=1)
+            took = time.monotonic() - started
+            assert 0.5 * SCALE <= took < 0.5 * SCALE + 0.5
+        finally:
+            client.close()
+
+
+def test_10_close_and_destroy_cut_a_snapshot_request_in_flight() -> None:
+    """Before: ``close()`` (and ``destroy()``) waited for the trickled snapshot to finish."""
+    with FakeExchange(seed=7, book_levels=20) as exchange, _http_server(_trickle_body) as server:
+        manager = WSManager(url=exchange.url, **FAST)
+        closer: threading.Thread | None = None
+        try:
+            book = manager.order_book(
+                "BTCUSDT", f"http://127.0.0.1:{server.port}", request_timeout=60.0
+            )
+            assert exchange.wait_for_open(DEPTH)
+            exchange.publish(DEPTH)  # a buffered event: the snapshot is asked for
+            assert wait_for(lambda: book.stats().snapshot_requests == 1)
+            assert wait_for(lambda: server.accepted == 1)
+            time.sleep(0.2)  # the body is trickling now
+            started = time.monotonic()
+            closer = threading.Thread(target=manager.destroy)
+            closer.start()
+            closer.join(5 * SCALE)
+            took = time.monotonic() - started
+            assert not closer.is_alive(), "destroy() blocked by a snapshot in flight"
+            assert took < 0.5 * SCALE, took
+            assert book.closed and book.error is None
+        finally:
+            server.close()  # ends the trickle (and a blocked destroy() on the old code)
+            if closer is not None:
+                closer.join()
+            manager.destroy()
+
+
+def _levels(count: int) -> list[list[str]]:
+    return [[f"{30000 + i}.00", "1.00"] for i in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("levels", "error"),
+    [
+        (300, "depth snapshot: 300 bids, over the 120 a snapshot of limit=100 may hold"),
+        (20_000, "an answer over 96256 bytes"),
+    ],
+)
+def test_10_a_snapshot_far_over_its_limit_is_refused_with_a_clear_error(
+    levels: int, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before: any snapshot up to 32 MiB was loaded (10^6 levels: 531 MiB of RSS) and the book
+    synced from it, 20,000 levels for a limit of 100."""
+    snapshot = {"lastUpdateId": 10**12, "bids": _levels(levels), "asks": _levels(10)}
+    body = json.dumps(snapshot).encode()
+
+    def answer(peer: Peer, head: bytes) -> None:
+        peer.send(_json_answer(body))
+
+    caplog.set_level(logging.WARNING, logger="wsmanager.book")
+    with FakeExchange(seed=7, book_levels=20) as exchange, _http_server(answer) as server:
+        manager = WSManager(url=exchange.url, **FAST)
+        try:
+            book = manager.order_book(
+                "BTCUSDT",
+                f"http://127.0.0.1:{server.port}",
+                limit=100,
+                min_snapshot_interval=0.05,
+                retry=BackoffPolicy(0.01, 0.05),
+            )
+            assert exchange.wait_for_open(DEPTH)
+            exchange.publish(DEPTH)
+            assert wait_for(lambda: book.stats().snapshot_requests >= 2)
+            assert not book.synced
+            assert error in caplog.text
+        finally:
+            manager.destroy()
+
+
+def _recording_with_a_long_line(path: Any, size: int) -> None:
+    with gzip.open(path, "wt", compresslevel=1) as out:
+        out.write(json.dumps({"t": 1.0, "recording": {"part": 0, "streams": [TRADE]}}) + "\n")
+        out.write(json.dumps({"t": 1.5, "stream": TRADE, "data": {"e": "trade", "t": 1}}) + "\n")
+        out.write('{"t": 2.0, "stream": "' + TRADE + '", "data": "' + "x" * size + '"}\n')
+
+
+def test_10_a_recording_line_over_the_bound_is_a_clear_error_naming_file_and_line(
+    tmp_path: Any,
+) -> None:
+    """Before: a line was read whole, however long (a 1 GiB line took 2 GiB)."""
+    from wsmanager.recording import MAX_LINE_BYTES, RecordingError, read
+
+    path = tmp_path / "huge.jsonl.gz"
+    _recording_with_a_long_line(path, MAX_LINE_BYTES)
+    entries = []
+    with pytest.raises(RecordingError, match=rf"{path}:3: a line over {MAX_LINE_BYTES} bytes"):
+        entries.extend(read(path))
+    assert len(entries) == 2  # what came before it was read
+
+
+def test_10_replaying_a_recording_with_a_line_over_the_bound_stops_with_that_error(
+    tmp_path: Any,
+) -> None:
+    from wsmanager.recording import RecordingError
+
+    path = tmp_path / "huge.jsonl.gz"
+    _recording_with_a_long_line(path, 2000)
+    with FakeExchange() as exchange:
+        replay = exchange.replay(path, speed=math.inf, max_line_bytes=1000)
+        with pytest.raises(RecordingError, match=rf"{path}:3: a line over 1000 bytes"):
+            replay.wait(5 * SCALE)
+        assert replay.progress().messages == 1  # what came before it went out

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from websockets.exceptions import ConnectionClosed
 
-from ..recording import StrPath
+from ..recording import MAX_LINE_BYTES, StrPath
 from .book import TrueBook
 from .connection import Client
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
@@ -159,16 +159,28 @@ class FakeExchange(WsApiControls):
         )
 
     def replay(
-        self, path_or_paths: StrPath | Iterable[StrPath], speed: float = 1.0, *, loop: bool = False
+        self,
+        path_or_paths: StrPath | Iterable[StrPath],
+        speed: float = 1.0,
+        *,
+        loop: bool = False,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> Replay:
         """Publish a recording (``wsmanager record``; each path with its parts, several merged by
         time) with its timing divided by ``speed`` (``math.inf``: no waiting), each payload as
         recorded to the connections carrying its stream. ``loop``: start again at the end, with
-        sequence numbers shifted to continue. Returns the running :class:`Replay`
+        sequence numbers shifted to continue. A line over ``max_line_bytes`` ends the replay with
+        a ``RecordingError`` naming the file and line. Returns the running :class:`Replay`
         (``wait``/``stop``/``progress``); :meth:`close` stops it."""
         if not self._started or not self._thread.is_alive():
             raise RuntimeError("start the exchange (or enter its with block) before replaying")
-        replay = Replay(path_or_paths, self._publish_recorded, speed=speed, loop=loop)
+        replay = Replay(
+            path_or_paths,
+            self._publish_recorded,
+            speed=speed,
+            loop=loop,
+            max_line_bytes=max_line_bytes,
+        )
         with self._replays_lock:
             self._replays = [r for r in self._replays if not r.done]
             self._replays.append(replay)
