@@ -254,8 +254,8 @@ class OrderBook(ClosesOnExit):
     # -- lifecycle -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Unsubscribe the stream and end the worker (waiting for a snapshot request in flight,
-        at most ``request_timeout``). Idempotent; safe from callbacks."""
+        """Unsubscribe the stream and end the worker (a snapshot request in flight is cut
+        short). Idempotent; safe from callbacks."""
         with self._lock:
             if self._closed:
                 return
