@@ -16,7 +16,9 @@ true order book per symbol, and answers REST requests on the same port. Fault co
 live connections or on the handshakes that follow. ``rules=BINANCE_SPOT_RULES`` enforces the
 exchange's limits and records every violation. ``ws_api=True`` also serves the WebSocket API's
 user data streams on ``/ws-api/v3`` (:mod:`wsmanager.testing.wsapi`: accounts, signed
-subscriptions, events). Every thread it starts ends on :meth:`close`.
+subscriptions, events). ``market="usdm"`` (or ``"coinm"``) is a futures exchange
+(:mod:`wsmanager.testing.futures`: USD-M's routes, ``pu``-chained depth, ``/fapi/v1`` REST).
+Every thread it starts ends on :meth:`close`.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from websockets.exceptions import ConnectionClosed
 from ..recording import StrPath
 from .book import TrueBook
 from .connection import Client
+from .futures import MARKETS
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
 from .market import Market
+from .market_controls import MarketControls
 from .replay import Replay
 from .rest import RestFaults
 from .rules import ExchangeRules, Violation
@@ -45,7 +49,7 @@ __all__ = ["FakeExchange"]
 T = TypeVar("T")
 
 
-class FakeExchange(WsApiControls):
+class FakeExchange(MarketControls, WsApiControls):
     """A WebSocket (and REST) server on ``host`` (default 127.0.0.1), port 0 = any free port."""
 
     def __init__(
@@ -59,7 +63,10 @@ class FakeExchange(WsApiControls):
         seed: int | None = None,
         book_levels: int = 50,
         ws_api: bool = False,
+        market: str = "spot",
     ) -> None:
+        if market not in MARKETS:
+            raise ValueError(f"market must be one of {', '.join(MARKETS)}, not {market!r}")
         if rules is not None and not isinstance(rules, ExchangeRules):
             raise TypeError(f"rules must be an ExchangeRules or None, not {rules!r}")
         if isinstance(book_levels, bool) or not isinstance(book_levels, int) or book_levels < 1:
@@ -69,7 +76,7 @@ class FakeExchange(WsApiControls):
         self.rules = rules
         self._ssl = ssl_context is not None
         self._ledger = Ledger()
-        self._market = Market(seed, book_levels)
+        self._market = Market(seed, book_levels, market)
         self._server = ExchangeServer(
             host, port, ssl_context, rules, self._ledger, self._market, rate
         )
