@@ -138,6 +138,11 @@ def route_refusal(stream: str, routes: tuple[str, ...]) -> str | None:
             f"/{'/'.join(routes)}: use endpoint='usdm' (both routes) or 'usdm-{route}'"
         )
     return None
+# The WebSocket API of each spot preset (user data streams; web-socket-api.md of the spot docs)
+_WS_API_URLS = {
+    "spot": "wss://ws-api.binance.com:443/ws-api/v3",
+    "spot-testnet": "wss://ws-api.testnet.binance.vision/ws-api/v3",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,6 +185,8 @@ class Endpoint:
     def routed(self) -> bool:
         """Each stream goes to its route under the root ``url`` (``usdm``)."""
         return len(self.routes) > 1
+    # The WebSocket API (user data streams, WSManager.user_data); None: the endpoint has none
+    ws_api_url: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The preset's rules as ``WSManager`` keyword arguments."""
@@ -208,6 +215,7 @@ def _spot(name: str, url: str, rest_url: str, description: str, source: str) -> 
         exchange_ping_interval=20.0,
         exchange_connection_lifetime=_DAY,
         source=source,
+        ws_api_url=_WS_API_URLS.get(name),
     )
 
 
