@@ -31,6 +31,7 @@ from .core.delivery import (
     Subscription,
 )
 from .core.state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
+from .core.usercode import call_user
 from .endpoints import Endpoint, apply_endpoint, get_endpoint
 from .engine.registry import StreamRegistry
 from .engine.status import StatusCallback, StatusFeed
@@ -320,8 +321,10 @@ class WSManager(ClosesOnExit):
 
     def get_metrics(self) -> WSManagerMetrics:
         books = self._books.figures()
+        metrics = self._registry.metrics()
         return dataclasses.replace(
-            self._registry.metrics(),
+            metrics,
+            callback_errors=metrics.callback_errors + self._status.errors.count + books.errors,
             order_books=books.books,
             order_books_synced=books.synced,
             order_book_resyncs=books.resyncs,
@@ -417,6 +420,17 @@ class WSManager(ClosesOnExit):
     # -- the supervisor thread -------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        """The supervisor thread: a step that raised (whatever it is) is reported and counted,
+        and the supervisor goes on, so status delivery and idle cleanup never stop."""
+        while not call_user(
+            self._supervise_loop,
+            where=f"manager {self.metrics_name}",
+            what="the supervisor",
+            counter=self._status.errors,
+        ):
+            pass
+
+    def _supervise_loop(self) -> None:
         interval = self.config.cleanup_interval
         next_sweep = time.monotonic() + interval
         registry = self._registry
