@@ -6,8 +6,9 @@ import ipaddress
 import math
 import re
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from ._redact import SECRET_URL, redact_url, redacted_repr
 from .errors import InvalidStreamNameError
 from .proxy import check_proxy_option
 
@@ -65,16 +66,6 @@ def stream_url(base_url: str, stream: str) -> str:
     return base_url.rstrip("/") + "/" + stream
 
 
-def redact_url(url: str) -> str:
-    """``url`` without credentials or query string, for logs and metrics."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = "***" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
 def is_loopback_url(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
@@ -124,9 +115,12 @@ def _check_url(url: object) -> None:
 
 @dataclass(frozen=True)
 class WSManagerConfig:
-    """Every option of a :class:`~wsmanager.WSManager`, with its default. Times are seconds."""
+    """Every option of a :class:`~wsmanager.WSManager`, with its default. Times are seconds.
 
-    url: str
+    A field that can hold a secret carries it in its metadata (``SECRET_URL``: credentials and
+    query redacted; ``SECRET``, ``API_KEY``): ``repr`` never shows more than that."""
+
+    url: str = field(metadata=SECRET_URL)
     # Reconnect policy
     max_retry_attempts: int | None = 10
     base_retry_delay: float = 1.0
@@ -155,9 +149,12 @@ class WSManagerConfig:
     # TLS
     verify_tls: bool = True
     # REST (order books, backfill)
-    rest_url: str | None = None
-    # Network: None (direct), "env" or a proxy URL (credentials kept out of repr)
-    proxy: str | None = field(default=None, repr=False)
+    rest_url: str | None = field(default=None, metadata=SECRET_URL)
+    # Network: None (direct), "env" or a proxy URL
+    proxy: str | None = field(default=None, metadata=SECRET_URL)
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -230,9 +227,8 @@ class WSManagerConfig:
         if self.rest_url is not None:
             parts = urlsplit(self.rest_url) if isinstance(self.rest_url, str) else None
             if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(
-                    f"rest_url must be an http:// or https:// URL, got {self.rest_url!r}"
-                )
+                shown = redact_url(self.rest_url)
+                raise ValueError(f"rest_url must be an http:// or https:// URL, got {shown!r}")
         check_proxy_option(self.proxy)
 
     @property

@@ -16,7 +16,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import BINANCE_WS_URL
+from .._redact import redact_text
+from ..config import BINANCE_WS_URL, redact_url
 from ..endpoints import ENDPOINTS
 from ..manager import WSManager
 from ..monitoring import serve_metrics
@@ -228,28 +229,29 @@ def probe_health(url: str, timeout: float = 5.0) -> int:
     except ImportError:
         print("wsmanager health needs requests: pip install 'wsmanager[cli]'", file=sys.stderr)
         return 2
+    shown = redact_url(url)  # what is printed: never the credentials
     try:
         response = requests.get(url, timeout=timeout)
     except requests.RequestException as exc:
-        print(f"unreachable: {url}: {exc}", file=sys.stderr)
+        print(f"unreachable: {shown}: {redact_text(str(exc), url)}", file=sys.stderr)
         return 2
     try:
         document = response.json()
         status = document["status"]
         reasons = document.get("reasons", [])
     except (ValueError, KeyError, TypeError):
-        print(f"malformed answer from {url} (HTTP {response.status_code})", file=sys.stderr)
+        print(f"malformed answer from {shown} (HTTP {response.status_code})", file=sys.stderr)
         return 2
     if status == "healthy" and response.status_code == 200:
-        print(f"healthy ({url})")
+        print(f"healthy ({shown})")
         return 0
     if status == "unhealthy" and response.status_code == 503:
-        print(f"unhealthy ({url}):")
+        print(f"unhealthy ({shown}):")
         for reason in reasons:
             print(f"  - {reason}")
         return 1
     print(
-        f"malformed answer from {url}: status {status!r} with HTTP {response.status_code}",
+        f"malformed answer from {shown}: status {status!r} with HTTP {response.status_code}",
         file=sys.stderr,
     )
     return 2
