@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._redact import redact_text
@@ -129,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("websocket").setLevel(logging.CRITICAL)
         if args.command == "demo":  # the live view shows what the warnings would say
             logging.getLogger("wsmanager").setLevel(logging.ERROR)
+    restore = _end_cleanly_on_signals()
     try:
         if args.command == "demo":
             return run_demo(args.seconds, args.rate, args.metrics_port)
@@ -153,6 +154,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fake_exchange(args)
     except KeyboardInterrupt:
         return 130
+    finally:
+        restore()
+
+
+def _end_cleanly_on_signals() -> Callable[[], None]:
+    """SIGTERM (``timeout``, a service manager) and SIGHUP (the terminal closed) end a command
+    the way Ctrl-C does: ``KeyboardInterrupt`` in the main thread, so every ``with`` block
+    closes what it opened — the demo's redis-server included. (Commands that wait on an event
+    may still set their own SIGTERM handler.) Returns what puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous: dict[signal.Signals, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, interrupt)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 # -- stream ------------------------------------------------------------------------------------
