@@ -36,10 +36,12 @@ from .endpoints import Endpoint, apply_endpoint, get_endpoint
 from .engine.registry import StreamRegistry
 from .engine.status import StatusCallback, StatusFeed
 from .errors import ManagerClosedError
+from .history import api as history_api
 from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
 from .net._closing import ClosesOnExit
 from .notebook import manager_html
+from .userdata import UserDataStreams
 
 __all__ = ["Unsubscribe", "WSManager"]
 
@@ -102,6 +104,7 @@ class WSManager(ClosesOnExit):
         self._gap_listeners: tuple[GapCallback, ...] = ()  # copy-on-write
         self._gap_lock = make_lock("gap-listeners")  # serialises changes of _gap_listeners
         self._books = BookShelf()
+        self._seams = history_api.SeamShelf()  # subscribe(..., since=...): history threads
         self._closing = threading.Event()  # set by destroy(): cuts backfill requests short
         self._registry = StreamRegistry(
             self.config,
@@ -110,6 +113,12 @@ class WSManager(ClosesOnExit):
             ssl_context=ssl_context,
             on_handover=self._wake_supervisor,
             backfill_for=self._backfill_for,
+        )
+        self._user_data = UserDataStreams(
+            self.config,
+            self.endpoint.ws_api_url if self.endpoint is not None else None,
+            lambda: self._gap_listeners,
+            ssl_context=ssl_context,
         )
         # Supervisor: delivers status changes, runs the idle sweep, finishes handovers.
         self._wake = threading.Condition(make_lock("supervisor"))  # guards the three flags below
@@ -153,12 +162,17 @@ class WSManager(ClosesOnExit):
         on_complete: CompleteCallback | None = None,
         *,
         backfill: bool = False,
+        since: Any = None,
+        time_unit: str = "millisecond",
     ) -> Unsubscribe:
         """Call ``callback(message)`` with each decoded JSON message of ``stream``.
 
         Returns an idempotent ``unsubscribe()`` that is safe from any thread, callbacks included.
         ``backfill=True`` (``@aggTrade`` streams, with ``rest_url`` set) fills a gap from the
-        exchange's REST API before the message that revealed it.
+        exchange's REST API before the message that revealed it. ``since`` (``@aggTrade`` and
+        ``@kline_<interval>``: an aware datetime, epoch ms or a timedelta back from now) first
+        delivers the stream's history from then, then live, with no gap and no duplicate at the
+        seam (``docs/history.md``); ``time_unit="microsecond"`` gives its times in µs.
         """
         validate_stream_name(stream)
         _check_callable("callback", callback)
@@ -166,6 +180,20 @@ class WSManager(ClosesOnExit):
         _check_callable("on_complete", on_complete, optional=True)
         if self._forked_away:
             raise ManagerClosedError(_FORKED)
+        if since is not None or time_unit != "millisecond":
+            if since is None:
+                raise ValueError("time_unit applies to history: give since= as well")
+            return history_api.subscribe_since(
+                self.config,
+                self._seams,
+                lambda cb, err, done: self.subscribe(stream, cb, err, done, backfill=backfill),
+                stream,
+                callback,
+                on_error,
+                on_complete,
+                since,
+                time_unit,
+            )
         subscription = Subscription(stream, callback, on_error, on_complete, backfill)
         self._registry.subscribe(subscription)
         registry = self._registry
@@ -174,6 +202,62 @@ class WSManager(ClosesOnExit):
             registry.unsubscribe(subscription)
 
         return unsubscribe
+
+    def user_data(
+        self,
+        callback: MessageCallback,
+        *,
+        api_key: str,
+        api_secret: str | bytes | None = None,
+        private_key: str | bytes | os.PathLike[str] | None = None,
+        on_error: ErrorCallback | None = None,
+        ws_api_url: str | None = None,
+    ) -> Unsubscribe:
+        """Call ``callback(event)`` with each user data event of the account ``api_key``, signed
+        with ``api_secret`` (HMAC-SHA256) or ``private_key`` (Ed25519 or RSA: PEM bytes or a
+        path), through the WebSocket API at ``ws_api_url`` (default: the endpoint's). Calls with
+        the same API key share one subscription. See docs/user-data.md."""
+        if self._destroyed:
+            raise ManagerClosedError(_FORKED if self._forked_away else "the manager was destroyed")
+        return self._user_data.subscribe(
+            callback,
+            api_key=api_key,
+            api_secret=api_secret,
+            private_key=private_key,
+            on_error=on_error,
+            ws_api_url=ws_api_url,
+        )
+
+    def history(
+        self,
+        stream: str,
+        since: Any,
+        until: Any = None,
+        progress: bool | None = None,
+        *,
+        time_unit: str = "millisecond",
+    ) -> list[Any]:
+        """The messages of ``stream`` (``@aggTrade``, ``@kline_<interval>``) from ``since`` to
+        ``until`` (exclusive, default now; klines: the candles closed by then), as the live
+        stream sends them, from the public archive and REST; no WebSocket is opened.
+        ``progress``: a tqdm bar (None: where a person watches). See ``docs/history.md``."""
+        return history_api.history(self.config, stream, since, until, progress, time_unit)
+
+    def history_frame(
+        self,
+        stream: str,
+        since: Any,
+        until: Any = None,
+        progress: bool | None = None,
+        *,
+        time_unit: str = "millisecond",
+        exact: bool = False,
+    ) -> Any:
+        """:meth:`history` as a pandas DataFrame (``wsmanager[notebook]``): typed columns, times
+        as UTC timestamps, prices as floats (``exact=True``: the exchange's strings)."""
+        return history_api.history_frame(
+            self.config, stream, since, until, progress, time_unit, exact
+        )
 
     def iterate(
         self, stream: str, *, timeout: float | None = None, max_buffered: int = 10_000
@@ -321,10 +405,17 @@ class WSManager(ClosesOnExit):
 
     def get_metrics(self) -> WSManagerMetrics:
         books = self._books.figures()
+        user = self._user_data.figures()
         metrics = self._registry.metrics()
         return dataclasses.replace(
             metrics,
             callback_errors=metrics.callback_errors + self._status.errors.count + books.errors,
+            user_data_connections=user.connections,
+            user_data_accounts=user.accounts,
+            user_data_subscriptions=user.live,
+            user_data_events=user.events,
+            user_data_gaps=user.gaps,
+            user_data_rejections=user.rejections,
             order_books=books.books,
             order_books_synced=books.synced,
             order_book_resyncs=books.resyncs,
@@ -353,6 +444,12 @@ class WSManager(ClosesOnExit):
             f"stream {name!r} failed {ago:.1f}s ago: {reason}"
             for name, reason, ago in self._registry.recent_failures(limit)
         ]
+        reasons += [
+            f"user data of account {key} has had no subscription for {seconds:.1f}s "
+            f"(more than max_retry_delay, {limit:g}s)"
+            for key, seconds in self._user_data.waiting()
+            if seconds > limit
+        ]
         return Health(not reasons, reasons)
 
     @property
@@ -373,9 +470,11 @@ class WSManager(ClosesOnExit):
             self._destroyed = True
         self._closing.set()
         self._books.close_all()
+        self._seams.close_all()
         # First end the streams (the registry publishes the final "disconnected" status), then
         # stop the supervisor, which delivers that status before it ends.
         closing = self._registry.close()
+        self._user_data.close(self.config.close_timeout + 0.5)
         with self._wake:
             self._stopping = True
             self._wake.notify()

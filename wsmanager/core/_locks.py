@@ -18,13 +18,17 @@ __all__ = ["RANKS", "LockOrderError", "make_lock"]
 # rank: lower is taken first. Leaf locks (never held while taking another) come last.
 RANKS = {
     "registry": 10,  # StreamRegistry: streams, groups, counters
+    "userdata-service": 12,  # UserDataStreams: its sessions by URL
+    "userdata": 15,  # UserDataSession: accounts, connections, requests in flight
     "delivery": 20,  # DeliveryLoop: one group's feeds and turns
     "status": 30,  # StatusFeed: latest state and listeners
     "supervisor": 40,  # WSManager._wake: the supervisor's flags
     "connection": 50,  # Connection: its socket, handed between reader and stop()
     "gap-listeners": 60,  # WSManager: changes of the on_gap tuple
     "books": 65,  # WSManager: the order books it made
+    "history-seams": 66,  # WSManager: its running history seams (subscribe(..., since=...))
     "host-budgets": 70,  # HostBudgets: attempts per host, process-wide
+    "history": 90,  # HistorySeam: live messages held while history loads (a leaf)
 }
 
 CHECKING = os.environ.get("WSMANAGER_CHECK_LOCKS") == "1"

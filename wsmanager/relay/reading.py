@@ -194,7 +194,7 @@ class RelayReader:
                 gap.expected,
                 gap.received - 1,
             )
-            feed.report_gap(gap)
+            feed.add_gap(gap)
         invalid = 0
         for entry_id, fields in read:
             data = fields.get(b"data")

@@ -8,6 +8,8 @@ import random
 from typing import Any
 
 from .book import DepthFeed, OrderBook, PartialDepthFeed
+from .klines import KlineFeed, start_live_after
+from .past import Pasts, PastSpec
 from .payloads import (
     AggTradeFeed,
     BookTickerFeed,
@@ -28,9 +30,11 @@ def dumps(payload: Any) -> str:
 class Market:
     """Feeds and books; ``publish`` makes the next message(s) of a stream, encoded."""
 
-    def __init__(self, seed: int | None, book_levels: int) -> None:
+    def __init__(self, seed: int | None, book_levels: int, past: PastSpec | None = None) -> None:
         self.seed = seed if seed is not None else random.randrange(2**32)
         self.book_levels = book_levels
+        # past: a PastSpec (opt-in): aggTrade and kline feeds continue a deterministic history
+        self.pasts = None if past is None else Pasts(self.seed, past)
         self.feeds: dict[str, Feed] = {}
         self.books: dict[str, OrderBook] = {}
         self.last: dict[str, str] = {}  # stream -> the last message sent (for repeat)
@@ -57,7 +61,13 @@ class Market:
         if kind == "trade":
             return TradeFeed(stream, rng)
         if kind == "aggTrade":
-            return AggTradeFeed(stream, rng)
+            feed = AggTradeFeed(stream, rng)
+            if self.pasts is not None:
+                start_live_after(feed, self.pasts.of(stream_symbol(stream)))
+            return feed
+        if kind == "kline" and self.pasts is not None:
+            symbol = stream_symbol(stream)
+            return KlineFeed(stream, self.pasts.of(symbol), self.agg_trades(symbol))
         if kind == "bookTicker":
             return BookTickerFeed(stream, rng)
         if kind == "depth":
