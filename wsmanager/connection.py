@@ -42,6 +42,7 @@ from .errors import (
 from .guard import SocketGuard
 from .limits import HOST_BUDGETS, MessageGate, host_key
 from .readloop import ReadLoop
+from .sbe import SbeDecodeError, decode_frame
 from .state import ConnectionState
 from .targets import Target
 from .transport import ConnectAborted, open_socket, shutdown_quietly
@@ -328,6 +329,7 @@ class Connection:
             on_close=self._on_close,
             on_ping=self._on_ping,
             socket=guard,
+            header=self.config.handshake_headers,  # X-MBX-APIKEY (SBE), or nothing
         )
         try:
             app.run_forever(ping_interval=0, ping_timeout=None, skip_utf8_validation=True)
@@ -385,6 +387,9 @@ class Connection:
         self.messages_received += 1
         loop = self._attempt.loop
         if opcode != _wsclient.OPCODE_TEXT:
+            if self.config.encoding == "sbe":
+                self._route_sbe(data)
+                return
             self.invalid_messages += 1
             log.warning("connection %s: skipped a binary frame of %d bytes", self.name, len(data))
             return
@@ -430,6 +435,21 @@ class Connection:
         log.warning(
             "connection %s: skipped a message that is not a stream's: %.200r", self.name, value
         )
+
+    def _route_sbe(self, data: bytes) -> None:
+        """A binary SBE frame: each decoded payload to the feed of the stream it names (no
+        envelope on combined connections)."""
+        try:
+            decoded = decode_frame(data)
+        except SbeDecodeError as exc:
+            self.invalid_messages += 1
+            log.warning("connection %s: skipped an SBE frame: %s", self.name, exc)
+            return
+        size = len(data) // max(1, len(decoded))
+        for stream, payload in decoded:
+            feed = self.feeds.get(stream if self.target.combined else self.name)
+            if feed is not None:
+                feed.offer(self, self.epoch, payload, size)
 
     def _on_ping(self, app: _wsclient.App, data: bytes) -> None:
         self.gate.record(time.monotonic())  # websocket-client has answered with a pong

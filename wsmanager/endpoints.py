@@ -9,6 +9,7 @@ cites them all.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -17,6 +18,7 @@ from typing import Any
 __all__ = ["ENDPOINTS", "Endpoint", "apply_endpoint", "get_endpoint"]
 
 _SPOT_SOURCE = "https://developers.binance.com/en/docs/products/spot/web-socket-streams"
+_SBE_SOURCE = "https://developers.binance.com/docs/binance-spot-api-docs/sbe-market-data-streams"
 _TESTNET_SOURCE = "https://developers.binance.com/en/docs/products/spot/testnet/web-socket-streams"
 _USDM_SOURCE = (
     "https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams"
@@ -52,6 +54,8 @@ class Endpoint:
     exchange_ping_interval: float | None  # seconds between the server's pings
     exchange_connection_lifetime: float | None  # seconds until the server closes a connection
     source: str
+    # How market data arrives: "json" text frames, or "sbe" binary frames (an API key needed)
+    encoding: str = "json"
 
     def options(self) -> dict[str, Any]:
         """The preset's rules as ``WSManager`` keyword arguments."""
@@ -61,6 +65,7 @@ class Endpoint:
             "streams_per_connection": self.streams_per_connection,
             "max_connection_age": self.max_connection_age,
             "rest_url": self.rest_url,
+            "encoding": self.encoding,
         }
 
 
@@ -117,6 +122,17 @@ ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
                 "https://data-api.binance.vision",
                 "Binance spot, market data only (no user data streams)",
                 _SPOT_SOURCE,
+            ),
+            dataclasses.replace(
+                _spot(
+                    "spot-sbe",
+                    "wss://stream-sbe.binance.com:9443/ws",
+                    "https://api.binance.com",
+                    "Binance spot market data in SBE (@trade, @bestBidAsk, @depth 20 ms, "
+                    "@depth20); needs api_key",
+                    _SBE_SOURCE,
+                ),
+                encoding="sbe",
             ),
             _spot(
                 "spot-testnet",

@@ -7,6 +7,7 @@ stream         number(s)                   contiguous
 ``@aggTrade``  ``a``                       yes
 ``@depth``     ``U`` (first), ``u`` (last) yes: next ``U`` = last ``u`` + 1
 ``@bookTicker``  ``u``                     no (orders only)
+``@bestBidAsk``  ``u``                     no (orders only; SBE)
 =============  ==========================  ===========
 
 A message whose number is not past the last one delivered is a duplicate (dropped); where numbers
@@ -45,7 +46,7 @@ def rule_for(stream: str) -> SequenceRule | None:
         return SequenceRule.AGG_TRADE
     if kind == "depth":  # diff depth (@depth, @depth@100ms); not partial depth (@depth5...)
         return SequenceRule.DEPTH
-    if kind == "bookTicker":
+    if kind in ("bookTicker", "bestBidAsk"):  # bestBidAsk: SBE's, also culled under load
         return SequenceRule.BOOK_TICKER
     return None
 

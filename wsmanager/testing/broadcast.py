@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .connection import Client, text_frame
+from .connection import Client, binary_frame, text_frame
 from .control import envelope
 from .ledger import Ledger
-from .market import Market, dumps
+from .market import Market, MarketMessage, dumps
 
 __all__ = ["MARKET_GOES_ON", "Broadcaster"]
 
@@ -82,18 +82,20 @@ class Broadcaster:
 
     @staticmethod
     def _frames(
-        client: Client, stream: str, texts: list[str], cache: dict[bool, list[bytes]]
+        client: Client, stream: str, texts: list[MarketMessage], cache: dict[bool, list[bytes]]
     ) -> list[bytes]:
         frames = cache.get(client.combined)
         if frames is None:
-            if client.combined:
-                frames = [text_frame(envelope(stream, t).encode()) for t in texts]
-            else:
-                frames = [text_frame(t.encode()) for t in texts]
+            frames = [
+                binary_frame(t)  # SBE: no envelope, even on combined connections
+                if isinstance(t, bytes)
+                else text_frame((envelope(stream, t) if client.combined else t).encode())
+                for t in texts
+            ]
             cache[client.combined] = frames
         return frames
 
-    def send(self, stream: str, texts: list[str]) -> int:
+    def send(self, stream: str, texts: list[MarketMessage]) -> int:
         """Send encoded payloads to every connection carrying ``stream``; return how many."""
         cache: dict[bool, list[bytes]] = {}
         reached = 0

@@ -15,6 +15,11 @@ control requests, numbers every stream with one sequence shared by all its conne
 true order book per symbol, and answers REST requests on the same port. Fault controls act on
 live connections or on the handshakes that follow. ``rules=BINANCE_SPOT_RULES`` enforces the
 exchange's limits and records every violation. Every thread it starts ends on :meth:`close`.
+
+``encoding="sbe"`` models ``stream-sbe.binance.com``: the handshake must carry an API key in
+``X-MBX-APIKEY`` (any non-empty key, or one of ``api_keys``; else HTTP 401), control messages
+stay JSON, and ``@trade``, ``@bestBidAsk``, ``@depth`` and ``@depth20`` are sent as binary SBE
+frames (never enveloped; :mod:`wsmanager.testing.sbe_market`), times in microseconds.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from ..recording import StrPath
 from .book import TrueBook
 from .connection import Client
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
-from .market import Market
+from .market import ENCODINGS, Market, MarketMessage
 from .replay import Replay
 from .rest import RestFaults
 from .rules import ExchangeRules, Violation
@@ -54,7 +59,13 @@ class FakeExchange:
         rules: ExchangeRules | None = None,
         seed: int | None = None,
         book_levels: int = 50,
+        encoding: str = "json",
+        api_keys: Iterable[str] | None = None,
     ) -> None:
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, not {encoding!r}")
+        if isinstance(api_keys, str):
+            raise TypeError("api_keys must be a collection of keys, not one string")
         if rules is not None and not isinstance(rules, ExchangeRules):
             raise TypeError(f"rules must be an ExchangeRules or None, not {rules!r}")
         if isinstance(book_levels, bool) or not isinstance(book_levels, int) or book_levels < 1:
@@ -64,10 +75,12 @@ class FakeExchange:
         self.rules = rules
         self._ssl = ssl_context is not None
         self._ledger = Ledger()
-        self._market = Market(seed, book_levels)
+        self._market = Market(seed, book_levels, encoding)
         self._server = ExchangeServer(
             host, port, ssl_context, rules, self._ledger, self._market, rate
         )
+        if api_keys is not None:
+            self._server.api_keys = frozenset(api_keys)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="wsmanager-fake-exchange", daemon=True
@@ -170,8 +183,9 @@ class FakeExchange:
         def run() -> int:
             reached = 0
             for stream, text in batch:
-                self._market.last[stream] = text  # for repeat()
-                reached += self._server.streams.send(stream, [text])
+                message: MarketMessage = self._market.recorded(stream, text)
+                self._market.last[stream] = message  # for repeat()
+                reached += self._server.streams.send(stream, [message])
             return reached
 
         return self._run_sync(run)

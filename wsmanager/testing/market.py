@@ -1,5 +1,8 @@
 """The exchange's market: one feed per stream, one true order book per symbol, made on first
-use and deterministic for a given ``seed`` (the server's loop thread only)."""
+use and deterministic for a given ``seed`` (the server's loop thread only).
+
+A message is a ``str`` (a JSON text frame) or, with ``encoding="sbe"``, ``bytes`` (a binary SBE
+frame: :mod:`.sbe_market`) for the four streams the exchange serves in SBE."""
 
 from __future__ import annotations
 
@@ -17,8 +20,12 @@ from .payloads import (
     stream_kind,
     stream_symbol,
 )
+from .sbe_market import encode_message, is_sbe_stream, make_sbe_feed, sbe_kind
 
-__all__ = ["Market", "dumps"]
+__all__ = ["ENCODINGS", "Market", "MarketMessage", "dumps"]
+
+ENCODINGS = ("json", "sbe")
+MarketMessage = str | bytes  # a JSON text frame's text, or a binary (SBE) frame's bytes
 
 
 def dumps(payload: Any) -> str:
@@ -28,12 +35,13 @@ def dumps(payload: Any) -> str:
 class Market:
     """Feeds and books; ``publish`` makes the next message(s) of a stream, encoded."""
 
-    def __init__(self, seed: int | None, book_levels: int) -> None:
+    def __init__(self, seed: int | None, book_levels: int, encoding: str = "json") -> None:
         self.seed = seed if seed is not None else random.randrange(2**32)
         self.book_levels = book_levels
+        self.encoding = encoding
         self.feeds: dict[str, Feed] = {}
         self.books: dict[str, OrderBook] = {}
-        self.last: dict[str, str] = {}  # stream -> the last message sent (for repeat)
+        self.last: dict[str, MarketMessage] = {}  # stream -> the last message sent (for repeat)
 
     def _rng(self, name: str) -> random.Random:
         return random.Random(f"{self.seed}:{name}")
@@ -54,6 +62,10 @@ class Market:
     def _make_feed(self, stream: str) -> Feed:
         kind = stream_kind(stream)
         rng = self._rng(stream)
+        if self.encoding == "sbe" and is_sbe_stream(stream):
+            depth = sbe_kind(stream) in ("depth", "depth20")
+            book = self.book(stream_symbol(stream)) if depth else None
+            return make_sbe_feed(stream, rng, book)  # type: ignore[no-any-return]
         if kind == "trade":
             return TradeFeed(stream, rng)
         if kind == "aggTrade":
@@ -73,14 +85,28 @@ class Market:
         assert isinstance(feed, AggTradeFeed)
         return feed
 
-    def publish(self, stream: str, payload: Any = None) -> list[str]:
-        """The next message(s) of ``stream``, JSON-encoded; ``payload``: sent as given."""
-        if payload is None:
-            texts = [dumps(p) for p in self.feed(stream).next_payloads()]
-        else:
-            texts = [dumps(payload)]
-        self.last[stream] = texts[-1]
-        return texts
+    def publish(self, stream: str, payload: Any = None) -> list[MarketMessage]:
+        """The next message(s) of ``stream``, encoded; ``payload``: sent as given."""
+        payloads = self.feed(stream).next_payloads() if payload is None else [payload]
+        messages = [self.encode(stream, p) for p in payloads]
+        self.last[stream] = messages[-1]
+        return messages
+
+    def encode(self, stream: str, payload: Any) -> MarketMessage:
+        """``payload`` as it goes out on ``stream``: ``bytes`` as is (a binary frame); a payload
+        of an SBE stream of an SBE market as one SBE frame (a list: the trades of one event);
+        anything else as JSON text."""
+        if isinstance(payload, bytes):
+            return payload
+        if self.encoding == "sbe" and is_sbe_stream(stream):
+            return encode_message(payload)
+        return dumps(payload)
+
+    def recorded(self, stream: str, text: str) -> MarketMessage:
+        """A recorded payload's JSON text as it goes out on ``stream`` (a replay)."""
+        if self.encoding == "sbe" and is_sbe_stream(stream):
+            return encode_message(json.loads(text))
+        return text
 
     def sequence(self, stream: str) -> int:
         feed = self.feeds.get(stream)

@@ -87,6 +87,9 @@ class ExchangeServer:
         self.control_delay = 0.0
         self.answer_control = True
         self.hook_failures = 0
+        # SBE: the handshake must carry an X-MBX-APIKEY (any non-empty key, or one of api_keys)
+        self.require_api_key = market.encoding == "sbe"
+        self.api_keys: frozenset[str] | None = None
         self.ids = itertools.count(1)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.connection_class = type("ExchangeConnection", (HookedConnection,), {"listener": self})
@@ -204,6 +207,9 @@ class ExchangeServer:
             return refusal
         if found is None:
             return json_response(http.HTTPStatus.NOT_FOUND, "unknown path\n")
+        if self.require_api_key and not self._key_accepted(request):
+            msg = "Invalid API-key, IP, or permissions for action."
+            return json_response(http.HTTPStatus.UNAUTHORIZED, {"code": -2015, "msg": msg})
         for stream in streams:
             error = stream_name_error(stream)
             refused = self.refused.get(stream)
@@ -228,6 +234,10 @@ class ExchangeServer:
             return json_response(handshake.status, handshake.body, handshake.headers)
         self._new_client(ws, request.path, found)
         return None
+
+    def _key_accepted(self, request: Request) -> bool:
+        key = request.headers.get("X-MBX-APIKEY", "")
+        return bool(key) and (self.api_keys is None or key in self.api_keys)
 
     def _gate(self, ws: HookedConnection) -> Response | None:
         if self.gate is None:
