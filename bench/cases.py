@@ -92,7 +92,7 @@ def run_wsmanager_public(
     subscribers: int = 1,
 ) -> None:
     """wsmanager with websocket-client's public frame reader (what the private patches buy)."""
-    from wsmanager import _wsclient
+    from wsmanager.net import _wsclient
 
     _wsclient.FAST_READER_AVAILABLE = False
     run_wsmanager(base, streams, on_message, counter, subscribers)

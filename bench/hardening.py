@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from hostile import Peer, ScriptedServer, frame
 
 from wsmanager import ConnectionState, WSManager
-from wsmanager.limits import HOST_BUDGETS
+from wsmanager.net.limits import HOST_BUDGETS
 from wsmanager.testing import FakeExchange
 
 FAST: dict[str, Any] = {

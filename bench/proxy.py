@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from wsmanager import WSManager
+from wsmanager.net.transport import Deadline, open_socket
 from wsmanager.testing import FakeExchange
-from wsmanager.transport import Deadline, open_socket
 
 STREAM = "btcusdt@trade"
 OPEN_STREAM = "ethusdt@trade"  # the opens' own stream, so that none is counted in the burst

@@ -3,7 +3,7 @@
     .venv/bin/python bench/relay.py [--quick] [--repeat N]
 
 Every party runs in a process of its own: bench/exchange.py (the raw exchange), a real
-redis-server (AOF on, ``appendfsync everysec``, as in production), ``python -m wsmanager.relay``
+redis-server (AOF on, ``appendfsync everysec``, as in production), ``python -m wsmanager relay``
 and a relay client ("a consumer on another machine"). The direct baseline is bench/cases.py's
 wsmanager client on the same exchange, in the same run. Figures: end-to-end throughput of a
 burst (first to last message at the client), latency p50/p99 at 2,000 msg/s (exchange send to

@@ -353,7 +353,8 @@ def case_throughput(streams: int, per_stream: int, reader: str, mode: str) -> di
     streams as fast as it can. ``reader``: ``fast`` (ours) or ``public`` (websocket-client's);
     ``mode``: ``combined`` (the defaults) or ``raw`` (``streams_per_connection=1``). Buffers are
     raised so that no message is dropped: what is measured is delivery, not the drop policy."""
-    from wsmanager import WSManager, _wsclient
+    from wsmanager import WSManager
+    from wsmanager.net import _wsclient
 
     if reader == "public":
         _wsclient.FAST_READER_AVAILABLE = False  # connections use websocket-client's reader
@@ -740,7 +741,7 @@ NOTES = """How each figure is made (each case a fresh process, its exchange anot
   nothing is dropped (with the default 10,000-message buffer a single stream sent flat out can
   overflow it: the callback thread lags behind the reader by thousands of messages at times).
 - **Fast / public frame reader**: the same exchange and measure; "public" sets
-  `wsmanager._wsclient.FAST_READER_AVAILABLE = False`, so each connection reads through
+  `wsmanager.net._wsclient.FAST_READER_AVAILABLE = False`, so each connection reads through
   websocket-client's own `frame_buffer` (one frame per `recv` sequence) instead of ours.
 - **Rotation**: 4 trade streams at 50 msg/s each on the rule-enforcing exchange,
   `max_connection_age=0.3`, until 100 rotations (30 with `--quick`) have started, plus 1 s.

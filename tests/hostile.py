@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from wsmanager._closing import ClosesOnExit
+from wsmanager.net._closing import ClosesOnExit
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -175,4 +175,3 @@ class ScriptedServer(ClosesOnExit):
                 sock.shutdown(socket.SHUT_RDWR)
         for thread in threads:
             thread.join(5)
-

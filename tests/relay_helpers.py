@@ -78,13 +78,13 @@ def assert_no_duplicates_in_order(values: list[int]) -> None:
 
 
 class RelayProcess:
-    """``python -m wsmanager.relay`` in a process of its own, its stderr collected by a thread
+    """``python -m wsmanager relay`` in a process of its own, its stderr collected by a thread
     (which ends with the process)."""
 
     def __init__(self, redis_url: str, exchange_url: str, *args: str) -> None:
         self.process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "wsmanager.relay"),
+                *(sys.executable, "-m", "wsmanager", "relay"),
                 *("--redis", redis_url, "--url", exchange_url, *args),
             ],
             stdin=subprocess.DEVNULL,

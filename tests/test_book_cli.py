@@ -12,7 +12,7 @@ from conftest import SCALE
 from test_book_sync import RestServer, TrueBook
 
 from wsmanager.book import BookView
-from wsmanager.book.cli import add_parser, render, run
+from wsmanager.cli.book import add_parser, render, run
 from wsmanager.testing import FakeExchange
 
 D = Decimal

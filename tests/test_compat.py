@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from conftest import FAST, Recorder, wait_for
 
-from wsmanager.compat import BinanceConnection, reset_binance_connection
-from wsmanager.legacy import LegacyConnectionManager
+from wsmanager.legacy.compat import BinanceConnection, reset_binance_connection
+from wsmanager.legacy.manager import LegacyConnectionManager
 from wsmanager.testing import FakeExchange
 
 TRADE = "btcusdt@trade"

@@ -13,8 +13,8 @@ import pytest
 from conftest import FAST, Recorder, flows
 
 from wsmanager import WSManager, WSManagerConfig
+from wsmanager.core.targets import target_for
 from wsmanager.endpoints import ENDPOINTS, Endpoint, apply_endpoint, get_endpoint
-from wsmanager.targets import target_for
 from wsmanager.testing import FakeExchange
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "endpoints.md"

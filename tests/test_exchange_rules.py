@@ -11,7 +11,7 @@ import pytest
 from conftest import FAST, SCALE, Recorder, wait_for
 
 from wsmanager import Gap, StreamRejectedError, WSManager
-from wsmanager.limits import HOST_BUDGETS
+from wsmanager.net.limits import HOST_BUDGETS
 from wsmanager.testing import BINANCE_SPOT_RULES, ExchangeRules, FakeExchange
 
 # Combined streams, Binance's defaults except the timings the tests shorten.

@@ -25,9 +25,9 @@ from wsmanager import (
     RetriesExhaustedError,
     WSManager,
 )
-from wsmanager import connection as connection_module
-from wsmanager.boundary import MAX_RETRY_AFTER
-from wsmanager.limits import HOST_BUDGETS
+from wsmanager.net import connection as connection_module
+from wsmanager.net.boundary import MAX_RETRY_AFTER
+from wsmanager.net.limits import HOST_BUDGETS
 from wsmanager.testing import FakeExchange
 
 TRADE = "btcusdt@trade"
@@ -233,7 +233,7 @@ def test_10_both_readers_keep_the_size_limit_and_the_ping_timeout(
     monkeypatch: pytest.MonkeyPatch,
     fast: bool,
 ) -> None:
-    from wsmanager import _wsclient
+    from wsmanager.net import _wsclient
 
     monkeypatch.setattr(_wsclient, "FAST_READER_AVAILABLE", fast)
     manager = make_manager(max_message_size=1000)

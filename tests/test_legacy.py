@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from conftest import Recorder
 
-from wsmanager.legacy import LegacyConnectionManager, _LegacyConnection
+from wsmanager.legacy.manager import LegacyConnectionManager, _LegacyConnection
 from wsmanager.testing import FakeExchange
 
 TRADE = "btcusdt@trade"

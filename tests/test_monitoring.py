@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from wsmanager import Health, WSManager
-from wsmanager.cli import probe_health
+from wsmanager.cli.main import probe_health
 from wsmanager.monitoring import MetricsSource, serve_metrics
 from wsmanager.testing import FakeExchange
 

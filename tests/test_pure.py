@@ -9,9 +9,9 @@ import pytest
 import wsmanager
 from wsmanager import InvalidStreamNameError, WSManagerConfig, WSManagerError
 from wsmanager.backoff import BackoffPolicy
-from wsmanager.boundary import is_permanent_status, parse_retry_after
 from wsmanager.config import stream_url, validate_stream_name
-from wsmanager.state import ConnectionState, aggregate_state
+from wsmanager.core.state import ConnectionState, aggregate_state
+from wsmanager.net.boundary import is_permanent_status, parse_retry_after
 
 URL = "wss://stream.binance.com:9443/ws/"
 
@@ -154,7 +154,7 @@ def test_retry_after_parsing() -> None:
 
 
 def test_the_lock_order_checker_catches_an_inversion() -> None:
-    from wsmanager._locks import CHECKING, LockOrderError, make_lock
+    from wsmanager.core._locks import CHECKING, LockOrderError, make_lock
 
     assert CHECKING  # conftest turns it on for the whole suite
     registry, delivery = make_lock("registry"), make_lock("delivery")

@@ -383,7 +383,7 @@ def test_the_relay_command(exchange: FakeExchange, redis_server: RedisServer) ->
         ((TRADE, "--maxlen", "0"), "maxlen"),
     ):
         result = subprocess.run(
-            [sys.executable, "-m", "wsmanager.relay", "--redis", redis_server.url, *args],
+            [sys.executable, "-m", "wsmanager", "relay", "--redis", redis_server.url, *args],
             capture_output=True,
             text=True,
             timeout=30,

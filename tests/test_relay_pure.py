@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import wsmanager.relay
-from wsmanager.relay import cli
+from wsmanager.cli import relay as cli
 from wsmanager.relay.entries import (
     IdAssigner,
     format_id,

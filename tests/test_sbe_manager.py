@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from wsmanager import Gap, HandshakeRejectedError, WSManager
 from wsmanager.endpoints import ENDPOINTS
-from wsmanager.limits import HOST_BUDGETS
+from wsmanager.net.limits import HOST_BUDGETS
 from wsmanager.testing import BINANCE_SPOT_RULES, FakeExchange
 from wsmanager.testing.sbe import encode_header
 

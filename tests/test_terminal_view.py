@@ -12,8 +12,8 @@ import pytest
 from conftest import Recorder, require_binary, wait_for
 
 from wsmanager import WSManager
+from wsmanager.cli.view import LiveView
 from wsmanager.testing import FakeExchange
-from wsmanager.view import LiveView
 
 HEADER = "stream                       subs"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from .backoff import RetryDelayInfo
 from .book import BackfillError, BookStats, BookView, OrderBook, fetch_agg_trades
-from .compat import connection_migration, get_binance_connection
 from .config import WSManagerConfig
+from .core.state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 from .errors import (
     ConnectionFailedError,
     ConnectionLostError,
@@ -18,9 +18,9 @@ from .errors import (
     WSManagerError,
 )
 from .iterate import StreamIterator
+from .legacy.compat import connection_migration, get_binance_connection
 from .manager import Unsubscribe, WSManager
 from .proxy import ProxyAuthError, ProxyError
-from .state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,7 @@ The tree::
 to the caller: they are handed to each subscriber's ``on_error`` when a stream ends for good.
 ``ConnectionFailedError`` and its subclasses describe one failed attempt: they are what
 ``RetriesExhaustedError.last_error`` holds (websocket-client's own exceptions never leave
-:mod:`wsmanager.connection`; the original is kept as ``__cause__``).
+:mod:`wsmanager.net.connection`; the original is kept as ``__cause__``).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ import time
 from collections import deque
 from typing import Any
 
-from ._closing import ClosesOnExit
-from .delivery import Subscribable
+from .core.delivery import Subscribable
+from .net._closing import ClosesOnExit
 
 __all__ = ["StreamIterator"]
 

@@ -17,13 +17,12 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 
-from ._closing import ClosesOnExit
-from ._locks import make_lock
 from .backoff import BackoffPolicy, RetryDelayInfo
 from .book import BookStats, OrderBook, fetch_agg_trades
 from .book.shelf import BookShelf
 from .config import WSManagerConfig, is_loopback_url, redact_url, validate_stream_name
-from .delivery import (
+from .core._locks import make_lock
+from .core.delivery import (
     Backfill,
     CompleteCallback,
     ErrorCallback,
@@ -31,15 +30,16 @@ from .delivery import (
     MessageCallback,
     Subscription,
 )
+from .core.state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 from .endpoints import Endpoint, apply_endpoint, get_endpoint
+from .engine.registry import StreamRegistry
+from .engine.status import StatusCallback, StatusFeed
 from .errors import ManagerClosedError
 from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
+from .net._closing import ClosesOnExit
 from .notebook import manager_html
-from .registry import StreamRegistry
 from .sbe.streams import book_speed
-from .state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
-from .status import StatusCallback, StatusFeed
 
 __all__ = ["Unsubscribe", "WSManager"]
 

@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from .state import StreamInfo, WSManagerMetrics
+    from .core.state import StreamInfo, WSManagerMetrics
 
 __all__ = ["CONTENT_TYPE_LATEST", "ManagerCollector", "PrometheusExporter"]
 

@@ -31,8 +31,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
-from ._closing import ClosesOnExit
 from .metrics import CONTENT_TYPE_LATEST
+from .net._closing import ClosesOnExit
 
 __all__ = ["MetricsServer", "MetricsSource", "health_document", "serve_metrics"]
 

@@ -16,7 +16,7 @@ from typing import Protocol
 from . import _html
 from ._html import _age, _bytes, _e, _n, _rate, _state
 from .config import WSManagerConfig, redact_url
-from .state import ConnectionState, Health, StreamInfo, WSManagerMetrics
+from .core.state import ConnectionState, Health, StreamInfo, WSManagerMetrics
 
 
 class ManagerLike(Protocol):

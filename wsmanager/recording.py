@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .state import Gap
+from .core.state import Gap
 
 __all__ = [
     "FORMAT",

@@ -22,7 +22,7 @@ import reactivex
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 
-from .delivery import Subscribable
+from .core.delivery import Subscribable
 
 __all__ = ["observe"]
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import requests
 
-from .._closing import ClosesOnExit
 from ..backoff import BackoffPolicy
+from ..net._closing import ClosesOnExit
 from .levels import Level
 from .rest import DEFAULT_RETRY, RestClient, RestRejectedError, SnapshotFetcher, WeightBudget
 from .sync import DepthSync, EventOutcome, SnapshotOutcome

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._locks import make_lock
+from ..core._locks import make_lock
 from .orderbook import BookStats, OrderBook
 
 __all__ = ["BookFigures", "BookShelf"]

@@ -23,11 +23,11 @@ from typing import Any
 
 import redis
 
-from .._closing import ClosesOnExit
 from ..backoff import BackoffPolicy
 from ..config import redact_url, validate_stream_name
+from ..core.state import Gap, Health
 from ..errors import ManagerClosedError, RetriesExhaustedError, WSManagerError
-from ..state import Gap, Health
+from ..net._closing import ClosesOnExit
 from .entries import (
     DEFAULT_KEY_PREFIX,
     EntryId,

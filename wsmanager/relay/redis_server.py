@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .._closing import ClosesOnExit
+from ..net._closing import ClosesOnExit
 
 __all__ = ["RedisServer", "RedisServerNotFoundError", "find_redis_server"]
 

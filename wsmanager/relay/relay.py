@@ -23,11 +23,11 @@ from typing import Any
 
 import redis
 
-from .._closing import ClosesOnExit
 from ..backoff import BackoffPolicy
 from ..config import redact_url, validate_stream_name
+from ..core.state import Gap, Health, StreamInfo
 from ..manager import WSManager
-from ..state import Gap, Health, StreamInfo
+from ..net._closing import ClosesOnExit
 from .entries import DEFAULT_KEY_PREFIX, Entry, EntryId, IdAssigner, encode_data, parse_id
 from .entries import stream_key as make_stream_key
 from .exposition import RelayCollector, exposition, new_registry

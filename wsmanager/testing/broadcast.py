@@ -161,5 +161,7 @@ class Broadcaster:
             body = text
             if enveloped and client.streams:
                 body = envelope(next(iter(client.streams)), text)
+            if client.path.startswith("/ws-api/"):  # the WebSocket API's event shape
+                body = '{"event":' + text + "}"
             client.write(text_frame(body.encode()))
         return targets

@@ -14,7 +14,9 @@ It serves Binance's paths: ``/ws/<stream>`` (raw payloads), ``/ws`` (raw, stream
 control requests, numbers every stream with one sequence shared by all its connections, keeps a
 true order book per symbol, and answers REST requests on the same port. Fault controls act on
 live connections or on the handshakes that follow. ``rules=BINANCE_SPOT_RULES`` enforces the
-exchange's limits and records every violation. Every thread it starts ends on :meth:`close`.
+exchange's limits and records every violation. ``ws_api=True`` also serves the WebSocket API's
+user data streams on ``/ws-api/v3`` (:mod:`wsmanager.testing.wsapi`: accounts, signed
+subscriptions, events). Every thread it starts ends on :meth:`close`.
 
 ``encoding="sbe"`` models ``stream-sbe.binance.com``: the handshake must carry an API key in
 ``X-MBX-APIKEY`` (any non-empty key, or one of ``api_keys``; else HTTP 401), control messages
@@ -40,13 +42,15 @@ from .replay import Replay
 from .rest import RestFaults
 from .rules import ExchangeRules, Violation
 from .server import ExchangeServer, Handshake
+from .wsapi import WsApi
+from .wsapi_controls import WsApiControls
 
 __all__ = ["FakeExchange"]
 
 T = TypeVar("T")
 
 
-class FakeExchange:
+class FakeExchange(WsApiControls):
     """A WebSocket (and REST) server on ``host`` (default 127.0.0.1), port 0 = any free port."""
 
     def __init__(
@@ -59,6 +63,7 @@ class FakeExchange:
         rules: ExchangeRules | None = None,
         seed: int | None = None,
         book_levels: int = 50,
+        ws_api: bool = False,
         encoding: str = "json",
         api_keys: Iterable[str] | None = None,
     ) -> None:
@@ -81,6 +86,9 @@ class FakeExchange:
         )
         if api_keys is not None:
             self._server.api_keys = frozenset(api_keys)
+        # ws_api: also serve the WebSocket API's user data streams (wsapi_controls.py)
+        self._wsapi = WsApi(self._ledger) if ws_api else None
+        self._server.wsapi = self._wsapi
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="wsmanager-fake-exchange", daemon=True

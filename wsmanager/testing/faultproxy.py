@@ -25,7 +25,7 @@ import struct
 import threading
 from dataclasses import dataclass, field
 
-from .._closing import ClosesOnExit
+from ..net._closing import ClosesOnExit
 
 __all__ = ["FaultProxy", "Mode"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._closing import ClosesOnExit
+from ..net._closing import ClosesOnExit
 from ..recording import (
     Dropped,
     GapEntry,

@@ -35,6 +35,7 @@ from .ledger import ControlEntry, Ledger
 from .market import Market, dumps
 from .rest import RestApi, json_response
 from .rules import AttemptGate, ExchangeRules, SlidingWindow, Violation
+from .wsapi import WS_API_PATH, WsApi
 
 __all__ = ["ExchangeServer", "Handshake"]
 
@@ -48,6 +49,10 @@ class Handshake:
     headers: tuple[tuple[str, str], ...] = ()
     body: str = ""
     close_code: int = 1000
+
+
+def _path(target: str) -> str:
+    return target.split("?", 1)[0]
 
 
 def _loggable(message: str | bytes) -> Any:
@@ -93,6 +98,7 @@ class ExchangeServer:
         self.ids = itertools.count(1)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.connection_class = type("ExchangeConnection", (HookedConnection,), {"listener": self})
+        self.wsapi: WsApi | None = None  # the WebSocket API, when the exchange serves it
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -200,6 +206,8 @@ class ExchangeServer:
         if not is_upgrade and request.path.startswith("/api/"):
             return await self.rest.answer(ws, request)
         found = route(request.path)
+        if found is None and self.wsapi is not None and _path(request.path) == WS_API_PATH:
+            found = Route((), False)
         streams = found.streams if found else ()
         self.ledger.attempt(streams)
         refusal = self._gate(ws)
@@ -279,6 +287,8 @@ class ExchangeServer:
         client = ws.client
         assert client is not None
         self.streams.opened(client)
+        if self.wsapi is not None and _path(client.path) == WS_API_PATH:
+            self.wsapi.opened(client)
         client.registered = True
         for at in client.early_frames:
             self.ledger.client_message(client.id, at)
@@ -302,6 +312,8 @@ class ExchangeServer:
                 handle.cancel()
             for task in client.tasks:
                 task.cancel()
+            if self.wsapi is not None:
+                self.wsapi.closed(client)
             received = ws.protocol.close_rcvd
             self.streams.closed(client, received.code if received is not None else None)
 
@@ -356,6 +368,9 @@ class ExchangeServer:
     # -- control requests ------------------------------------------------------------------------
 
     def on_message(self, client: Client, message: str | bytes) -> None:
+        if self.wsapi is not None and client.id in self.wsapi.sessions:
+            self.wsapi.on_message(client, message)
+            return
         try:
             document, request = parse_request(message)
         except ControlError as exc:

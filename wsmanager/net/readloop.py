@@ -1,7 +1,7 @@
 """The read loop of one open connection: what runs on its reader thread while the socket is open.
 
 ``WebSocketApp.run_forever`` calls :meth:`ReadLoop.read` (we are its dispatcher, see
-:mod:`wsmanager._wsclient`). The loop:
+:mod:`wsmanager.net._wsclient`). The loop:
 
 - reads whatever the socket has into the frame reader and hands websocket-client one whole
   message at a time, so it never blocks inside a frame that trickles in;
@@ -9,7 +9,7 @@
   as a dead link (also when a frame in progress holds the pong back);
 - sends ``SUBSCRIBE``/``UNSUBSCRIBE`` for the streams the connection should carry, batched, and
   never more client messages (pings, pongs, control messages, close) than the connection's
-  :class:`~wsmanager.limits.MessageGate` allows; handles the exchange's answers;
+  :class:`~wsmanager.net.limits.MessageGate` allows; handles the exchange's answers;
 - resubscribes stale streams, asks for a rotation when the connection is old, and on ``stop``
   closes with a close frame 1000 and a short wait for the exchange's.
 
@@ -28,17 +28,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..config import WSManagerConfig
+from ..core.delivery import StreamFeed
+from ..core.targets import Target
+from ..errors import ConnectionLostError
 from . import _wsclient
-from .config import WSManagerConfig
-from .delivery import StreamFeed
-from .errors import ConnectionLostError
 from .guard import SocketGuard
 from .limits import MessageGate
-from .targets import Target
 
 
 class LoopOwner(Protocol):
-    """What the read loop needs of its :class:`~wsmanager.connection.Connection`."""
+    """What the read loop needs of its :class:`~wsmanager.net.connection.Connection`."""
 
     number: int
     config: WSManagerConfig

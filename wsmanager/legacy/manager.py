@@ -15,9 +15,9 @@ from typing import Any
 
 import websocket
 
-from .config import stream_url, validate_stream_name
-from .deadline import Deadline
-from .transport import ConnectAborted, open_socket, shutdown_quietly
+from ..config import stream_url, validate_stream_name
+from ..net.deadline import Deadline
+from ..net.transport import ConnectAborted, open_socket, shutdown_quietly
 
 __all__ = ["LegacyConnectionManager"]
 

@@ -1,7 +1,7 @@
 """``wsmanager relay``: relay exchange streams into Redis until stopped.
 
 ``add_parser(subcommands)`` adds the command to ``wsmanager``'s parser and ``run(args)`` runs it;
-``python -m wsmanager.relay ...`` runs it on its own (``main``).
+``python -m wsmanager relay ...`` runs it without the console script.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         from ..monitoring import serve_metrics
-        from .relay import Relay
+        from ..relay.relay import Relay
     except ImportError:
         print("wsmanager relay needs redis-py: pip install 'wsmanager[relay]'", file=sys.stderr)
         return 1

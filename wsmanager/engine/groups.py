@@ -2,15 +2,15 @@
 
 A :class:`Group` is up to ``streams_per_connection`` streams that share one callback thread and
 are carried by one connection (two during a handover). Every field is guarded by the registry's
-lock (:mod:`wsmanager.registry`), which owns these records.
+lock (:mod:`wsmanager.engine.registry`), which owns these records.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .connection import Connection
-from .delivery import DeliveryLoop, StreamFeed, Subscription
+from ..core.delivery import DeliveryLoop, StreamFeed, Subscription
+from ..net.connection import Connection
 
 __all__ = ["Counters", "Group", "Stream", "Totals"]
 

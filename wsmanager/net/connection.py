@@ -1,13 +1,13 @@
 """One connection to the exchange: a reader thread and its reconnect loop.
 
 A :class:`Connection` carries a set of streams (one, in raw mode). Its reader thread, until
-stopped: waits for the host's connection budget (:mod:`wsmanager.limits`), opens a socket
-(:mod:`wsmanager.transport`) under one deadline, runs websocket-client's
-``WebSocketApp.run_forever`` on it through a :class:`~wsmanager.guard.SocketGuard` with our read
-loop (:mod:`wsmanager.readloop`), routes each message to its stream's feed, and after a failure
+stopped: waits for the host's connection budget (:mod:`wsmanager.net.limits`), opens a socket
+(:mod:`wsmanager.net.transport`) under one deadline, runs websocket-client's
+``WebSocketApp.run_forever`` on it through a :class:`~wsmanager.net.guard.SocketGuard` with our read
+loop (:mod:`wsmanager.net.readloop`), routes each message to its stream's feed, and after a failure
 waits a full-jitter backoff delay on an ``Event`` that :meth:`Connection.stop` sets.
 
-What websocket-client reports becomes our own exceptions in :mod:`wsmanager.boundary`; every way
+What websocket-client reports becomes our own exceptions in :mod:`wsmanager.net.boundary`; every way
 out of the reader thread ends in a reconnect or in ``listener.connection_failed`` — also a bug of
 ours — never in a silent, dead stream.
 """
@@ -24,27 +24,27 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from . import _wsclient
-from ._locks import make_lock
-from .backoff import BackoffPolicy
-from .boundary import Attempt, convert, final_error, is_permanent_status, retry_after
-from .config import WSManagerConfig, redact_url
-from .deadline import Deadline
-from .decode import decode_json
-from .delivery import StreamFeed
-from .errors import (
+from ..backoff import BackoffPolicy
+from ..config import WSManagerConfig, redact_url
+from ..core._locks import make_lock
+from ..core.delivery import StreamFeed
+from ..core.state import ConnectionState
+from ..core.targets import Target
+from ..decode import decode_json
+from ..errors import (
     ConnectionFailedError,
     HandshakeFailedError,
     HandshakeRejectedError,
     RetriesExhaustedError,
     WSManagerError,
 )
+from ..sbe import SbeDecodeError, decode_frame
+from . import _wsclient
+from .boundary import Attempt, convert, final_error, is_permanent_status, retry_after
+from .deadline import Deadline
 from .guard import SocketGuard
 from .limits import HOST_BUDGETS, MessageGate, host_key
 from .readloop import ReadLoop
-from .sbe import SbeDecodeError, decode_frame
-from .state import ConnectionState
-from .targets import Target
 from .transport import ConnectAborted, open_socket, shutdown_quietly
 
 __all__ = ["Connection", "ConnectionListener", "ErrorFactory"]

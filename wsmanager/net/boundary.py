@@ -18,8 +18,8 @@ from typing import Any
 
 import websocket
 
+from ..errors import ConnectionFailedError, ConnectionLostError, HandshakeFailedError
 from . import _wsclient
-from .errors import ConnectionFailedError, ConnectionLostError, HandshakeFailedError
 
 __all__ = [
     "MAX_RETRY_AFTER",

@@ -20,8 +20,8 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from .manager import WSManager
-from .monitoring import serve_metrics
+from ..manager import WSManager
+from ..monitoring import serve_metrics
 from .view import LiveView
 
 __all__ = ["DEMO_STREAMS", "run_demo"]
@@ -52,7 +52,7 @@ class _Counts:
 
 
 def run_demo(seconds: float, rate: float, metrics_port: int) -> int:
-    from .testing import BINANCE_SPOT_RULES, FakeExchange
+    from ..testing import BINANCE_SPOT_RULES, FakeExchange
 
     counts = _Counts()
     with (
@@ -187,8 +187,8 @@ class _DemoRelay:
 @contextlib.contextmanager
 def _relay(url: str, counts: _Counts) -> Iterator[_DemoRelay | None]:
     try:
-        from .relay import Relay, RelayClient
-        from .relay.redis_server import RedisServer, find_redis_server
+        from ..relay import Relay, RelayClient
+        from ..relay.redis_server import RedisServer, find_redis_server
     except ImportError:  # redis-py missing: the relay extra
         yield None
         return

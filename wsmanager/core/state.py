@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ._html import stream_html
+from .._html import stream_html
 
 __all__ = [
     "ConnectionState",

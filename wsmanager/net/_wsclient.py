@@ -3,7 +3,7 @@
 What we rely on, and why:
 
 - ``WebSocketApp.create_dispatcher`` (undocumented, called by ``run_forever`` in 1.8 and 1.9): we
-  return our own read loop (:class:`wsmanager.readloop.ReadLoop`), which sends the pings, paces
+  return our own read loop (:class:`wsmanager.net.readloop.ReadLoop`), which sends the pings, paces
   client messages and never blocks inside a frame. Without it wsmanager cannot work, so
   :func:`check_loop_installed` fails the connection loudly if ``run_forever`` did not call it.
 - ``WebSocket.frame_buffer`` / ``WebSocket.cont_frame`` and the classes

@@ -16,14 +16,14 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from ..config import BINANCE_WS_URL
+from ..endpoints import ENDPOINTS
+from ..manager import WSManager
+from ..monitoring import serve_metrics
+from . import book as book_cli
 from . import record
-from .book import cli as book_cli
-from .config import BINANCE_WS_URL
+from . import relay as relay_cli
 from .demo import run_demo
-from .endpoints import ENDPOINTS
-from .manager import WSManager
-from .monitoring import serve_metrics
-from .relay import cli as relay_cli
 from .view import LiveView
 
 __all__ = ["main"]
@@ -259,8 +259,8 @@ def probe_health(url: str, timeout: float = 5.0) -> int:
 
 
 def _fake_exchange(args: argparse.Namespace) -> int:
-    from .testing import BINANCE_SPOT_RULES, FakeExchange
-    from .testing.replay import replay_for_clients
+    from ..testing import BINANCE_SPOT_RULES, FakeExchange
+    from ..testing.replay import replay_for_clients
 
     port, rules, seed = args.port, args.rules, args.seed
     rate = args.rate if args.rate is not None else 0.0 if args.replay else 10.0

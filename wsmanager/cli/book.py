@@ -17,8 +17,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..book.orderbook import BookView, OrderBook
 from ..manager import WSManager
-from .orderbook import BookView, OrderBook
 
 __all__ = ["add_parser", "render", "run"]
 

@@ -13,8 +13,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._locks import make_lock
-from .state import ConnectionState
+from ..core._locks import make_lock
+from ..core.state import ConnectionState
 
 __all__ = ["StatusFeed", "StatusListener"]
 

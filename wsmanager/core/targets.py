@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from .config import WSManagerConfig, stream_url
+from ..config import WSManagerConfig, stream_url
 
 __all__ = ["MAX_REQUEST_LINE", "Target", "target_for"]
 

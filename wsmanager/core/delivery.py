@@ -3,7 +3,7 @@ that the streams of one connection share.
 
 A reader thread hands each decoded message of a stream to that stream's :class:`StreamFeed`
 (:meth:`StreamFeed.offer`), which keeps the stream's order: duplicates are dropped, jumps in the
-sequence numbers become :class:`~wsmanager.state.Gap` events, and during a handover the messages of
+sequence numbers become :class:`~wsmanager.Gap` events, and during a handover the messages of
 the new connection wait until they continue what the old one delivered. Each feed is bounded in
 messages and in bytes (the oldest dropped, counted).
 

@@ -1,7 +1,7 @@
 """Opening the TCP (and TLS) socket that websocket-client then speaks WebSocket over.
 
 One :class:`Deadline` (monotonic) bounds the whole opening: DNS, TCP connect, the proxy's
-handshake (:mod:`wsmanager.proxy`), TLS and, later, the HTTP upgrade (:mod:`wsmanager.guard`).
+handshake (:mod:`wsmanager.proxy`), TLS and, later, the HTTP upgrade (:mod:`wsmanager.net.guard`).
 Each socket is handed to ``publish`` as soon as it exists, so that the owner's ``stop()`` can
 shut it down and wake a blocked connect, proxy handshake or TLS handshake.
 """
@@ -20,9 +20,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..errors import ConnectionFailedError
+from ..proxy import ProxyError, ProxyURL, proxy_for
 from .deadline import Deadline
-from .errors import ConnectionFailedError
-from .proxy import ProxyError, ProxyURL, connect_through, proxy_for
+from .tunnel import connect_through
 
 __all__ = ["ConnectAborted", "Deadline", "open_socket", "resolve", "shutdown_quietly"]
 

@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ._locks import make_lock
+from ..core._locks import make_lock
 
 __all__ = ["HOST_BUDGETS", "HostBudgets", "MessageGate", "host_key"]
 

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .config import BINANCE_WS_URL, validate_stream_name
-from .legacy import LegacyConnectionManager
-from .manager import WSManager
-from .state import ConnectionState
+from ..config import BINANCE_WS_URL, validate_stream_name
+from ..core.state import ConnectionState
+from ..manager import WSManager
+from .manager import LegacyConnectionManager
 
 __all__ = [
     "BinanceConnection",

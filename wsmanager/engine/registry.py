@@ -1,8 +1,8 @@
 """The table of streams and of the connection groups that carry them, and the manager's counters.
 
-A :class:`~wsmanager.groups.Group` is up to ``streams_per_connection`` streams that share one
-callback thread (:class:`~wsmanager.delivery.DeliveryLoop`) and are carried by one
-:class:`~wsmanager.connection.Connection` — by two during a handover (a planned rotation, or the
+A :class:`~wsmanager.engine.groups.Group` is up to ``streams_per_connection`` streams that share one
+callback thread (:class:`~wsmanager.core.delivery.DeliveryLoop`) and are carried by one
+:class:`~wsmanager.net.connection.Connection` — by two during a handover (a planned rotation, or the
 exchange's ``serverShutdown``): the successor opens with the same streams, each stream's feed
 switches to it once it continues the sequence, then the old connection closes with 1000.
 
@@ -21,15 +21,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from ._locks import make_lock
-from .config import WSManagerConfig
-from .connection import Connection, ErrorFactory
-from .delivery import Backfill, DeliveryLoop, Ending, GapCallback, StreamFeed, Subscription
-from .errors import ManagerClosedError, StreamRejectedError, WSManagerError
+from ..config import WSManagerConfig
+from ..core._locks import make_lock
+from ..core.delivery import Backfill, DeliveryLoop, Ending, GapCallback, StreamFeed, Subscription
+from ..core.sequence import rule_for
+from ..core.state import ConnectionState, StreamInfo, WSManagerMetrics, aggregate_state
+from ..core.targets import target_for
+from ..errors import ManagerClosedError, StreamRejectedError, WSManagerError
+from ..net.connection import Connection, ErrorFactory
 from .groups import Counters, Group, Stream, Totals
-from .sequence import rule_for
-from .state import ConnectionState, StreamInfo, WSManagerMetrics, aggregate_state
-from .targets import target_for
 
 __all__ = ["StreamRegistry"]
 

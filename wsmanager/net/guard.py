@@ -2,7 +2,7 @@
 
 :class:`SocketGuard` wraps the connected (TLS) socket that ``WebSocketApp(socket=...)`` gets.
 While the opening handshake runs, it reads the server's whole HTTP response head itself, under
-the connection's one :class:`~wsmanager.transport.Deadline` and a size limit, and:
+the connection's one :class:`~wsmanager.net.transport.Deadline` and a size limit, and:
 
 - answers anything but ``101 Switching Protocols`` with :class:`HandshakeFailedError` carrying
   the status and headers — so a ``3xx`` is never followed (websocket-client would follow it on a
@@ -22,8 +22,8 @@ import socket
 import time
 from typing import Any
 
+from ..errors import HandshakeFailedError
 from .deadline import Deadline
-from .errors import HandshakeFailedError
 
 __all__ = ["MAX_HEAD_BYTES", "SocketGuard", "parse_head"]
 

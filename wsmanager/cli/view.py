@@ -11,11 +11,11 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-from .config import redact_url
-from .limits import HOST_BUDGETS, host_key
+from ..config import redact_url
+from ..net.limits import HOST_BUDGETS, host_key
 
 if TYPE_CHECKING:
-    from .manager import WSManager
+    from ..manager import WSManager
 
 __all__ = ["LiveView"]
 
