@@ -15,7 +15,7 @@ otherwise malformed. Callers count both as invalid frames.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import schema as s
@@ -42,28 +42,23 @@ def decimal_string(mantissa: int, exponent: int) -> str:
     """``mantissa * 10**exponent`` as a decimal string with exactly ``-exponent`` decimals
     (``2666124000000, -8`` -> ``"26661.24000000"``; ``-5, -3`` -> ``"-0.005"``; ``7, 2`` ->
     ``"700"``)."""
-    if exponent >= 0:
-        return str(mantissa * 10**exponent)
-    if mantissa < 0:
-        return "-" + decimal_string(-mantissa, exponent)
-    digits = -exponent
-    text = "%0*d" % (digits + 1, mantissa)  # noqa: UP031 - the fastest zero-padding
-    return text[:-digits] + "." + text[-digits:]
+    formatter = _FORMATTERS.get(exponent)  # every int8; another exponent: made now
+    return (formatter or _formatter(exponent))(mantissa)
 
 
 def _formatter(exponent: int) -> Callable[[int], str]:
-    """:func:`decimal_string` for one exponent, with the common case (``mantissa >= 0``,
-    ``exponent < 0``) precomputed."""
+    """The decimal string of a mantissa at one exponent (the pattern and scale precomputed:
+    ``"%d.%08d" % divmod(m, 10**8)`` is the fastest pure-Python way we measured)."""
     if exponent >= 0:
-        return lambda mantissa: decimal_string(mantissa, exponent)
-    digits = -exponent
-    width = digits + 1
+        factor: int = 10**exponent
+        return lambda mantissa: str(mantissa * factor)
+    pattern = f"%d.%0{-exponent}d"
+    scale: int = 10**-exponent
 
     def fmt(mantissa: int) -> str:
-        if mantissa < 0:
-            return decimal_string(mantissa, exponent)
-        text = "%0*d" % (width, mantissa)  # noqa: UP031
-        return text[:-digits] + "." + text[-digits:]
+        if mantissa >= 0:
+            return pattern % divmod(mantissa, scale)
+        return "-" + pattern % divmod(-mantissa, scale)
 
     return fmt
 
@@ -106,12 +101,13 @@ def _levels(
     frame: bytes, offset: int, price: Callable[[int], str], qty: Callable[[int], str]
 ) -> tuple[list[list[str]], int]:
     stride, count, start = _group(frame, offset, s.GROUP16_HEADER, s.LEVEL_ROW)
-    unpack = s.LEVEL_ROW.unpack_from
-    levels = []
-    for row in range(start, start + stride * count, stride):
-        p, q = unpack(frame, row)
-        levels.append([price(p), qty(q)])
-    return levels, start + stride * count
+    end = start + stride * count
+    if stride == s.LEVEL_ROW.size:  # the schema's rows: one C loop over them
+        rows: Iterable[tuple[int, int]] = s.LEVEL_ROW.iter_unpack(memoryview(frame)[start:end])
+    else:  # longer rows (fields appended): one unpack_from per row
+        unpack = s.LEVEL_ROW.unpack_from
+        rows = (unpack(frame, row) for row in range(start, end, stride))
+    return [[price(p), qty(q)] for p, q in rows], end
 
 
 def _trades(frame: bytes, offset: int) -> Decoded:
