@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
+import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
@@ -13,10 +15,12 @@ from .proxy import check_proxy_option
 
 __all__ = [
     "BINANCE_WS_URL",
+    "DEFAULT_ARCHIVE_URL",
     "DEFAULT_REST_URL",
     "ENCODINGS",
     "MAX_STREAM_NAME_LENGTH",
     "WSManagerConfig",
+    "default_cache_dir",
     "is_loopback_url",
     "redact_key",
     "redact_url",
@@ -26,6 +30,7 @@ __all__ = [
 
 MAX_STREAM_NAME_LENGTH = 200
 DEFAULT_REST_URL = "https://api.binance.com"
+DEFAULT_ARCHIVE_URL = "https://data.binance.vision"  # Binance's public data archive
 BINANCE_WS_URL = "wss://stream.binance.com:9443/ws/"  # spot market data
 ENCODINGS = ("json", "sbe")  # market data as JSON text frames, or SBE binary frames
 
@@ -61,6 +66,19 @@ def validate_stream_name(stream: object) -> str:
             stream, reason + " (allowed: letters, digits and @ _ . ! ~ : + = , * -)"
         )
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def default_cache_dir() -> str:
+    """The user cache directory of wsmanager: ``$XDG_CACHE_HOME/wsmanager`` (default
+    ``~/.cache/wsmanager``), ``~/Library/Caches/wsmanager`` on macOS,
+    ``%LOCALAPPDATA%\\wsmanager\\Cache`` on Windows."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.expanduser("~\\AppData\\Local")
+        return os.path.join(base, "wsmanager", "Cache")
+    if sys.platform == "darwin":
+        return os.path.expanduser("~/Library/Caches/wsmanager")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return os.path.join(base, "wsmanager")
 
 
 def stream_url(base_url: str, stream: str) -> str:
@@ -162,8 +180,12 @@ class WSManagerConfig:
     max_message_size: int = 16 * 1024 * 1024
     # TLS
     verify_tls: bool = True
-    # REST (order books, backfill)
+    # REST (order books, backfill, history)
     rest_url: str | None = None
+    # History (subscribe(..., since=...), history()): the public archive (None: REST only) and
+    # the cache of its files (None: no cache)
+    archive_url: str | None = DEFAULT_ARCHIVE_URL
+    cache_dir: str | os.PathLike[str] | None = field(default_factory=default_cache_dir)
     # Network: None (direct), "env" or a proxy URL (credentials kept out of repr)
     proxy: str | None = field(default=None, repr=False)
     # SBE market data: the frames' encoding, and the API key sent in X-MBX-APIKEY (required by
@@ -246,6 +268,17 @@ class WSManagerConfig:
                     f"rest_url must be an http:// or https:// URL, got {self.rest_url!r}"
                 )
         check_proxy_option(self.proxy)
+        if self.archive_url is not None:
+            parts = urlsplit(self.archive_url) if isinstance(self.archive_url, str) else None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"archive_url must be an http:// or https:// URL or None, "
+                    f"got {self.archive_url!r}"
+                )
+        if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
+            raise ValueError(
+                f"cache_dir must be a path (str or os.PathLike) or None, got {self.cache_dir!r}"
+            )
         self._check_encoding()
 
     def _check_encoding(self) -> None:

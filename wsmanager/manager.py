@@ -35,6 +35,7 @@ from .endpoints import Endpoint, apply_endpoint, get_endpoint
 from .engine.registry import StreamRegistry
 from .engine.status import StatusCallback, StatusFeed
 from .errors import ManagerClosedError
+from .history import api as history_api
 from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
 from .net._closing import ClosesOnExit
@@ -102,6 +103,7 @@ class WSManager(ClosesOnExit):
         self._gap_listeners: tuple[GapCallback, ...] = ()  # copy-on-write
         self._gap_lock = make_lock("gap-listeners")  # serialises changes of _gap_listeners
         self._books = BookShelf()
+        self._seams = history_api.SeamShelf()  # subscribe(..., since=...): history threads
         self._closing = threading.Event()  # set by destroy(): cuts backfill requests short
         self._registry = StreamRegistry(
             self.config,
@@ -153,12 +155,17 @@ class WSManager(ClosesOnExit):
         on_complete: CompleteCallback | None = None,
         *,
         backfill: bool = False,
+        since: Any = None,
+        time_unit: str = "millisecond",
     ) -> Unsubscribe:
         """Call ``callback(message)`` with each decoded JSON message of ``stream``.
 
         Returns an idempotent ``unsubscribe()`` that is safe from any thread, callbacks included.
         ``backfill=True`` (``@aggTrade`` streams, with ``rest_url`` set) fills a gap from the
-        exchange's REST API before the message that revealed it.
+        exchange's REST API before the message that revealed it. ``since`` (``@aggTrade`` and
+        ``@kline_<interval>``: an aware datetime, epoch ms or a timedelta back from now) first
+        delivers the stream's history from then, then live, with no gap and no duplicate at the
+        seam (``docs/history.md``); ``time_unit="microsecond"`` gives its times in µs.
         """
         validate_stream_name(stream)
         _check_callable("callback", callback)
@@ -166,6 +173,20 @@ class WSManager(ClosesOnExit):
         _check_callable("on_complete", on_complete, optional=True)
         if self._forked_away:
             raise ManagerClosedError(_FORKED)
+        if since is not None or time_unit != "millisecond":
+            if since is None:
+                raise ValueError("time_unit applies to history: give since= as well")
+            return history_api.subscribe_since(
+                self.config,
+                self._seams,
+                lambda cb, err, done: self.subscribe(stream, cb, err, done, backfill=backfill),
+                stream,
+                callback,
+                on_error,
+                on_complete,
+                since,
+                time_unit,
+            )
         subscription = Subscription(stream, callback, on_error, on_complete, backfill)
         self._registry.subscribe(subscription)
         registry = self._registry
@@ -174,6 +195,37 @@ class WSManager(ClosesOnExit):
             registry.unsubscribe(subscription)
 
         return unsubscribe
+
+    def history(
+        self,
+        stream: str,
+        since: Any,
+        until: Any = None,
+        progress: bool | None = None,
+        *,
+        time_unit: str = "millisecond",
+    ) -> list[Any]:
+        """The messages of ``stream`` (``@aggTrade``, ``@kline_<interval>``) from ``since`` to
+        ``until`` (exclusive, default now; klines: the candles closed by then), as the live
+        stream sends them, from the public archive and REST; no WebSocket is opened.
+        ``progress``: a tqdm bar (None: where a person watches). See ``docs/history.md``."""
+        return history_api.history(self.config, stream, since, until, progress, time_unit)
+
+    def history_frame(
+        self,
+        stream: str,
+        since: Any,
+        until: Any = None,
+        progress: bool | None = None,
+        *,
+        time_unit: str = "millisecond",
+        exact: bool = False,
+    ) -> Any:
+        """:meth:`history` as a pandas DataFrame (``wsmanager[notebook]``): typed columns, times
+        as UTC timestamps, prices as floats (``exact=True``: the exchange's strings)."""
+        return history_api.history_frame(
+            self.config, stream, since, until, progress, time_unit, exact
+        )
 
     def iterate(
         self, stream: str, *, timeout: float | None = None, max_buffered: int = 10_000
@@ -374,6 +426,7 @@ class WSManager(ClosesOnExit):
             self._destroyed = True
         self._closing.set()
         self._books.close_all()
+        self._seams.close_all()
         # First end the streams (the registry publishes the final "disconnected" status), then
         # stop the supervisor, which delivers that status before it ends.
         closing = self._registry.close()

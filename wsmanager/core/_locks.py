@@ -24,7 +24,9 @@ RANKS = {
     "connection": 50,  # Connection: its socket, handed between reader and stop()
     "gap-listeners": 60,  # WSManager: changes of the on_gap tuple
     "books": 65,  # WSManager: the order books it made
+    "history-seams": 66,  # WSManager: its running history seams (subscribe(..., since=...))
     "host-budgets": 70,  # HostBudgets: attempts per host, process-wide
+    "history": 90,  # HistorySeam: live messages held while history loads (a leaf)
 }
 
 CHECKING = os.environ.get("WSMANAGER_CHECK_LOCKS") == "1"

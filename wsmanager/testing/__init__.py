@@ -7,9 +7,11 @@ See ``docs/testing.md``.
 
 from __future__ import annotations
 
+from .archive import FakeArchive
 from .book import TrueBook
 from .exchange import FakeExchange
 from .ledger import ConnectionInfo, ControlEntry, RestRequest, StreamStats
+from .past import PastSpec
 from .replay import Replay, ReplayProgress
 from .rules import BINANCE_SPOT_RULES, ExchangeRules, Violation
 
@@ -18,7 +20,9 @@ __all__ = [
     "ConnectionInfo",
     "ControlEntry",
     "ExchangeRules",
+    "FakeArchive",
     "FakeExchange",
+    "PastSpec",
     "Replay",
     "ReplayProgress",
     "RestRequest",

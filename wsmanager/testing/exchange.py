@@ -34,10 +34,12 @@ from typing import Any, TypeVar
 from websockets.exceptions import ConnectionClosed
 
 from ..recording import StrPath
+from .archive import FakeArchive
 from .book import TrueBook
 from .connection import Client
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
 from .market import ENCODINGS, Market, MarketMessage
+from .past import PastSpec
 from .replay import Replay
 from .rest import RestFaults
 from .rules import ExchangeRules, Violation
@@ -51,7 +53,13 @@ T = TypeVar("T")
 
 
 class FakeExchange(WsApiControls):
-    """A WebSocket (and REST) server on ``host`` (default 127.0.0.1), port 0 = any free port."""
+    """A WebSocket (and REST) server on ``host`` (default 127.0.0.1), port 0 = any free port.
+
+    ``history=True`` (or a :class:`~wsmanager.testing.PastSpec`) gives the market a past: a
+    deterministic history of aggregate trades leading into the live ``@aggTrade`` stream (ids
+    contiguous), served by the REST API (``/api/v3/aggTrades``, ``/api/v3/klines``) and by a fake
+    public archive (:attr:`archive`, :attr:`archive_url`); ``@kline_<interval>`` streams then
+    carry candles made from the same trades."""
 
     def __init__(
         self,
@@ -64,6 +72,7 @@ class FakeExchange(WsApiControls):
         seed: int | None = None,
         book_levels: int = 50,
         ws_api: bool = False,
+        history: bool | PastSpec = False,
         encoding: str = "json",
         api_keys: Iterable[str] | None = None,
     ) -> None:
@@ -80,7 +89,12 @@ class FakeExchange(WsApiControls):
         self.rules = rules
         self._ssl = ssl_context is not None
         self._ledger = Ledger()
-        self._market = Market(seed, book_levels, encoding)
+        spec = PastSpec() if history is True else history or None
+        if spec is not None and not isinstance(spec, PastSpec):
+            raise TypeError(f"history must be a bool or a PastSpec, not {history!r}")
+        self._market = Market(seed, book_levels, spec, encoding)
+        pasts = self._market.pasts
+        self.archive = None if pasts is None else FakeArchive(pasts, host)  # history=...
         self._server = ExchangeServer(
             host, port, ssl_context, rules, self._ledger, self._market, rate
         )
@@ -103,6 +117,8 @@ class FakeExchange(WsApiControls):
         if self._started:
             return self
         self._started = True
+        if self.archive is not None:
+            self.archive.start()
         self._thread.start()
         self._run(self._server.start_listening)
         self._run_sync(lambda: self._server.streams.set_rate(self._server.streams.rate))
@@ -113,6 +129,8 @@ class FakeExchange(WsApiControls):
 
         Raises ``RuntimeError`` if the frame hook into python-websockets stopped working (the
         counts of client messages, and the rules built on them, would be wrong)."""
+        if self.archive is not None:
+            self.archive.close()
         if not self._started or not self._thread.is_alive():
             return
         with self._replays_lock:
@@ -148,6 +166,13 @@ class FakeExchange(WsApiControls):
     def rest_url(self) -> str:
         """The REST API's base URL (``http://127.0.0.1:<port>``, the same port)."""
         return f"{'https' if self._ssl else 'http'}://{self.host}:{self.port}"
+
+    @property
+    def archive_url(self) -> str:
+        """The fake public archive's base URL (``history=...`` only): ``archive_url=``."""
+        if self.archive is None:
+            raise RuntimeError("this exchange has no past: FakeExchange(history=True)")
+        return self.archive.url
 
     def stream_url(self, stream: str) -> str:
         return self.url + stream

@@ -10,7 +10,10 @@ import json
 import random
 from typing import Any
 
+from ..config import ENCODINGS
 from .book import DepthFeed, OrderBook, PartialDepthFeed
+from .klines import KlineFeed, start_live_after
+from .past import Pasts, PastSpec
 from .payloads import (
     AggTradeFeed,
     BookTickerFeed,
@@ -24,7 +27,6 @@ from .sbe_market import encode_message, is_sbe_stream, make_sbe_feed, sbe_kind
 
 __all__ = ["ENCODINGS", "Market", "MarketMessage", "dumps"]
 
-ENCODINGS = ("json", "sbe")
 MarketMessage = str | bytes  # a JSON text frame's text, or a binary (SBE) frame's bytes
 
 
@@ -35,10 +37,18 @@ def dumps(payload: Any) -> str:
 class Market:
     """Feeds and books; ``publish`` makes the next message(s) of a stream, encoded."""
 
-    def __init__(self, seed: int | None, book_levels: int, encoding: str = "json") -> None:
+    def __init__(
+        self,
+        seed: int | None,
+        book_levels: int,
+        past: PastSpec | None = None,
+        encoding: str = "json",
+    ) -> None:
         self.seed = seed if seed is not None else random.randrange(2**32)
         self.book_levels = book_levels
         self.encoding = encoding
+        # past: a PastSpec (opt-in): aggTrade and kline feeds continue a deterministic history
+        self.pasts = None if past is None else Pasts(self.seed, past)
         self.feeds: dict[str, Feed] = {}
         self.books: dict[str, OrderBook] = {}
         self.last: dict[str, MarketMessage] = {}  # stream -> the last message sent (for repeat)
@@ -69,7 +79,13 @@ class Market:
         if kind == "trade":
             return TradeFeed(stream, rng)
         if kind == "aggTrade":
-            return AggTradeFeed(stream, rng)
+            feed = AggTradeFeed(stream, rng)
+            if self.pasts is not None:
+                start_live_after(feed, self.pasts.of(stream_symbol(stream)))
+            return feed
+        if kind == "kline" and self.pasts is not None:
+            symbol = stream_symbol(stream)
+            return KlineFeed(stream, self.pasts.of(symbol), self.agg_trades(symbol))
         if kind == "bookTicker":
             return BookTickerFeed(stream, rng)
         if kind == "depth":

@@ -1,5 +1,6 @@
 """The exchange's REST API (plain HTTP GET on the WebSocket port), consistent with its market:
-``/api/v3/depth`` from the true book, ``/api/v3/aggTrades`` from the aggregate-trade history,
+``/api/v3/depth`` from the true book, ``/api/v3/aggTrades`` from the aggregate-trade history
+(and, with a past, ``/api/v3/klines``: :mod:`.klines`),
 ``/api/v3/ping`` and ``/api/v3/time``; Binance's request weights in ``X-MBX-USED-WEIGHT-1M``,
 Binance's error JSON for bad parameters, and REST faults (errors, throttling, slow answers,
 snapshots older than the stream). Runs on the server's loop thread.
@@ -21,8 +22,10 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from .klines import KLINES_LIMIT_MAX, agg_trades_answer, klines_answer
 from .ledger import Ledger, RestRequest
 from .market import Market, dumps
+from .past import INTERVAL_MS
 from .rules import AttemptGate, ExchangeRules, SlidingWindow
 
 __all__ = ["DEPTH_LIMIT_MAX", "RestApi", "RestFaults", "depth_weight", "json_response"]
@@ -181,6 +184,9 @@ class RestApi:
 
             def trades() -> Any:
                 history = self.market.agg_trades(symbol)
+                if self.market.pasts is not None:
+                    past = self.market.pasts.of(symbol)
+                    return agg_trades_answer(past, history, from_id, start, end, limit)
                 if start is None and end is None:
                     return history.trades_from(from_id, limit)
                 found = history.trades_from(from_id, len(history.history))
@@ -191,7 +197,28 @@ class RestApi:
                 ][:limit]
 
             return 4, trades
+        if path == "/api/v3/klines" and self.market.pasts is not None:
+            return 2, self._klines(params)
         raise _BadRequest(-1000, f"Unknown path {path}.", status=404)
+
+    def _klines(self, params: dict[str, str]) -> Callable[[], Any]:
+        symbol = _symbol(params)
+        interval = params.get("interval", "")
+        if interval not in INTERVAL_MS:
+            raise _BadRequest(-1120, "Invalid interval.")
+        limit = _integer(params, "limit", 500, minimum=1)
+        if limit > KLINES_LIMIT_MAX:
+            raise _BadRequest(-1130, "Data sent for parameter 'limit' is not valid.")
+        start = _integer(params, "startTime", None, minimum=0)
+        end = _integer(params, "endTime", None, minimum=0)
+        pasts = self.market.pasts
+        assert pasts is not None
+
+        def klines() -> Any:
+            past, feed = pasts.of(symbol), self.market.agg_trades(symbol)
+            return klines_answer(past, feed, interval, start, end, limit)
+
+        return klines
 
 
 def _symbol(params: dict[str, str]) -> str:
