@@ -174,6 +174,17 @@ def test_block_lengths_larger_than_the_schema_are_skipped() -> None:
     assert decode_frame(frame)[0][1]["b"] == [["1.5", "2.5"]]
 
 
+def test_trade_rows_longer_than_the_schema_are_read_by_their_block_length() -> None:
+    body = i64(E_US) + i64(E_US) + i8(-2) + i8(0)
+    rows = b"".join(i64(t) + i64(150) + i64(2) + le(1, 1) + b"\xee" * 5 for t in (7, 8))
+    frame = header(18, 10000) + body + le(30, 2) + le(2, 4) + rows + symbol("BTCUSDT")
+    decoded = [payload for _, payload in decode_frame(frame)]
+    assert [(d["t"], d["p"], d["q"], d["m"]) for d in decoded] == [
+        (7, "1.50", "2", True),
+        (8, "1.50", "2", True),
+    ]
+
+
 def test_non_ascii_symbol_is_utf8() -> None:
     body = i64(E_US) + i64(1) + i64(2) + i8(0) + i8(0)
     name = "币安USDT".encode()

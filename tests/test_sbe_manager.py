@@ -5,8 +5,10 @@ the decoder refuses, combined connections under Binance's rules, and the key kep
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from wsmanager import Gap, HandshakeRejectedError, WSManager
 from wsmanager.endpoints import ENDPOINTS
 from wsmanager.net.limits import HOST_BUDGETS
+from wsmanager.record import Recorder as StreamRecorder
+from wsmanager.recording import Message, read
 from wsmanager.testing import BINANCE_SPOT_RULES, FakeExchange
 from wsmanager.testing.sbe import encode_header
 
@@ -260,3 +264,41 @@ def test_the_key_is_never_logged_nor_shown(
     for text in shown:
         assert secret not in text
     assert KEY in manager.config.api_key  # kept, just never shown
+
+
+# -- record and replay ------------------------------------------------------------------------
+
+
+def test_an_sbe_recording_replays_as_binary_frames_into_the_same_dicts(
+    sbe: FakeExchange, manager_for: Callable[..., WSManager], tmp_path: Path
+) -> None:
+    streams = [TRADE, "btcusdt@depth", "btcusdt@bestBidAsk"]
+    path = tmp_path / "sbe.jsonl.gz"
+    live = manager_for(sbe)
+    got = {stream: Recorder() for stream in streams}
+    for stream in streams:
+        live.subscribe(stream, got[stream])
+    with StreamRecorder(live, streams, path) as recording:
+        assert sbe.wait_until(lambda: all(sbe.stats(s).open == 1 for s in streams))
+        for _ in range(5):
+            for stream in streams:
+                sbe.publish(stream)
+        assert got[TRADE].wait_messages(sbe.sequence(TRADE))
+        for stream in streams[1:]:
+            assert got[stream].wait_messages(5)
+        total = sum(len(r.messages) for r in got.values())
+        assert wait_for(lambda: recording.stats().messages >= total)
+    entries = [e for e in read(path) if isinstance(e, Message)]
+    recorded = {s: [e.data for e in entries if e.stream == s] for s in streams}
+    assert recorded == {s: got[s].messages for s in streams}
+    with FakeExchange(encoding="sbe") as replaying:
+        again = manager_for(replaying)
+        replayed = {stream: Recorder() for stream in streams}
+        for stream in streams:
+            again.subscribe(stream, replayed[stream])
+        assert replaying.wait_until(lambda: all(replaying.stats(s).open == 1 for s in streams))
+        assert replaying.replay(path, speed=math.inf).wait(10 * SCALE)
+        for stream in streams:
+            assert replayed[stream].wait_messages(len(recorded[stream]))
+        assert {s: replayed[s].messages for s in streams} == recorded
+        assert again.get_metrics().invalid_messages == 0
