@@ -1,5 +1,5 @@
 """The ``wsmanager`` command line: ``demo``, ``stream``, ``health``, ``fake-exchange``, ``relay``,
-``book``, ``record``.
+``book``, ``record``, ``user-data``.
 
 This is the only module that configures logging handlers.
 """
@@ -23,6 +23,7 @@ from ..monitoring import serve_metrics
 from . import book as book_cli
 from . import record
 from . import relay as relay_cli
+from . import user_data as user_data_cli
 from .demo import run_demo
 from .keys import add_key_arguments, key_options
 from .view import LiveView
@@ -122,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     relay_cli.add_parser(commands)  # needs redis-py only when run: wsmanager[relay]
     book_cli.add_parser(commands)
     record.add_parser(commands)
+    user_data_cli.add_parser(commands)  # needs cryptography for Ed25519/RSA: wsmanager[userdata]
     return parser
 
 
@@ -158,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return book_cli.run(args)
         if args.command == "record":
             return record.run(args)
+        if args.command == "user-data":
+            return user_data_cli.run(args)
         return _fake_exchange(args)
     except KeyboardInterrupt:
         return 130
