@@ -16,7 +16,9 @@ true order book per symbol, and answers REST requests on the same port. Fault co
 live connections or on the handshakes that follow. ``rules=BINANCE_SPOT_RULES`` enforces the
 exchange's limits and records every violation. ``ws_api=True`` also serves the WebSocket API's
 user data streams on ``/ws-api/v3`` (:mod:`wsmanager.testing.wsapi`: accounts, signed
-subscriptions, events). Every thread it starts ends on :meth:`close`.
+subscriptions, events). ``market="usdm"`` (or ``"coinm"``) is a futures exchange
+(:mod:`wsmanager.testing.futures`: USD-M's routes, ``pu``-chained depth, ``/fapi/v1`` REST).
+Every thread it starts ends on :meth:`close`.
 
 ``encoding="sbe"`` models ``stream-sbe.binance.com``: the handshake must carry an API key in
 ``X-MBX-APIKEY`` (any non-empty key, or one of ``api_keys``; else HTTP 401), control messages
@@ -37,8 +39,10 @@ from ..recording import StrPath
 from .archive import FakeArchive
 from .book import TrueBook
 from .connection import Client
+from .futures import MARKETS
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
 from .market import ENCODINGS, Market, MarketMessage
+from .market_controls import MarketControls
 from .past import PastSpec
 from .replay import Replay
 from .rest import RestFaults
@@ -52,7 +56,7 @@ __all__ = ["FakeExchange"]
 T = TypeVar("T")
 
 
-class FakeExchange(WsApiControls):
+class FakeExchange(MarketControls, WsApiControls):
     """A WebSocket (and REST) server on ``host`` (default 127.0.0.1), port 0 = any free port.
 
     ``history=True`` (or a :class:`~wsmanager.testing.PastSpec`) gives the market a past: a
@@ -72,6 +76,7 @@ class FakeExchange(WsApiControls):
         seed: int | None = None,
         book_levels: int = 50,
         ws_api: bool = False,
+        market: str = "spot",
         history: bool | PastSpec = False,
         encoding: str = "json",
         api_keys: Iterable[str] | None = None,
@@ -80,6 +85,8 @@ class FakeExchange(WsApiControls):
             raise ValueError(f"encoding must be one of {ENCODINGS}, not {encoding!r}")
         if isinstance(api_keys, str):
             raise TypeError("api_keys must be a collection of keys, not one string")
+        if market not in MARKETS:
+            raise ValueError(f"market must be one of {', '.join(MARKETS)}, not {market!r}")
         if rules is not None and not isinstance(rules, ExchangeRules):
             raise TypeError(f"rules must be an ExchangeRules or None, not {rules!r}")
         if isinstance(book_levels, bool) or not isinstance(book_levels, int) or book_levels < 1:
@@ -92,7 +99,7 @@ class FakeExchange(WsApiControls):
         spec = PastSpec() if history is True else history or None
         if spec is not None and not isinstance(spec, PastSpec):
             raise TypeError(f"history must be a bool or a PastSpec, not {history!r}")
-        self._market = Market(seed, book_levels, spec, encoding)
+        self._market = Market(seed, book_levels, spec, market, encoding)
         pasts = self._market.pasts
         self.archive = None if pasts is None else FakeArchive(pasts, host)  # history=...
         self._server = ExchangeServer(

@@ -1,5 +1,7 @@
 """The exchange's market: one feed per stream, one true order book per symbol, made on first
-use and deterministic for a given ``seed`` (the server's loop thread only).
+use and deterministic for a given ``seed`` (the server's loop thread only). ``kind`` is
+``"spot"``, or a futures market (``"usdm"``, ``"coinm"``: :mod:`.futures`), whose depth events
+chain by ``pu`` and whose payloads have the futures shapes.
 
 A message is a ``str`` (a JSON text frame) or, with ``encoding="sbe"``, ``bytes`` (a binary SBE
 frame: :mod:`.sbe_market`) for the four streams the exchange serves in SBE."""
@@ -12,6 +14,13 @@ from typing import Any
 
 from ..config import ENCODINGS
 from .book import DepthFeed, OrderBook, PartialDepthFeed
+from .futures import (
+    FUTURES_HIDDEN_IDS,
+    FuturesAggTradeFeed,
+    FuturesBookTickerFeed,
+    FuturesDepthFeed,
+    MarkPriceFeed,
+)
 from .klines import KlineFeed, start_live_after
 from .past import Pasts, PastSpec
 from .payloads import (
@@ -24,6 +33,7 @@ from .payloads import (
     stream_symbol,
 )
 from .sbe_market import encode_message, is_sbe_stream, make_sbe_feed, sbe_kind
+from .surface import BlockTradeFeed, ReferencePriceFeed
 
 __all__ = ["ENCODINGS", "Market", "MarketMessage", "dumps"]
 
@@ -31,7 +41,7 @@ MarketMessage = str | bytes  # a JSON text frame's text, or a binary (SBE) frame
 
 
 def dumps(payload: Any) -> str:
-    return json.dumps(payload, separators=(",", ":"))
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 class Market:
@@ -42,8 +52,11 @@ class Market:
         seed: int | None,
         book_levels: int,
         past: PastSpec | None = None,
+        kind: str = "spot",
         encoding: str = "json",
     ) -> None:
+        self.kind = kind
+        self.futures = kind != "spot"
         self.seed = seed if seed is not None else random.randrange(2**32)
         self.book_levels = book_levels
         self.encoding = encoding
@@ -61,6 +74,8 @@ class Market:
         book = self.books.get(symbol)
         if book is None:
             book = self.books[symbol] = OrderBook(symbol, self._rng(symbol), self.book_levels)
+            if self.futures:
+                book.hidden_ids = FUTURES_HIDDEN_IDS
         return book
 
     def feed(self, stream: str) -> Feed:
@@ -76,6 +91,14 @@ class Market:
             depth = sbe_kind(stream) in ("depth", "depth20")
             book = self.book(stream_symbol(stream)) if depth else None
             return make_sbe_feed(stream, rng, book)  # type: ignore[no-any-return]
+        if self.futures:
+            feed = self._futures_feed(stream, kind, rng)
+            if feed is not None:
+                return feed
+        if kind == "referencePrice":
+            return ReferencePriceFeed(stream, rng)
+        if kind == "blockTrade":
+            return BlockTradeFeed(stream, rng)
         if kind == "trade":
             return TradeFeed(stream, rng)
         if kind == "aggTrade":
@@ -94,6 +117,36 @@ class Market:
             levels = int(stream.split("@")[1][5:])
             return PartialDepthFeed(self.book(stream_symbol(stream)), levels)
         return CounterFeed(stream, rng)
+
+    def _futures_feed(self, stream: str, kind: str, rng: random.Random) -> Feed | None:
+        if kind == "depth":
+            return FuturesDepthFeed(self.book(stream_symbol(stream)))
+        if kind == "aggTrade":
+            return FuturesAggTradeFeed(stream, rng)
+        if kind == "bookTicker":
+            return FuturesBookTickerFeed(stream, rng)
+        if kind in ("markPrice", "!markPrice@arr"):
+            return MarkPriceFeed(stream, rng)
+        return None
+
+    def restart_ids(self, stream: str, start: int) -> None:
+        """``stream``'s numbers start again at ``start`` (a testnet reset, a relisting); for a
+        depth stream, the symbol's book update ids (every depth stream of the symbol)."""
+        feed = self.feed(stream)
+        if isinstance(feed, DepthFeed | PartialDepthFeed):
+            book = feed.book
+            book.last_update_id = start - 1
+            book.history.clear()
+            for depth in book.feeds:
+                if depth._first is not None:
+                    depth._held.append(depth._emit())
+                depth.number = start - 1
+                if isinstance(depth, FuturesDepthFeed):
+                    depth.previous = start - 1
+            return
+        if isinstance(feed, AggTradeFeed):
+            feed.history.clear()
+        feed.number = start - 1  # type: ignore[misc]
 
     def agg_trades(self, symbol: str) -> AggTradeFeed:
         """The aggregate-trade feed (and history) of ``symbol``."""
