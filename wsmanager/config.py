@@ -18,11 +18,13 @@ __all__ = [
     "DEFAULT_ARCHIVE_URL",
     "DEFAULT_REST_URL",
     "DEFAULT_SEQUENCE_RESET_THRESHOLD",
+    "ENCODINGS",
     "MAX_STREAM_NAME_LENGTH",
     "TIME_UNITS",
     "WSManagerConfig",
     "default_cache_dir",
     "is_loopback_url",
+    "redact_key",
     "redact_url",
     "stream_url",
     "validate_stream_name",
@@ -32,6 +34,7 @@ MAX_STREAM_NAME_LENGTH = 200
 DEFAULT_REST_URL = "https://api.binance.com"
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"  # Binance's public data archive
 BINANCE_WS_URL = "wss://stream.binance.com:9443/ws/"  # spot market data
+ENCODINGS = ("json", "sbe")  # market data as JSON text frames, or SBE binary frames
 
 # Binance stream names use letters, digits and a few punctuation marks
 # (btcusdt@kline_1m, !ticker@arr, btcusdt@depth@100ms), letters of any script included (symbols
@@ -104,6 +107,11 @@ def redact_url(url: str) -> str:
         netloc = "***@" + netloc.rsplit("@", 1)[1]
     query = "***" if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_key(key: str | None) -> str:
+    """An API key as logs, errors and ``repr`` may show it: its first 4 characters at most."""
+    return "None" if key is None else key[:4] + "..."
 
 
 def is_loopback_url(url: str) -> bool:
@@ -198,6 +206,10 @@ class WSManagerConfig:
     cache_dir: str | os.PathLike[str] | None = field(default_factory=default_cache_dir)
     # Network: None (direct), "env" or a proxy URL (credentials kept out of repr)
     proxy: str | None = field(default=None, repr=False)
+    # SBE market data: the frames' encoding, and the API key sent in X-MBX-APIKEY (required by
+    # encoding="sbe"; never shown beyond its first 4 characters)
+    encoding: str = "json"
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -292,6 +304,30 @@ class WSManagerConfig:
             raise ValueError(
                 f"cache_dir must be a path (str or os.PathLike) or None, got {self.cache_dir!r}"
             )
+        self._check_encoding()
+
+    def _check_encoding(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be 'json' or 'sbe', got {self.encoding!r}")
+        key = self.api_key
+        if key is not None:
+            if not isinstance(key, str):
+                raise ValueError(f"api_key must be a str or None, not {type(key).__name__}")
+            if not key or not all(" " < char < "\x7f" for char in key):
+                raise ValueError(
+                    f"api_key {redact_key(key)!r} must be non-empty printable ASCII without spaces "
+                    "(it goes in an HTTP header)"
+                )
+        if self.encoding == "sbe" and key is None:
+            raise ValueError(
+                "encoding='sbe' (endpoint 'spot-sbe') needs api_key=...: the exchange requires "
+                "an API key (Ed25519) in the X-MBX-APIKEY header of every connection"
+            )
+
+    @property
+    def handshake_headers(self) -> dict[str, str]:
+        """Headers sent with every opening handshake: the API key, when there is one."""
+        return {} if self.api_key is None else {"X-MBX-APIKEY": self.api_key}
 
     @property
     def effective_rest_url(self) -> str:
