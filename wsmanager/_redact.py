@@ -11,7 +11,15 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-__all__ = ["redact_text", "redact_url"]
+__all__ = [
+    "API_KEY",
+    "SECRET",
+    "SECRET_URL",
+    "redact_key",
+    "redact_text",
+    "redact_url",
+    "redacted_repr",
+]
 
 _AUTHORITY_ENDS = "/?#"
 
@@ -41,6 +49,11 @@ def redact_url(url: object) -> str:
         return f"{scheme}{sep}{authority}{path}{'?***' if question else ''}"
     except Exception:  # never: but a log call must not fail on a URL
         return "<a URL>"
+
+
+def redact_key(key: str | None) -> str:
+    """An API key as logs, errors and ``repr`` may show it: its first 4 characters at most."""
+    return "None" if key is None else key[:4] + "..."
 
 
 def redact_text(text: str, *urls: object) -> str:
@@ -85,7 +98,7 @@ SECRET_URL = {"secret": "url"}
 SECRET = {"secret": "hidden"}
 """Field metadata: a secret never shown (an API secret, a private key): ``'***'``."""
 API_KEY = {"secret": "key"}
-"""Field metadata: an API key, shown as its first 4 characters: ``'abcd***'``."""
+"""Field metadata: an API key, shown as its first 4 characters: ``'abcd...'``."""
 
 
 def redact_value(value: object, kind: object) -> str:
@@ -95,7 +108,7 @@ def redact_value(value: object, kind: object) -> str:
     if kind == "url":
         return repr(redact_url(value))
     if kind == "key" and isinstance(value, str):
-        return repr(value[:4] + "***")
+        return repr(redact_key(value))
     return "'***'"
 
 

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ._redact import SECRET_URL, redact_url, redacted_repr
+from ._redact import API_KEY, SECRET_URL, redact_key, redact_url, redacted_repr
 from .errors import InvalidStreamNameError
 from .proxy import check_proxy_option
 
@@ -19,11 +19,13 @@ __all__ = [
     "DEFAULT_ARCHIVE_URL",
     "DEFAULT_REST_URL",
     "DEFAULT_SEQUENCE_RESET_THRESHOLD",
+    "ENCODINGS",
     "MAX_STREAM_NAME_LENGTH",
     "TIME_UNITS",
     "WSManagerConfig",
     "default_cache_dir",
     "is_loopback_url",
+    "redact_key",
     "redact_url",
     "stream_url",
     "validate_stream_name",
@@ -33,6 +35,7 @@ MAX_STREAM_NAME_LENGTH = 200
 DEFAULT_REST_URL = "https://api.binance.com"
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"  # Binance's public data archive
 BINANCE_WS_URL = "wss://stream.binance.com:9443/ws/"  # spot market data
+ENCODINGS = ("json", "sbe")  # market data as JSON text frames, or SBE binary frames
 
 # Binance stream names use letters, digits and a few punctuation marks
 # (btcusdt@kline_1m, !ticker@arr, btcusdt@depth@100ms), letters of any script included (symbols
@@ -192,6 +195,10 @@ class WSManagerConfig:
     cache_dir: str | os.PathLike[str] | None = field(default_factory=default_cache_dir)
     # Network: None (direct), "env" or a proxy URL
     proxy: str | None = field(default=None, metadata=SECRET_URL)
+    # SBE market data: the frames' encoding, and the API key sent in X-MBX-APIKEY (required by
+    # encoding="sbe"; never shown beyond its first 4 characters)
+    encoding: str = "json"
+    api_key: str | None = field(default=None, metadata=API_KEY)
 
     def __repr__(self) -> str:
         return redacted_repr(self)
@@ -288,6 +295,30 @@ class WSManagerConfig:
             raise ValueError(
                 f"cache_dir must be a path (str or os.PathLike) or None, got {self.cache_dir!r}"
             )
+        self._check_encoding()
+
+    def _check_encoding(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be 'json' or 'sbe', got {self.encoding!r}")
+        key = self.api_key
+        if key is not None:
+            if not isinstance(key, str):
+                raise ValueError(f"api_key must be a str or None, not {type(key).__name__}")
+            if not key or not all(" " < char < "\x7f" for char in key):
+                raise ValueError(
+                    f"api_key {redact_key(key)!r} must be non-empty printable ASCII without spaces "
+                    "(it goes in an HTTP header)"
+                )
+        if self.encoding == "sbe" and key is None:
+            raise ValueError(
+                "encoding='sbe' (endpoint 'spot-sbe') needs api_key=...: the exchange requires "
+                "an API key (Ed25519) in the X-MBX-APIKEY header of every connection"
+            )
+
+    @property
+    def handshake_headers(self) -> dict[str, str]:
+        """Headers sent with every opening handshake: the API key, when there is one."""
+        return {} if self.api_key is None else {"X-MBX-APIKEY": self.api_key}
 
     @property
     def effective_rest_url(self) -> str:

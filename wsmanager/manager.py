@@ -42,6 +42,7 @@ from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
 from .net._closing import ClosesOnExit
 from .notebook import manager_html
+from .sbe.streams import book_speed
 from .userdata import UserDataStreams
 
 __all__ = ["Unsubscribe", "WSManager"]
@@ -291,15 +292,18 @@ class WSManager(ClosesOnExit):
         rest_url: str | None = None,
         *,
         limit: int = 1000,
-        speed: str = "100ms",
+        speed: str | None = None,
         **options: Any,
     ) -> OrderBook:
         """A local order book of ``symbol`` kept in sync with Binance's documented procedure
         (the ``<symbol>@depth@<speed>`` stream plus REST snapshots from ``rest_url``, default the
         manager's ``rest_url``). Its depth stream shares connections like any subscriber's.
+        ``speed``: ``"100ms"`` (the default) or ``"1000ms"``; with ``encoding="sbe"`` only
+        ``"20ms"`` (``<symbol>@depth``, the default there).
         ``options`` go to :class:`~wsmanager.book.OrderBook`."""
         if self._forked_away or self._destroyed:
             raise ManagerClosedError("the manager was destroyed; create a new WSManager")
+        speed = book_speed(self.config.encoding, speed)
         options.setdefault("proxy", self.config.proxy)  # REST goes the way connections go
         book = OrderBook(
             self.subscribe,

@@ -39,15 +39,16 @@ UpdateCallback = Callable[["OrderBook"], object]
 ErrorCallback = Callable[[Exception], object]
 
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
-_SPEEDS = {"100ms": "@depth@100ms", "1000ms": "@depth"}
+_SPEEDS = {"100ms": "@depth@100ms", "1000ms": "@depth", "20ms": "@depth"}  # 20ms: SBE's @depth
 
 
 def depth_stream(symbol: str, speed: str = "100ms") -> str:
-    """The diff depth stream of ``symbol``: ``btcusdt@depth@100ms``, or ``btcusdt@depth``."""
+    """The diff depth stream of ``symbol``: ``btcusdt@depth@100ms``, or ``btcusdt@depth``
+    (speed ``"1000ms"`` on the JSON streams, ``"20ms"`` on the SBE streams)."""
     if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
         raise ValueError(f"symbol must be letters and digits like 'BTCUSDT', got {symbol!r}")
     if speed not in _SPEEDS:
-        raise ValueError(f"speed must be '100ms' or '1000ms', got {speed!r}")
+        raise ValueError(f"speed must be '100ms', '1000ms' or '20ms' (SBE), got {speed!r}")
     return symbol.lower() + _SPEEDS[speed]
 
 

@@ -26,6 +26,7 @@ from . import record
 from . import relay as relay_cli
 from . import user_data as user_data_cli
 from .demo import run_demo
+from .keys import add_key_arguments, key_options
 from .view import LiveView
 
 __all__ = ["main"]
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="http://, socks5:// or socks5h:// proxy URL, or 'env' (https_proxy/all_proxy)",
     )
+    add_key_arguments(stream)
     stream.add_argument("--count", type=int, default=None, help="stop after N messages")
     stream.add_argument(
         "--view",
@@ -114,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
         help="spot (default), or a futures market: usdm (routed /public, /market) or coinm",
     )
     fake.add_argument(
+        "--encoding",
+        choices=("json", "sbe"),
+        default="json",
+        help="sbe: serve @trade, @bestBidAsk, @depth, @depth20 as SBE (an API key needed)",
+    )
+    fake.add_argument(
         "--replay", action="append", metavar="FILE", help="publish a recording (wsmanager record)"
     )
     fake.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1)")
@@ -150,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.view,
                 args.endpoint,
                 args.proxy,
+                args,
             )
         if args.command == "health":
             return probe_health(args.url, args.timeout)
@@ -203,6 +212,7 @@ def _stream(
     view: bool = False,
     endpoint: str | None = None,
     proxy: str | None = None,
+    args: argparse.Namespace | None = None,
 ) -> int:
     done = threading.Event()
     printed = 0
@@ -228,7 +238,8 @@ def _stream(
     try:
         if url is None and endpoint is None:
             url = BINANCE_WS_URL
-        manager = WSManager(url=url, endpoint=endpoint, proxy=proxy)
+        options = key_options(args) if args is not None else {}
+        manager = WSManager(url=url, endpoint=endpoint, proxy=proxy, **options)
     except ValueError as exc:
         print(f"wsmanager: {exc}", file=sys.stderr)
         return 2
@@ -305,10 +316,14 @@ def _fake_exchange(args: argparse.Namespace) -> int:
     rate = args.rate if args.rate is not None else 0.0 if args.replay else 10.0
     chosen = BINANCE_SPOT_RULES if rules == "binance" else None
     market = args.market
-    with FakeExchange(port=port, rate=rate, rules=chosen, seed=seed, market=market) as exchange:
+    sbe = args.encoding == "sbe"
+    with FakeExchange(
+        port=port, rate=rate, rules=chosen, seed=seed, market=market, encoding=args.encoding
+    ) as exchange:
         print(
             f"fake exchange listening on {exchange.url} ({rate:g} msg/s per stream; "
-            f"rules: {rules}; market: {market}; REST: {exchange.rest_url})",
+            f"rules: {rules}; market: {market}; REST: {exchange.rest_url}; "
+            f"encoding: {args.encoding})",
             flush=True,
         )
         if market == "usdm":
@@ -317,7 +332,8 @@ def _fake_exchange(args: argparse.Namespace) -> int:
                 f"--rest-url {exchange.rest_url}   (Ctrl-C ends)"
             )
         else:
-            print(f"try: wsmanager stream btcusdt@trade --url {exchange.url}   (Ctrl-C ends)")
+            extra = " --encoding sbe --api-key-env BINANCE_API_KEY" if sbe else ""
+            print(f"try: wsmanager stream btcusdt@trade --url {exchange.url}{extra}  (Ctrl-C ends)")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:
