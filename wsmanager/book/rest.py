@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .._redact import redact_text, redact_url
 from ..backoff import BackoffPolicy, parse_retry_after
 from ..errors import WSManagerError
 from .sync import DepthSnapshot
@@ -260,7 +261,8 @@ class RestClient:
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"rest_url must be an http:// or https:// URL, got {base_url!r}")
+            shown = redact_url(base_url)
+            raise ValueError(f"rest_url must be an http:// or https:// URL, got {shown!r}")
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {timeout!r}")
         self.base_url = base_url.rstrip("/")
@@ -293,7 +295,8 @@ class RestClient:
         set while it was in flight: the request is cut short). ``on_send()`` runs just before the
         request goes out.
         """
-        url = self.base_url + path
+        target = self.base_url + path
+        url = redact_url(self.base_url) + path  # for errors and logs: never the credentials
         if not self.budget.reserve(weight, stop=stop, deadline=deadline):
             paused = self.budget.paused_for()
             raise RestNotSentError(
@@ -311,7 +314,7 @@ class RestClient:
         try:
             response, body = bounded_get(
                 self.session,
-                url,
+                target,
                 params,
                 deadline=time.monotonic() + timeout,
                 max_bytes=MAX_ANSWER_BYTES if max_bytes is None else max_bytes,
@@ -325,7 +328,8 @@ class RestClient:
         except requests.Timeout as exc:
             raise RestError(f"GET {url}: no answer within {timeout:g}s", url=url) from exc
         except requests.RequestException as exc:
-            raise RestError(f"GET {url}: {exc}", url=url) from exc
+            detail = redact_text(str(exc), self.base_url)
+            raise RestError(f"GET {url}: {detail}", url=url) from exc
         except AnswerTooLarge as exc:
             raise RestError(f"GET {url}: {exc}", url=url) from None
         used = response.headers.get(_USED_WEIGHT_HEADER)
