@@ -33,15 +33,18 @@ from .core.delivery import (
 )
 from .core.flow import plain_subscribe
 from .core.state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
+from .core.usercode import call_user
 from .endpoints import Endpoint, apply_endpoint, get_endpoint
 from .engine.registry import StreamRegistry
+from .engine.routes import router_for, warn_if_decommissioned
 from .engine.status import StatusCallback, StatusFeed
-from .errors import ManagerClosedError
+from .errors import InvalidStreamNameError, ManagerClosedError
 from .history import api as history_api
 from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
 from .net._closing import ClosesOnExit
 from .notebook import manager_html
+from .sbe.streams import book_speed
 from .userdata import UserDataStreams
 
 __all__ = ["Unsubscribe", "WSManager"]
@@ -51,7 +54,6 @@ log = logging.getLogger("wsmanager")
 Unsubscribe = Callable[[], None]
 
 _AT_EXIT_JOIN_TIMEOUT = 2.0
-_HANDOVER_POLL = 0.01  # seconds between checks of a handover in progress
 _live_managers: weakref.WeakSet[WSManager] = weakref.WeakSet()
 _at_exit_registered = False
 _at_exit_lock = threading.Lock()
@@ -96,6 +98,8 @@ class WSManager(ClosesOnExit):
             _typed_module()  # ImportError naming the extra now, not at the first subscribe
         if self.config.debug:
             log.setLevel(logging.DEBUG)
+        warn_if_decommissioned(url)
+        self._router = router_for(self.config, self.endpoint)
         ssl_context = self._tls_context(ssl_context)
         if urlsplit(url).scheme == "ws" and not is_loopback_url(url):
             log.warning(
@@ -116,6 +120,7 @@ class WSManager(ClosesOnExit):
             ssl_context=ssl_context,
             on_handover=self._wake_supervisor,
             backfill_for=self._backfill_for,
+            router=self._router,
         )
         self._user_data = UserDataStreams(
             self.config,
@@ -183,6 +188,9 @@ class WSManager(ClosesOnExit):
         immutable typed objects for the documented payloads (``docs/typed.md``).
         """
         validate_stream_name(stream)
+        refusal = self._router.refusal(stream)
+        if refusal is not None:
+            raise InvalidStreamNameError(stream, refusal)
         _check_callable("callback", callback)
         _check_callable("on_error", on_error, optional=True)
         _check_callable("on_complete", on_complete, optional=True)
@@ -302,15 +310,18 @@ class WSManager(ClosesOnExit):
         rest_url: str | None = None,
         *,
         limit: int = 1000,
-        speed: str = "100ms",
+        speed: str | None = None,
         **options: Any,
     ) -> OrderBook:
         """A local order book of ``symbol`` kept in sync with Binance's documented procedure
         (the ``<symbol>@depth@<speed>`` stream plus REST snapshots from ``rest_url``, default the
         manager's ``rest_url``). Its depth stream shares connections like any subscriber's.
+        ``speed``: ``"100ms"`` (the default) or ``"1000ms"``; with ``encoding="sbe"`` only
+        ``"20ms"`` (``<symbol>@depth``, the default there).
         ``options`` go to :class:`~wsmanager.book.OrderBook`."""
         if self._forked_away or self._destroyed:
             raise ManagerClosedError("the manager was destroyed; create a new WSManager")
+        speed = book_speed(self.config.encoding, speed)
         options.setdefault("proxy", self.config.proxy)  # REST goes the way connections go
         book = OrderBook(
             plain_subscribe(self),
@@ -423,8 +434,10 @@ class WSManager(ClosesOnExit):
     def get_metrics(self) -> WSManagerMetrics:
         books = self._books.figures()
         user = self._user_data.figures()
+        metrics = self._registry.metrics()
         return dataclasses.replace(
-            self._registry.metrics(),
+            metrics,
+            callback_errors=metrics.callback_errors + self._status.errors.count + books.errors,
             user_data_connections=user.connections,
             user_data_accounts=user.accounts,
             user_data_subscriptions=user.live,
@@ -534,27 +547,38 @@ class WSManager(ClosesOnExit):
     # -- the supervisor thread -------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        """The supervisor thread: a step that raised (whatever it is) is reported and counted,
+        and the supervisor goes on, so status delivery, idle cleanup and handovers never stop."""
+        while not call_user(
+            self._supervise_loop,
+            where=f"manager {self.metrics_name}",
+            what="the supervisor",
+            counter=self._status.errors,
+        ):
+            with self._wake:  # a step that fails every time must not spin
+                if not self._stopping:
+                    self._wake.wait(0.05)
+
+    def _supervise_loop(self) -> None:
+        """Deliver status changes, run the idle sweep, and finish handovers: woken by a change
+        (a state, a handover's replacement open, a stream switched) or by the next deadline."""
         interval = self.config.cleanup_interval
         next_sweep = time.monotonic() + interval
         registry = self._registry
         while True:
-            handovers = registry.handovers_pending()
+            handover_at = registry.next_handover_deadline()  # before the lock: lock order
+            wake_at = next_sweep if handover_at is None else min(next_sweep, handover_at)
             with self._wake:
                 while not (self._status_dirty or self._stopping):
-                    remaining = next_sweep - time.monotonic()
-                    if handovers:
-                        remaining = min(remaining, _HANDOVER_POLL)
+                    remaining = wake_at - time.monotonic()
                     if remaining <= 0:
                         break
                     self._wake.wait(remaining)
-                    if handovers:
-                        break
                 stopping = self._stopping
                 self._status_dirty = False
             if stopping:
                 break
-            if handovers:
-                registry.advance_handovers()
+            registry.advance_handovers()
             self._status.deliver()
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + interval

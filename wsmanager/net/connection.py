@@ -39,6 +39,7 @@ from ..errors import (
     RetriesExhaustedError,
     WSManagerError,
 )
+from ..sbe import SbeDecodeError, decode_frame
 from . import _wsclient
 from .boundary import Attempt, convert, final_error, is_permanent_status, retry_after
 from .deadline import Deadline
@@ -47,11 +48,15 @@ from .limits import HOST_BUDGETS, MessageGate, host_key
 from .readloop import ReadLoop
 from .transport import ConnectAborted, open_socket, shutdown_quietly
 
-__all__ = ["Connection", "ConnectionListener", "ErrorFactory"]
+__all__ = ["SHUTDOWN_MIN_AGE", "Connection", "ConnectionListener", "ErrorFactory"]
 
 log = logging.getLogger("wsmanager")
 
 ErrorFactory = Callable[[str], WSManagerError]
+
+SHUTDOWN_MIN_AGE = (
+    30.0  # seconds: a replacement younger than this is not replaced for serverShutdown
+)
 
 
 class ConnectionListener(Protocol):
@@ -67,7 +72,7 @@ class ConnectionListener(Protocol):
         self, connection: Connection, stream: str, code: int | None, reason: str
     ) -> None: ...
 
-    def rotation_due(self, connection: Connection, reason: str) -> None: ...
+    def rotation_due(self, connection: Connection, reason: str) -> bool: ...
 
     def connection_ended(self, connection: Connection) -> None: ...
 
@@ -85,6 +90,7 @@ class Connection:
         *,
         ssl_context: ssl.SSLContext | None = None,
         rng: random.Random | None = None,
+        replacement: bool = False,
     ) -> None:
         self.number = number
         self.name = name
@@ -94,7 +100,7 @@ class Connection:
         self._ssl_context = ssl_context
         self._rng = rng  # None: the random module's shared generator
         self._policy = BackoffPolicy(config.base_retry_delay, config.max_retry_delay)
-        self.host_key = host_key(config.url)
+        self.host_key = host_key(config.url, config.proxy)
         self.healthy_after = min(config.ping_interval, config.max_retry_delay)
         age = config.max_connection_age
         self.max_age = float("inf") if age is None else age * (1 - (rng or random).uniform(0, 0.1))
@@ -103,7 +109,13 @@ class Connection:
         self.feeds: Mapping[str, StreamFeed] = {}
         self.changed_at = 0.0  # monotonic time of the last carry(): bursts share a SUBSCRIBE
         self._stop = threading.Event()
-        self._retiring = False  # a successor takes over: end instead of reconnecting
+        self.replacement = replacement  # opened by a handover (see shutdown_announced)
+        # When the read loop asks for a rotation (monotonic; set at each open, re-armed by the
+        # registry after an abandoned handover). A float: written by either thread, read by the
+        # reader, never torn.
+        self.rotate_at = float("inf")
+        self.rotate_reason = "the connection reached its maximum age"
+        self._shutdown_seen = False  # this socket announced serverShutdown (acted on once)
         self._names_in_url = True  # False after the exchange refused a combined URL (HTTP 400)
         self._lock = make_lock("connection")  # guards _socket and _open (reader vs stop())
         self._socket: socket.socket | None = None
@@ -147,9 +159,9 @@ class Connection:
         self.changed_at = time.monotonic()
         self.wake()
 
-    def retire(self) -> None:
-        """A successor takes over: if this socket goes, end rather than reconnect."""
-        self._retiring = True
+    def rearm_rotation(self, after: float) -> None:
+        """Ask for a rotation again ``after`` seconds from now (a handover was abandoned)."""
+        self.rotate_at = time.monotonic() + after
 
     def stop(self) -> None:
         """End the reader thread: a clean close (close frame 1000, a short wait) when the
@@ -195,9 +207,36 @@ class Connection:
     def proved_healthy(self) -> None:
         self.retry_attempt = 0
 
-    def rotation_due(self, reason: str) -> None:
-        log.info("connection %s (%s): %s; rotating", self.number, self.name, reason)
-        self._listener.rotation_due(self, reason)
+    def rotation_timer(self, now: float) -> None:
+        """The read loop's timer: ask for the rotation that is due (once; asked again a second
+        later if the registry cannot start it now)."""
+        if now < self.rotate_at:
+            return
+        self.rotate_at = float("inf")
+        log.info("connection %s (%s): %s; rotating", self.number, self.name, self.rotate_reason)
+        if not self._listener.rotation_due(self, self.rotate_reason):
+            self.rotate_at = now + 1.0
+
+    def shutdown_announced(self) -> None:
+        """The exchange sent ``serverShutdown`` on this socket: hand over at most once per
+        socket, and a replacement younger than ``SHUTDOWN_MIN_AGE`` only once it is that old
+        (a server that sends it in a loop cannot spend the connection budget)."""
+        if self._shutdown_seen:
+            return
+        self._shutdown_seen = True
+        reason = "the exchange announced serverShutdown"
+        opened = self.opened_at if self.opened_at is not None else time.monotonic()
+        due = opened + SHUTDOWN_MIN_AGE if self.replacement else time.monotonic()
+        if due > time.monotonic():
+            log.info(
+                "connection %s: serverShutdown on a replacement younger than %gs; handing over "
+                "when it is that old",
+                self.name,
+                SHUTDOWN_MIN_AGE,
+            )
+        self.rotate_reason = reason
+        self.rotate_at = min(self.rotate_at, due)
+        self.rotation_timer(time.monotonic())
 
     def stream_refused(self, stream: str, code: int | None, reason: str) -> None:
         log.error("stream %s: refused by the exchange (code %s): %s", stream, code, reason)
@@ -237,7 +276,7 @@ class Connection:
                 return
             self.attempts += 1
             attempt = self._connect_and_read()
-            if self._stop.is_set() or self._retiring:
+            if self._stop.is_set():
                 return
             error = final_error(attempt)
             self.last_error = error
@@ -329,6 +368,7 @@ class Connection:
             on_close=self._on_close,
             on_ping=self._on_ping,
             socket=guard,
+            header=self.config.handshake_headers,  # X-MBX-APIKEY (SBE), or nothing
         )
         try:
             app.run_forever(ping_interval=0, ping_timeout=None, skip_utf8_validation=True)
@@ -372,6 +412,9 @@ class Connection:
         now = time.monotonic()
         attempt.opened_at = now
         self.opened_at = now
+        self.rotate_at = now + self.max_age
+        self.rotate_reason = "the connection reached its maximum age"
+        self._shutdown_seen = False
         self.epoch = object()
         if self._has_opened:
             self.reconnects += 1
@@ -417,7 +460,10 @@ class Connection:
             feed.offer_many(self, epoch, batch, pressure)
 
     def _binary(self, data: bytes) -> None:
-        """A binary frame (where a binary decoder, e.g. SBE, plugs in)."""
+        """A binary frame: SBE market data with ``encoding="sbe"``, else skipped."""
+        if self.config.encoding == "sbe":
+            self._route_sbe(data)
+            return
         self.invalid_messages += 1
         log.warning("connection %s: skipped a binary frame of %d bytes", self.name, len(data))
 
@@ -456,7 +502,7 @@ class Connection:
                 if type(name) is str and "data" in value:
                     payload = value["data"]
                     if type(payload) is dict and payload.get("e") == "serverShutdown":
-                        self.rotation_due("the exchange announced serverShutdown")
+                        self.shutdown_announced()
                         return None
                     feed = self.feeds.get(name)
                     return None if feed is None else (feed, payload)
@@ -465,7 +511,7 @@ class Connection:
                         loop.answer(value)
                     return None
             if value.get("e") == "serverShutdown":
-                self.rotation_due("the exchange announced serverShutdown")
+                self.shutdown_announced()
                 return None
         if not self.target.combined:
             feed = self.feeds.get(self.name)
@@ -475,6 +521,21 @@ class Connection:
             "connection %s: skipped a message that is not a stream's: %.200r", self.name, value
         )
         return None
+
+    def _route_sbe(self, data: bytes) -> None:
+        """A binary SBE frame: each decoded payload to the feed of the stream it names (no
+        envelope on combined connections)."""
+        try:
+            decoded = decode_frame(data)
+        except SbeDecodeError as exc:
+            self.invalid_messages += 1
+            log.warning("connection %s: skipped an SBE frame: %s", self.name, exc)
+            return
+        size = len(data) // max(1, len(decoded))
+        for stream, payload in decoded:
+            feed = self.feeds.get(stream if self.target.combined else self.name)
+            if feed is not None:
+                feed.offer(self, self.epoch, payload, size)
 
     def _on_ping(self, app: _wsclient.App, data: bytes) -> None:
         self.gate.record(time.monotonic())  # websocket-client has answered with a pong
