@@ -16,7 +16,8 @@ true order book per symbol, and answers REST requests on the same port. Fault co
 live connections or on the handshakes that follow. ``rules=BINANCE_SPOT_RULES`` enforces the
 exchange's limits and records every violation. ``ws_api=True`` also serves the WebSocket API's
 user data streams on ``/ws-api/v3`` (:mod:`wsmanager.testing.wsapi`: accounts, signed
-subscriptions, events). Every thread it starts ends on :meth:`close`.
+subscriptions, events) and futures listenKeys (:mod:`wsmanager.testing.listenkeys`). Every
+thread it starts ends on :meth:`close`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .archive import FakeArchive
 from .book import TrueBook
 from .connection import Client
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
+from .listenkeys import ListenKeys
 from .market import Market
 from .past import PastSpec
 from .replay import Replay
@@ -90,6 +92,8 @@ class FakeExchange(WsApiControls):
         # ws_api: also serve the WebSocket API's user data streams (wsapi_controls.py)
         self._wsapi = WsApi(self._ledger) if ws_api else None
         self._server.wsapi = self._wsapi
+        self._listen_keys = ListenKeys(self._wsapi.accounts, self._ledger) if self._wsapi else None
+        self._server.listen_keys = self._listen_keys
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="wsmanager-fake-exchange", daemon=True
