@@ -12,6 +12,7 @@ Each window without a stream is a ``Gap(stream="userData")`` as for the spot Web
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import threading
@@ -159,6 +160,22 @@ class FuturesAccount:
         if connection is not None:
             connection.stop()
 
+    @property
+    def done(self) -> bool:
+        return self._stop.is_set()
+
+    def figures(self) -> dict[str, int]:
+        with self._lock:
+            connection = self.connection
+            return {
+                "connections": int(connection is not None and connection.is_open),
+                "accounts": 1,
+                "live": int(self.waiting_since is None),
+                "events": self.events,
+                "gaps": self.gaps,
+                "reconnects": connection.reconnects if connection is not None else 0,
+            }
+
     def threads(self) -> list[threading.Thread]:
         with self._lock:
             connection = self.connection
@@ -194,10 +211,8 @@ class FuturesAccount:
             self.close(Ending.FAILED, StreamRejectedError(STREAM, None, "internal error"))
         finally:
             if self._stop.is_set():
-                try:
+                with contextlib.suppress(ListenKeyError):
                     self._rest.delete()
-                except ListenKeyError:
-                    pass
             self._rest.close()
 
     def _connect(self, listen_key: str) -> None:
