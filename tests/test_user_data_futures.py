@@ -27,10 +27,17 @@ def _rest(exchange: FakeExchange, method: str) -> int:
     return sum(1 for r in exchange.rest_requests() if r.path == f"{method} /fapi/v1/listenKey")
 
 
+Started = tuple[WSManager, Recorder, list[Gap], Callable[[], None]]
+
+
 @pytest.fixture
-def futures(
-    exchange: FakeExchange, make_manager: Callable[..., WSManager]
-) -> tuple[WSManager, Recorder, list[Gap], Callable[[], None]]:
+def futures(exchange: FakeExchange, make_manager: Callable[..., WSManager]) -> Started:
+    return _start(exchange, make_manager, 0.3 * SCALE)
+
+
+def _start(
+    exchange: FakeExchange, make_manager: Callable[..., WSManager], interval: float
+) -> Started:
     manager = make_manager(endpoint="usdm-market", rest_url=exchange.futures_rest_url)
     gaps: list[Gap] = []
     manager.on_gap(gaps.append)
@@ -41,14 +48,14 @@ def futures(
         api_secret=HMAC_SECRET,
         on_error=recorder.on_error,
         ws_api_url=exchange.private_url,
-        keepalive_interval=0.3 * SCALE,
+        keepalive_interval=interval,
     )
     assert wait_for(lambda: exchange.futures_connections(HMAC_KEY) == 1)
     return manager, recorder, gaps, stop
 
 
 def test_a_listen_key_is_made_kept_alive_and_deleted(
-    exchange: FakeExchange, futures: tuple[WSManager, Recorder, list[Gap], Callable[[], None]]
+    exchange: FakeExchange, futures: Started
 ) -> None:
     manager, recorder, gaps, stop = futures
     assert _rest(exchange, "POST") == 1
@@ -65,10 +72,11 @@ def test_a_listen_key_is_made_kept_alive_and_deleted(
     assert gaps == [] and recorder.errors == []
 
 
-def test_listen_key_expired_takes_a_new_key_with_one_gap(
-    exchange: FakeExchange, futures: tuple[WSManager, Recorder, list[Gap], Callable[[], None]]
+def test_listen_key_expired_takes_a_new_key_at_once_with_one_gap(
+    exchange: FakeExchange, make_manager: Callable[..., WSManager]
 ) -> None:
-    manager, recorder, gaps, _stop = futures
+    # a keep-alive far away: the event itself makes the manager take a new key
+    manager, recorder, gaps, _stop = _start(exchange, make_manager, 600.0)
     first = exchange.listen_key(HMAC_KEY)
     assert exchange.expire_listen_key(HMAC_KEY) == 1
     assert wait_for(lambda: exchange.listen_key(HMAC_KEY) not in (None, first))
@@ -82,7 +90,7 @@ def test_listen_key_expired_takes_a_new_key_with_one_gap(
 
 
 def test_a_drop_reconnects_on_the_same_key_with_one_gap(
-    exchange: FakeExchange, futures: tuple[WSManager, Recorder, list[Gap], Callable[[], None]]
+    exchange: FakeExchange, futures: Started
 ) -> None:
     _manager, recorder, gaps, _stop = futures
     key = exchange.listen_key(HMAC_KEY)

@@ -225,6 +225,8 @@ class FuturesAccount:
                 self.connection = WsApiConnection(
                     0, url, self._config, self, ssl_context=self._ssl_context
                 )
+                # the listenKey lets anyone read the account's events: never shown
+                self.connection.display_url = private_url(self._template, "<listenKey>")
                 self.connection.start()
                 return
         connection.url = url  # the next attempt opens the new key's stream
