@@ -38,7 +38,7 @@ def futures(exchange: FakeExchange, make_manager: Callable[..., WSManager]) -> S
 def _start(
     exchange: FakeExchange, make_manager: Callable[..., WSManager], interval: float
 ) -> Started:
-    manager = make_manager(endpoint="usdm-market", rest_url=exchange.futures_rest_url)
+    manager = make_manager(endpoint="usdm", rest_url=exchange.futures_rest_url)
     gaps: list[Gap] = []
     manager.on_gap(gaps.append)
     recorder = Recorder()
@@ -120,6 +120,7 @@ def test_an_unknown_api_key_is_refused(
 def test_the_futures_presets_know_their_private_routes() -> None:
     from wsmanager.endpoints import get_endpoint
 
+    assert get_endpoint("usdm").ws_api_url == "wss://fstream.binance.com/private/ws"
     usdm = get_endpoint("usdm-market")
     assert usdm.listen_key_path == "/fapi/v1/listenKey"
     assert usdm.ws_api_url == "wss://fstream.binance.com/private/ws"

@@ -33,8 +33,9 @@ from .core.delivery import (
 from .core.state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 from .endpoints import Endpoint, apply_endpoint, get_endpoint
 from .engine.registry import StreamRegistry
+from .engine.routes import router_for, warn_if_decommissioned
 from .engine.status import StatusCallback, StatusFeed
-from .errors import ManagerClosedError
+from .errors import InvalidStreamNameError, ManagerClosedError
 from .history import api as history_api
 from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
@@ -92,6 +93,8 @@ class WSManager(ClosesOnExit):
         url = self.config.url
         if self.config.debug:
             log.setLevel(logging.DEBUG)
+        warn_if_decommissioned(url)
+        self._router = router_for(self.config, self.endpoint)
         ssl_context = self._tls_context(ssl_context)
         if urlsplit(url).scheme == "ws" and not is_loopback_url(url):
             log.warning(
@@ -112,6 +115,7 @@ class WSManager(ClosesOnExit):
             ssl_context=ssl_context,
             on_handover=self._wake_supervisor,
             backfill_for=self._backfill_for,
+            router=self._router,
         )
         self._user_data = UserDataStreams(
             self.config,
@@ -175,6 +179,9 @@ class WSManager(ClosesOnExit):
         seam (``docs/history.md``); ``time_unit="microsecond"`` gives its times in µs.
         """
         validate_stream_name(stream)
+        refusal = self._router.refusal(stream)
+        if refusal is not None:
+            raise InvalidStreamNameError(stream, refusal)
         _check_callable("callback", callback)
         _check_callable("on_error", on_error, optional=True)
         _check_callable("on_complete", on_complete, optional=True)

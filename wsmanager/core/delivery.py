@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..config import DEFAULT_SEQUENCE_RESET_THRESHOLD
 from ._locks import make_lock
 from .sequence import Sequencer, SequenceRule, Verdict
 from .state import Gap
@@ -99,6 +100,7 @@ class StreamFeed:
         capacity: int,
         max_bytes: int,
         rule: SequenceRule | None,
+        reset_threshold: int = DEFAULT_SEQUENCE_RESET_THRESHOLD,
     ) -> None:
         self.name = name
         self.loop = loop
@@ -108,7 +110,9 @@ class StreamFeed:
         self.backfill: Backfill | None = None  # set by the registry when a subscriber asks
         self._items: deque[tuple[int, Any, int]] = deque()
         self.buffered_bytes = 0
-        self._sequencer = Sequencer(rule) if rule is not None else None
+        self._sequencer = (
+            Sequencer(rule, reset_threshold=reset_threshold) if rule is not None else None
+        )
         self._source: object | None = None  # the connection whose messages count now
         self._source_epoch: object | None = None
         self._successor: object | None = None
@@ -199,8 +203,8 @@ class StreamFeed:
                 self.duplicates += 1
                 return
             if gap is not None:
-                event = Gap(self.name, gap[0], gap[1], after_reconnect)
-                kind = _BACKFILL if self.backfill is not None else _GAP
+                event = Gap(self.name, gap.expected, gap.received, after_reconnect, gap.reset)
+                kind = _BACKFILL if self.backfill is not None and not gap.reset else _GAP
                 self._append_locked(kind, event, 0)
         self._append_locked(_MESSAGE, message, size)
 

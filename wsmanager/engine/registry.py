@@ -26,7 +26,7 @@ from ..core._locks import make_lock
 from ..core.delivery import Backfill, DeliveryLoop, Ending, GapCallback, StreamFeed, Subscription
 from ..core.sequence import rule_for
 from ..core.state import ConnectionState, StreamInfo, WSManagerMetrics, aggregate_state
-from ..core.targets import target_for
+from ..core.targets import Router, Target
 from ..errors import ManagerClosedError, StreamRejectedError, WSManagerError
 from ..net.connection import Connection, ErrorFactory
 from .groups import Counters, Group, Stream, Totals
@@ -50,9 +50,10 @@ class StreamRegistry:
         ssl_context: ssl.SSLContext | None = None,
         backfill_for: Callable[[str], Backfill | None] | None = None,
         on_handover: Callable[[], None] = lambda: None,
+        router: Router | None = None,
     ) -> None:
         self._config = config
-        self._target = target_for(config)
+        self._router = router or Router(config)  # each stream's target (its route's, if routed)
         self._on_status = on_status  # called under the lock: must only record and signal
         self._gap_listeners = gap_listeners
         self._ssl_context = ssl_context
@@ -72,7 +73,7 @@ class StreamRegistry:
 
     @property
     def combined(self) -> bool:
-        return self._target.combined
+        return self._router.combined
 
     # -- subscriptions ---------------------------------------------------------------------------
 
@@ -103,16 +104,18 @@ class StreamRegistry:
                 self._remove_locked(stream, Ending.UNSUBSCRIBED)
 
     def _create_locked(self, name: str) -> Stream:
-        group = self._group_with_room_locked()
+        target = self._router.target(name)
+        group = self._group_with_room_locked(target)
         new_group = group is None
         if group is None:
-            group = self._new_group_locked(name)
+            group = self._new_group_locked(name, target)
         feed = StreamFeed(
             name,
             group.loop,
             capacity=self._config.max_buffered_messages,
             max_bytes=self._config.max_buffered_bytes,
             rule=rule_for(name),
+            reset_threshold=self._config.sequence_reset_threshold,
         )
         stream = Stream(name, time.time(), time.monotonic(), feed, group)
         self._streams[name] = stream
@@ -128,29 +131,29 @@ class StreamRegistry:
         self._publish_locked()
         return stream
 
-    def _group_with_room_locked(self) -> Group | None:
-        if not self._target.combined:
+    def _group_with_room_locked(self, target: Target) -> Group | None:
+        """A group of ``target`` (a connection never carries two routes) with room."""
+        if not target.combined:
             return None
         limit = self._config.streams_per_connection
         for group in self._groups:
-            if not group.closed and len(group.streams) < limit:
+            same_route = group.connection.target == target
+            if same_route and not group.closed and len(group.streams) < limit:
                 return group
         return None
 
-    def _new_group_locked(self, first_stream: str) -> Group:
+    def _new_group_locked(self, first_stream: str, target: Target) -> Group:
         number = next(self._numbers)
-        name = f"conn-{number}" if self._target.combined else first_stream
+        name = f"conn-{number}" if target.combined else first_stream
         loop = DeliveryLoop(name, self._gap_listeners)
-        connection = self._new_connection_locked(number, name)
+        connection = self._new_connection_locked(number, name, target)
         group = Group(number, loop, connection)
         self._groups.append(group)
         self._group_of[connection] = group
         return group
 
-    def _new_connection_locked(self, number: int, name: str) -> Connection:
-        return Connection(
-            number, name, self._config, self._target, self, ssl_context=self._ssl_context
-        )
+    def _new_connection_locked(self, number: int, name: str, target: Target) -> Connection:
+        return Connection(number, name, self._config, target, self, ssl_context=self._ssl_context)
 
     def _remove_locked(
         self, stream: Stream, ending: Ending, error: Exception | None = None
@@ -249,7 +252,7 @@ class StreamRegistry:
         if group.successor is not None or group.closed:
             return
         old = group.connection
-        successor = self._new_connection_locked(old.number, old.name)
+        successor = self._new_connection_locked(old.number, old.name, old.target)
         group.successor = successor
         group.successor_open_since = None
         self._group_of[successor] = group
@@ -416,7 +419,7 @@ class StreamRegistry:
     def _info_locked(self, stream: Stream) -> StreamInfo:
         connection = stream.group.connection
         feed = stream.feed
-        raw = not self._target.combined
+        raw = not connection.target.combined
         return StreamInfo(
             name=stream.name,
             url=connection.display_url,
