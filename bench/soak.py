@@ -4,12 +4,15 @@
     python bench/soak.py --seconds 3600        # the documented 1-hour run
 
 Faults (a random one every 0.2-1.0 s): proxy cut (FIN), proxy reset (RST), a half-open blackhole
-on the live connections, an exchange-side drop with or without close frame 1001, a 503 burst,
+on the live connections, an exchange-side drop with or without close frame 1001, a 503 burst
+with a hostile ``Retry-After`` (``²``, ``inf``, ``1e20``, ``NaN``, ``-5``, empty...: ignored),
 an exchange restart, and for the user data streams (``--accounts``, through the same proxy)
-``eventStreamTerminated`` and ``serverShutdown``. It prints, and writes as JSON with --json:
-subscriptions lost, duplicate deliveries, the longest gap a subscriber saw, reconnects, user data
-accounts lost, events missed and whether each missed event lies in a reported ``Gap`` window,
-and threads, open file descriptors and RSS at the start and at the end.
+``eventStreamTerminated`` and ``serverShutdown``. Hostile user code runs all along: a subscriber
+per stream and a status listener that call ``sys.exit()``. It prints, and writes as JSON with
+--json: subscriptions lost, duplicate deliveries, the longest gap a subscriber saw, reconnects,
+what the hostile code raised (caught and counted), the status changes the other listener got all
+along, user data accounts lost, events missed and whether each missed event lies in a reported
+``Gap`` window, and threads, open file descriptors and RSS at the start and at the end.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import json
 import logging
 import os
 import random
+import sys
 import threading
 import time
 from typing import Any
@@ -27,6 +31,23 @@ from typing import Any
 from wsmanager import Gap, WSManager
 from wsmanager.testing import FakeExchange
 from wsmanager.testing.faultproxy import FaultProxy, Mode
+
+HOSTILE_RETRY_AFTER = (  # each must be ignored (a short valid one too): none may end a stream
+    "1",
+    "\u00b2",  # a superscript two: str.isdigit() says yes, int() says no
+    "inf",
+    "1e20",
+    "NaN",
+    "-5",
+    "1.5",
+    "",
+    "0x10",
+)
+
+
+def _exit(*_: object) -> None:
+    """Hostile user code: ``sys.exit()`` on a thread the library started."""
+    sys.exit(3)
 
 
 def _rss_kib() -> int:
@@ -136,6 +157,7 @@ def soak(
     duplicates = 0
     lock = threading.Lock()
     faults: dict[str, int] = {}
+    statuses: list[str] = []
 
     def subscriber(key: tuple[str, int]) -> Any:
         def on_message(message: dict[str, Any]) -> None:
@@ -162,9 +184,14 @@ def soak(
             ping_timeout=1.0,
             handshake_timeout=2.0,
         )
+        manager.on_connection_status(lambda state: statuses.append(state.value))
+        manager.on_connection_status(
+            lambda state: None if threading.current_thread() is threading.main_thread() else _exit()
+        )
         for name in names:
             for n in range(subscribers):
                 manager.subscribe(name, subscriber((name, n)))
+            manager.subscribe(name, _exit)  # every message: SystemExit, caught and counted
         user = UserDataWatch(exchange, accounts, rate)
         if accounts:
             user.subscribe(manager, f"ws://127.0.0.1:{proxy.port}/ws-api/v3")
@@ -192,7 +219,8 @@ def soak(
             elif fault == "shutdown":
                 exchange.server_shutdown(close_after=rng.uniform(0.0, 1.0))
             elif fault == "503":
-                exchange.reject(503, headers={"Retry-After": "1"})
+                hostile = rng.choice(HOSTILE_RETRY_AFTER)
+                exchange.reject(503, headers={"Retry-After": hostile})
                 time.sleep(rng.uniform(0.2, 1.0))  # the burst lasts this long
                 exchange.accept_normally()
             else:
@@ -209,6 +237,7 @@ def soak(
             alive = sum(1 for t in last.values() if t > settle_from)
             lost = streams * subscribers - alive
         metrics = manager.get_metrics()
+        status_changes = len(statuses)
         manager.destroy()
     time.sleep(0.5)  # let the interpreter release what the closed sockets held
     end = _snapshot()
@@ -223,6 +252,8 @@ def soak(
         "reconnect_attempts": metrics.retry_count,
         "messages_received": metrics.messages_received,
         "user_data": user_data,
+        "callback_errors": metrics.callback_errors,
+        "status_changes_delivered": status_changes,
         "start": start,
         "end": end,
     }

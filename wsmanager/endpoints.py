@@ -11,6 +11,7 @@ cites them all.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 _SPOT_SOURCE = "https://developers.binance.com/en/docs/products/spot/web-socket-streams"
+_SBE_SOURCE = "https://developers.binance.com/docs/binance-spot-api-docs/sbe-market-data-streams"
 _TESTNET_SOURCE = "https://developers.binance.com/en/docs/products/spot/testnet/web-socket-streams"
 _USDM_SOURCE = (
     "https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams"
@@ -190,6 +192,8 @@ class Endpoint:
     agg_trades_path: str = _SPOT_REST[1]  # REST aggregate trades (backfill), under rest_url
     routes: tuple[str, ...] = ()  # USD-M routes served: both (routed: url is the root), or one
     routes_source: str | None = None
+    # How market data arrives: "json" text frames, or "sbe" binary frames (an API key needed)
+    encoding: str = "json"
 
     @property
     def futures(self) -> bool:
@@ -213,6 +217,7 @@ class Endpoint:
             "streams_per_connection": self.streams_per_connection,
             "max_connection_age": self.max_connection_age,
             "rest_url": self.rest_url,
+            "encoding": self.encoding,
         }
 
 
@@ -288,6 +293,17 @@ ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
                 "https://data-api.binance.vision",
                 "Binance spot, market data only (no user data streams)",
                 _SPOT_SOURCE,
+            ),
+            dataclasses.replace(
+                _spot(
+                    "spot-sbe",
+                    "wss://stream-sbe.binance.com:9443/ws",
+                    "https://api.binance.com",
+                    "Binance spot market data in SBE (@trade, @bestBidAsk, @depth 20 ms, "
+                    "@depth20); needs api_key",
+                    _SBE_SOURCE,
+                ),
+                encoding="sbe",
             ),
             _spot(
                 "spot-testnet",

@@ -20,6 +20,11 @@ subscriptions, events) and futures listenKeys (:mod:`wsmanager.testing.listenkey
 ``market="usdm"`` (or ``"coinm"``) is a futures exchange
 (:mod:`wsmanager.testing.futures`: USD-M's routes, ``pu``-chained depth, ``/fapi/v1`` REST).
 Every thread it starts ends on :meth:`close`.
+
+``encoding="sbe"`` models ``stream-sbe.binance.com``: the handshake must carry an API key in
+``X-MBX-APIKEY`` (any non-empty key, or one of ``api_keys``; else HTTP 401), control messages
+stay JSON, and ``@trade``, ``@bestBidAsk``, ``@depth`` and ``@depth20`` are sent as binary SBE
+frames (never enveloped; :mod:`wsmanager.testing.sbe_market`), times in microseconds.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from .connection import Client
 from .futures import MARKETS
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
 from .listenkeys import ListenKeys
-from .market import Market
+from .market import ENCODINGS, Market, MarketMessage
 from .market_controls import MarketControls
 from .past import PastSpec
 from .replay import Replay
@@ -75,7 +80,13 @@ class FakeExchange(MarketControls, WsApiControls):
         ws_api: bool = False,
         market: str = "spot",
         history: bool | PastSpec = False,
+        encoding: str = "json",
+        api_keys: Iterable[str] | None = None,
     ) -> None:
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, not {encoding!r}")
+        if isinstance(api_keys, str):
+            raise TypeError("api_keys must be a collection of keys, not one string")
         if market not in MARKETS:
             raise ValueError(f"market must be one of {', '.join(MARKETS)}, not {market!r}")
         if rules is not None and not isinstance(rules, ExchangeRules):
@@ -90,12 +101,14 @@ class FakeExchange(MarketControls, WsApiControls):
         spec = PastSpec() if history is True else history or None
         if spec is not None and not isinstance(spec, PastSpec):
             raise TypeError(f"history must be a bool or a PastSpec, not {history!r}")
-        self._market = Market(seed, book_levels, spec, market)
+        self._market = Market(seed, book_levels, spec, market, encoding)
         pasts = self._market.pasts
         self.archive = None if pasts is None else FakeArchive(pasts, host)  # history=...
         self._server = ExchangeServer(
             host, port, ssl_context, rules, self._ledger, self._market, rate
         )
+        if api_keys is not None:
+            self._server.api_keys = frozenset(api_keys)
         # ws_api: also serve the WebSocket API's user data streams (wsapi_controls.py)
         self._wsapi = WsApi(self._ledger) if ws_api else None
         self._server.wsapi = self._wsapi
@@ -214,8 +227,9 @@ class FakeExchange(MarketControls, WsApiControls):
         def run() -> int:
             reached = 0
             for stream, text in batch:
-                self._market.last[stream] = text  # for repeat()
-                reached += self._server.streams.send(stream, [text])
+                message: MarketMessage = self._market.recorded(stream, text)
+                self._market.last[stream] = message  # for repeat()
+                reached += self._server.streams.send(stream, [message])
             return reached
 
         return self._run_sync(run)

@@ -55,6 +55,7 @@ _SEQUENCES: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
     "aggTrade": (("a", "a", ()), ("f", "l", ())),
     "depth": (("U", "u", ("pu",)),),
     "bookTicker": (("u", "u", ()),),
+    "bestBidAsk": (("u", "u", ()),),
     "partial_depth": (("lastUpdateId", "lastUpdateId", ()),),
 }
 
