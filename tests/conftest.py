@@ -36,6 +36,10 @@ FAST: dict[str, Any] = {
 }
 
 
+# Many streams per connection (Binance's combined streams), with the fast settings.
+COMBINED: dict[str, Any] = {**FAST, "streams_per_connection": 200}
+
+
 def require_binary(name: str, package: str) -> str:
     """The path of a service binary the test needs: skip with a clear message when it is absent
     on a developer's machine, but FAIL under ``CI=true`` (.ci/run installs it)."""
@@ -136,3 +140,22 @@ def flows(exchange: FakeExchange, recorder: Recorder, stream: str = "btcusdt@tra
         if recorder.wait(lambda r: len(r.messages) >= count, 0.05):
             return True
     return False
+
+
+@pytest.fixture
+def manager_for() -> Iterator[Callable[..., WSManager]]:
+    """``manager_for(exchange, **options)``: a combined-streams manager on ``exchange``,
+    destroyed at the end of the test (and the process-wide host budgets forgotten)."""
+    from wsmanager.net.limits import HOST_BUDGETS
+
+    managers: list[WSManager] = []
+
+    def make(exchange: FakeExchange, **options: Any) -> WSManager:
+        manager = WSManager(url=exchange.url, **{**COMBINED, **options})
+        managers.append(manager)
+        return manager
+
+    yield make
+    for manager in managers:
+        manager.destroy()
+    HOST_BUDGETS.reset()
