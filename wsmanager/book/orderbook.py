@@ -22,6 +22,7 @@ from typing import Any
 import requests
 
 from ..backoff import BackoffPolicy
+from ..core.usercode import ErrorCounter, call_user, user_code_raised
 from ..net._closing import ClosesOnExit
 from .levels import Level
 from .rest import DEFAULT_RETRY, RestClient, RestRejectedError, SnapshotFetcher, WeightBudget
@@ -62,6 +63,7 @@ class BookStats:
     last_update_id: int | None  # None while not synced
     levels: tuple[int, int]  # (bids, asks) held now
     seconds_since_update: float | None  # since the last applied event or sync; None before
+    callback_errors: int = 0  # what on_update / on_error callbacks raised
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ class OrderBook(ClosesOnExit):
         self._notify_pending = False
         self._notifying = False
         self._last_change: float | None = None
+        self._errors = ErrorCounter()  # what on_update / on_error callbacks raised
         self._unsubscribe: Callable[[], None] | None = None
         try:
             self._unsubscribe = subscribe(
@@ -215,6 +218,7 @@ class OrderBook(ClosesOnExit):
                 seconds_since_update=(
                     None if last_change is None else time.monotonic() - last_change
                 ),
+                callback_errors=self._errors.count,
             )
 
     def wait_synced(self, timeout: float | None = None) -> bool:
@@ -324,10 +328,14 @@ class OrderBook(ClosesOnExit):
         if notify:
             self._run_callbacks()
         if self._on_error is not None:
-            try:
-                self._on_error(error)
-            except Exception:
-                log.exception("%s: on_error raised", self.symbol)
+            call_user(
+                self._on_error,
+                error,
+                where=f"order book {self.symbol}",
+                what="on_error",
+                logger=log,
+                counter=self._errors,
+            )
 
     def _finished(self) -> bool:
         """Under the lock: the book will never sync again."""
@@ -361,9 +369,11 @@ class OrderBook(ClosesOnExit):
             except RestRejectedError as exc:
                 self._give_up(exc, "the exchange refused the depth snapshot")
                 snapshot = None
-            except Exception as exc:  # a bug: never leave the book waiting silently
-                log.exception("%s: snapshot worker failed", self.symbol)
-                self._give_up(exc, "snapshot worker failed")
+            except BaseException as exc:  # a bug: never leave the book waiting silently
+                where = f"order book {self.symbol}"
+                user_code_raised(exc, where, "the snapshot worker", logger=log)
+                error = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
+                self._give_up(error, "snapshot worker failed")
                 snapshot = None
             if snapshot is None:
                 with self._lock:
@@ -413,10 +423,14 @@ class OrderBook(ClosesOnExit):
                     self._notify_pending = False
                     callbacks = self._callbacks
                 for entry in callbacks:
-                    try:
-                        entry.callback(self)
-                    except Exception:
-                        log.exception("%s: an on_update callback raised", self.symbol)
+                    call_user(
+                        entry.callback,
+                        self,
+                        where=f"order book {self.symbol}",
+                        what="an on_update callback",
+                        logger=log,
+                        counter=self._errors,
+                    )
         except BaseException:
             with self._lock:
                 self._notifying = False

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from .._redact import redact_text, redact_url
 from ..backoff import BackoffPolicy
 from ..errors import WSManagerError
 from ..proxy import requests_proxies
@@ -278,7 +279,8 @@ class RestClient:
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"rest_url must be an http:// or https:// URL, got {base_url!r}")
+            shown = redact_url(base_url)
+            raise ValueError(f"rest_url must be an http:// or https:// URL, got {shown!r}")
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0, got {timeout!r}")
         self.base_url = base_url.rstrip("/")
@@ -307,7 +309,8 @@ class RestClient:
         set, or the budget would not allow the request before ``deadline``) or :class:`RestError`
         (worth retrying). ``on_send()`` runs just before the request goes out.
         """
-        url = self.base_url + path
+        target = self.base_url + path
+        url = redact_url(self.base_url) + path  # for errors and logs: never the credentials
         if not self.budget.reserve(weight, stop=stop, deadline=deadline):
             paused = self.budget.paused_for()
             raise RestNotSentError(
@@ -324,13 +327,14 @@ class RestClient:
             on_send()
         try:
             response = self.session.get(
-                url, params=params, timeout=timeout, allow_redirects=False, stream=True
+                target, params=params, timeout=timeout, allow_redirects=False, stream=True
             )
             body = _read_body(response)
         except requests.Timeout as exc:
             raise RestError(f"GET {url}: no answer within {timeout:g}s", url=url) from exc
         except requests.RequestException as exc:
-            raise RestError(f"GET {url}: {exc}", url=url) from exc
+            detail = redact_text(str(exc), self.base_url)
+            raise RestError(f"GET {url}: {detail}", url=url) from exc
         except _TooLarge:
             raise RestError(
                 f"GET {url}: an answer over {MAX_ANSWER_BYTES} bytes", url=url

@@ -13,10 +13,11 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..config import BINANCE_WS_URL
+from .._redact import redact_text
+from ..config import BINANCE_WS_URL, redact_url
 from ..endpoints import ENDPOINTS
 from ..manager import WSManager
 from ..monitoring import serve_metrics
@@ -144,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("websocket").setLevel(logging.CRITICAL)
         if args.command == "demo":  # the live view shows what the warnings would say
             logging.getLogger("wsmanager").setLevel(logging.ERROR)
+    restore = _end_cleanly_on_signals()
     try:
         if args.command == "demo":
             return run_demo(args.seconds, args.rate, args.metrics_port)
@@ -171,6 +173,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fake_exchange(args)
     except KeyboardInterrupt:
         return 130
+    finally:
+        restore()
+
+
+def _end_cleanly_on_signals() -> Callable[[], None]:
+    """SIGTERM (``timeout``, a service manager) and SIGHUP (the terminal closed) end a command
+    the way Ctrl-C does: ``KeyboardInterrupt`` in the main thread, so every ``with`` block
+    closes what it opened — the demo's redis-server included. (Commands that wait on an event
+    may still set their own SIGTERM handler.) Returns what puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous: dict[signal.Signals, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, interrupt)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 # -- stream ------------------------------------------------------------------------------------
@@ -249,28 +277,29 @@ def probe_health(url: str, timeout: float = 5.0) -> int:
     except ImportError:
         print("wsmanager health needs requests: pip install 'wsmanager[cli]'", file=sys.stderr)
         return 2
+    shown = redact_url(url)  # what is printed: never the credentials
     try:
         response = requests.get(url, timeout=timeout)
     except requests.RequestException as exc:
-        print(f"unreachable: {url}: {exc}", file=sys.stderr)
+        print(f"unreachable: {shown}: {redact_text(str(exc), url)}", file=sys.stderr)
         return 2
     try:
         document = response.json()
         status = document["status"]
         reasons = document.get("reasons", [])
     except (ValueError, KeyError, TypeError):
-        print(f"malformed answer from {url} (HTTP {response.status_code})", file=sys.stderr)
+        print(f"malformed answer from {shown} (HTTP {response.status_code})", file=sys.stderr)
         return 2
     if status == "healthy" and response.status_code == 200:
-        print(f"healthy ({url})")
+        print(f"healthy ({shown})")
         return 0
     if status == "unhealthy" and response.status_code == 503:
-        print(f"unhealthy ({url}):")
+        print(f"unhealthy ({shown}):")
         for reason in reasons:
             print(f"  - {reason}")
         return 1
     print(
-        f"malformed answer from {url}: status {status!r} with HTTP {response.status_code}",
+        f"malformed answer from {shown}: status {status!r} with HTTP {response.status_code}",
         file=sys.stderr,
     )
     return 2
