@@ -1,5 +1,5 @@
 """The ``wsmanager`` command line: ``demo``, ``stream``, ``health``, ``fake-exchange``, ``relay``,
-``book``, ``record``.
+``book``, ``record``, ``history``.
 
 This is the only module that configures logging handlers.
 """
@@ -21,6 +21,7 @@ from ..endpoints import ENDPOINTS
 from ..manager import WSManager
 from ..monitoring import serve_metrics
 from . import book as book_cli
+from . import history as history_cli
 from . import record
 from . import relay as relay_cli
 from .demo import run_demo
@@ -81,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="P",
         help="also serve /api/ws/metrics on 127.0.0.1:P (0: any free port)",
     )
+    stream.add_argument(
+        "--since",
+        type=history_cli.since_option,
+        default=None,
+        help="history first (6h, 2d, 2026-11-01), then live: @aggTrade, @kline_<interval>",
+    )
+    history_cli.add_source_options(stream)
 
     health = commands.add_parser(
         "health", help="probe a metrics endpoint: exit 0 healthy, 1 unhealthy, 2 unreachable"
@@ -114,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     relay_cli.add_parser(commands)  # needs redis-py only when run: wsmanager[relay]
     book_cli.add_parser(commands)
     record.add_parser(commands)
+    history_cli.add_parser(commands)
     return parser
 
 
@@ -140,6 +149,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.view,
                 args.endpoint,
                 args.proxy,
+                args.since,
+                history_cli.manager_options(args),
             )
         if args.command == "health":
             return probe_health(args.url, args.timeout)
@@ -149,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return book_cli.run(args)
         if args.command == "record":
             return record.run(args)
+        if args.command == "history":
+            return history_cli.run(args)
         return _fake_exchange(args)
     except KeyboardInterrupt:
         return 130
@@ -165,6 +178,8 @@ def _stream(
     view: bool = False,
     endpoint: str | None = None,
     proxy: str | None = None,
+    since: Any = None,
+    history_options: dict[str, Any] | None = None,
 ) -> int:
     done = threading.Event()
     printed = 0
@@ -190,7 +205,7 @@ def _stream(
     try:
         if url is None and endpoint is None:
             url = BINANCE_WS_URL
-        manager = WSManager(url=url, endpoint=endpoint, proxy=proxy)
+        manager = WSManager(url=url, endpoint=endpoint, proxy=proxy, **(history_options or {}))
     except ValueError as exc:
         print(f"wsmanager: {exc}", file=sys.stderr)
         return 2
@@ -200,8 +215,8 @@ def _stream(
             print(f"wsmanager: metrics at {server.url}", file=sys.stderr)
         try:
             for name in streams:
-                manager.subscribe(name, on_message, on_error=on_error)
-        except ValueError as exc:
+                manager.subscribe(name, on_message, on_error=on_error, since=since)
+        except (TypeError, ValueError) as exc:
             print(f"wsmanager: {exc}", file=sys.stderr)
             return 2
         live = LiveView(manager) if view else None
