@@ -48,6 +48,7 @@ class Progress:
                     "progress=True needs tqdm: pip install 'wsmanager[notebook]'"
                 ) from None
             return
+
         class Bar(tqdm):  # type: ignore[misc,valid-type]
             monitor_interval = 0  # no monitor thread left running after the bar
 
