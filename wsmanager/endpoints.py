@@ -25,6 +25,11 @@ _COINM_SOURCE = (
     "https://developers.binance.com/docs/derivatives/coin-margined-futures/websocket-market-streams"
 )
 _DAY = 24 * 3600.0
+# The WebSocket API of each spot preset (user data streams; web-socket-api.md of the spot docs)
+_WS_API_URLS = {
+    "spot": "wss://ws-api.binance.com:443/ws-api/v3",
+    "spot-testnet": "wss://ws-api.testnet.binance.vision/ws-api/v3",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +57,8 @@ class Endpoint:
     exchange_ping_interval: float | None  # seconds between the server's pings
     exchange_connection_lifetime: float | None  # seconds until the server closes a connection
     source: str
+    # The WebSocket API (user data streams, WSManager.user_data); None: the endpoint has none
+    ws_api_url: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The preset's rules as ``WSManager`` keyword arguments."""
@@ -79,6 +86,7 @@ def _spot(name: str, url: str, rest_url: str, description: str, source: str) -> 
         exchange_ping_interval=20.0,
         exchange_connection_lifetime=_DAY,
         source=source,
+        ws_api_url=_WS_API_URLS.get(name),
     )
 
 

@@ -40,6 +40,7 @@ from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
 from .net._closing import ClosesOnExit
 from .notebook import manager_html
+from .userdata import UserDataStreams
 
 __all__ = ["Unsubscribe", "WSManager"]
 
@@ -111,6 +112,12 @@ class WSManager(ClosesOnExit):
             ssl_context=ssl_context,
             on_handover=self._wake_supervisor,
             backfill_for=self._backfill_for,
+        )
+        self._user_data = UserDataStreams(
+            self.config,
+            self.endpoint.ws_api_url if self.endpoint is not None else None,
+            lambda: self._gap_listeners,
+            ssl_context=ssl_context,
         )
         # Supervisor: delivers status changes, runs the idle sweep, finishes handovers.
         self._wake = threading.Condition(make_lock("supervisor"))  # guards the three flags below
@@ -194,6 +201,31 @@ class WSManager(ClosesOnExit):
             registry.unsubscribe(subscription)
 
         return unsubscribe
+
+    def user_data(
+        self,
+        callback: MessageCallback,
+        *,
+        api_key: str,
+        api_secret: str | bytes | None = None,
+        private_key: str | bytes | os.PathLike[str] | None = None,
+        on_error: ErrorCallback | None = None,
+        ws_api_url: str | None = None,
+    ) -> Unsubscribe:
+        """Call ``callback(event)`` with each user data event of the account ``api_key``, signed
+        with ``api_secret`` (HMAC-SHA256) or ``private_key`` (Ed25519 or RSA: PEM bytes or a
+        path), through the WebSocket API at ``ws_api_url`` (default: the endpoint's). Calls with
+        the same API key share one subscription. See docs/user-data.md."""
+        if self._destroyed:
+            raise ManagerClosedError(_FORKED if self._forked_away else "the manager was destroyed")
+        return self._user_data.subscribe(
+            callback,
+            api_key=api_key,
+            api_secret=api_secret,
+            private_key=private_key,
+            on_error=on_error,
+            ws_api_url=ws_api_url,
+        )
 
     def history(
         self,
@@ -372,8 +404,15 @@ class WSManager(ClosesOnExit):
 
     def get_metrics(self) -> WSManagerMetrics:
         books = self._books.figures()
+        user = self._user_data.figures()
         return dataclasses.replace(
             self._registry.metrics(),
+            user_data_connections=user.connections,
+            user_data_accounts=user.accounts,
+            user_data_subscriptions=user.live,
+            user_data_events=user.events,
+            user_data_gaps=user.gaps,
+            user_data_rejections=user.rejections,
             order_books=books.books,
             order_books_synced=books.synced,
             order_book_resyncs=books.resyncs,
@@ -402,6 +441,12 @@ class WSManager(ClosesOnExit):
             f"stream {name!r} failed {ago:.1f}s ago: {reason}"
             for name, reason, ago in self._registry.recent_failures(limit)
         ]
+        reasons += [
+            f"user data of account {key} has had no subscription for {seconds:.1f}s "
+            f"(more than max_retry_delay, {limit:g}s)"
+            for key, seconds in self._user_data.waiting()
+            if seconds > limit
+        ]
         return Health(not reasons, reasons)
 
     @property
@@ -426,6 +471,7 @@ class WSManager(ClosesOnExit):
         # First end the streams (the registry publishes the final "disconnected" status), then
         # stop the supervisor, which delivers that status before it ends.
         closing = self._registry.close()
+        self._user_data.close(self.config.close_timeout + 0.5)
         with self._wake:
             self._stopping = True
             self._wake.notify()

@@ -39,6 +39,17 @@ GAUGES = (
     ),
     ("order_books", "ws_manager_order_books", "Local order books open"),
     ("order_books_synced", "ws_manager_order_books_synced", "Local order books in sync now"),
+    (
+        "user_data_connections",
+        "ws_manager_user_data_connections",
+        "WebSocket API connections open now (user data streams)",
+    ),
+    ("user_data_accounts", "ws_manager_user_data_accounts", "Accounts subscribed via user_data"),
+    (
+        "user_data_subscriptions",
+        "ws_manager_user_data_subscriptions",
+        "Accounts whose user data subscription is live now",
+    ),
 )
 COUNTERS = (
     ("retry_count", "ws_manager_retry_count", "Reconnect attempts"),
@@ -66,6 +77,17 @@ COUNTERS = (
         "Messages refused for exceeding max_message_size (connection closed with 1009)",
     ),
     ("gaps", "ws_manager_gaps", "Jumps in sequenced streams (all streams)"),
+    ("user_data_events", "ws_manager_user_data_events", "User data events delivered"),
+    (
+        "user_data_gaps",
+        "ws_manager_user_data_gaps",
+        "Windows in which a user data subscription was down (each reported as a Gap)",
+    ),
+    (
+        "user_data_rejections",
+        "ws_manager_user_data_rejections",
+        "User data subscriptions the exchange refused for good",
+    ),
     (
         "duplicates_dropped",
         "ws_manager_duplicates_dropped",

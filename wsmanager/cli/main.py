@@ -1,5 +1,5 @@
 """The ``wsmanager`` command line: ``demo``, ``stream``, ``health``, ``fake-exchange``, ``relay``,
-``book``, ``record``, ``history``.
+``book``, ``record``, ``user-data``, ``history``.
 
 This is the only module that configures logging handlers.
 """
@@ -24,6 +24,7 @@ from . import book as book_cli
 from . import history as history_cli
 from . import record
 from . import relay as relay_cli
+from . import user_data as user_data_cli
 from .demo import run_demo
 from .view import LiveView
 
@@ -122,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     relay_cli.add_parser(commands)  # needs redis-py only when run: wsmanager[relay]
     book_cli.add_parser(commands)
     record.add_parser(commands)
+    user_data_cli.add_parser(commands)  # needs cryptography for Ed25519/RSA: wsmanager[userdata]
     history_cli.add_parser(commands)
     return parser
 
@@ -160,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return book_cli.run(args)
         if args.command == "record":
             return record.run(args)
+        if args.command == "user-data":
+            return user_data_cli.run(args)
         if args.command == "history":
             return history_cli.run(args)
         return _fake_exchange(args)

@@ -18,6 +18,8 @@ __all__ = ["RANKS", "LockOrderError", "make_lock"]
 # rank: lower is taken first. Leaf locks (never held while taking another) come last.
 RANKS = {
     "registry": 10,  # StreamRegistry: streams, groups, counters
+    "userdata-service": 12,  # UserDataStreams: its sessions by URL
+    "userdata": 15,  # UserDataSession: accounts, connections, requests in flight
     "delivery": 20,  # DeliveryLoop: one group's feeds and turns
     "status": 30,  # StatusFeed: latest state and listeners
     "supervisor": 40,  # WSManager._wake: the supervisor's flags

@@ -230,6 +230,13 @@ class StreamFeed:
                 break
         self.loop.schedule_locked(self)
 
+    def add_gap(self, gap: Gap) -> None:
+        """Hand ``gap`` to the ``on_gap`` listeners in its place among this feed's messages (a
+        window no sequence number shows, e.g. a user data subscription made again)."""
+        with self.loop.lock:
+            if self._ending is None:
+                self._append_locked(_GAP, gap, 0)
+
     def buffered(self) -> int:
         return len(self._items)
 

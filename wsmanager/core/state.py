@@ -119,6 +119,13 @@ class WSManagerMetrics:
     order_books_synced: int = 0
     order_book_resyncs: int = 0
     order_book_snapshot_requests: int = 0
+    # User data streams (WSManager.user_data)
+    user_data_connections: int = 0  # WebSocket API connections open now
+    user_data_accounts: int = 0  # accounts (API keys) subscribed
+    user_data_subscriptions: int = 0  # of those, with a live subscription now
+    user_data_events: int = 0
+    user_data_gaps: int = 0  # windows without a subscription (each reported as a Gap)
+    user_data_rejections: int = 0  # subscriptions refused for good (StreamRejectedError)
     implementation: str = "WSManager"
 
     def as_dict(self) -> dict[str, Any]:

@@ -1,0 +1,132 @@
+"""A manager's user data streams: one :class:`~wsmanager.userdata.session.UserDataSession` per
+WebSocket API URL, one callback thread for all their accounts.
+
+:meth:`UserDataStreams.subscribe` is what :meth:`WSManager.user_data
+<wsmanager.WSManager.user_data>` does: check the arguments (a clear ``ValueError``/``TypeError``
+naming what is wrong, the API key shown by its first 4 characters only), load the key, and add a
+subscriber to the account's subscription, which calls with the same API key share.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import WSManagerConfig
+from ..core._locks import make_lock
+from ..core.delivery import DeliveryLoop, GapCallback, Subscription
+from .keys import Credentials
+from .session import STREAM, UserDataSession
+
+__all__ = ["UserDataFigures", "UserDataStreams"]
+
+
+@dataclass(frozen=True)
+class UserDataFigures:
+    """Counts over every user data session of a manager."""
+
+    connections: int = 0  # WebSocket API connections open now
+    accounts: int = 0  # accounts (API keys) subscribed through user_data
+    live: int = 0  # accounts whose subscription is live now
+    events: int = 0  # events delivered (duplicates from a handover excluded)
+    gaps: int = 0  # windows without a subscription, reported as Gap
+    rejections: int = 0  # subscriptions the exchange refused for good
+    rotations: int = 0  # successor connections opened (age, serverShutdown)
+    reconnects: int = 0
+
+
+class UserDataStreams:
+    """Owned by a manager; every thread it starts ends on :meth:`close`."""
+
+    def __init__(
+        self,
+        config: WSManagerConfig,
+        default_url: str | None,
+        gap_listeners: Callable[[], tuple[GapCallback, ...]],
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._config = config
+        self._default_url = default_url
+        self._ssl_context = ssl_context
+        self._loop = DeliveryLoop("userdata", gap_listeners)
+        self._lock = make_lock("userdata-service")
+        self._sessions: dict[str, UserDataSession] = {}
+        self._closed = False
+
+    def subscribe(
+        self,
+        callback: Callable[[Any], object],
+        *,
+        api_key: str,
+        api_secret: str | bytes | None = None,
+        private_key: str | bytes | os.PathLike[str] | None = None,
+        on_error: Callable[[Exception], object] | None = None,
+        ws_api_url: str | None = None,
+    ) -> Callable[[], None]:
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, not {type(callback).__name__}")
+        if on_error is not None and not callable(on_error):
+            raise TypeError(f"on_error must be callable or None, not {type(on_error).__name__}")
+        url = ws_api_url if ws_api_url is not None else self._default_url
+        if url is None:
+            raise ValueError(
+                "user_data needs ws_api_url= (this manager's endpoint has no WebSocket API)"
+            )
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise ValueError(f"ws_api_url must be a ws:// or wss:// URL, not {url!r}")
+        credentials = Credentials(api_key, api_secret=api_secret, private_key=private_key)
+        subscription = Subscription(STREAM, callback, on_error)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the manager was destroyed")
+            session = self._sessions.get(url)
+            if session is None:
+                session = UserDataSession(
+                    url, self._config, self._loop, ssl_context=self._ssl_context
+                )
+                self._sessions[url] = session
+            session.add(credentials, subscription)
+        done = threading.Event()
+
+        def unsubscribe() -> None:
+            if not done.is_set():
+                done.set()
+                session.remove(credentials.api_key, subscription)
+
+        return unsubscribe
+
+    def _all(self) -> list[UserDataSession]:
+        with self._lock:
+            return list(self._sessions.values())
+
+    def figures(self) -> UserDataFigures:
+        totals: dict[str, int] = {}
+        for session in self._all():
+            for name, value in session.figures().items():
+                if name in UserDataFigures.__dataclass_fields__:
+                    totals[name] = totals.get(name, 0) + value
+        return UserDataFigures(**totals)
+
+    def waiting(self) -> list[tuple[str, float]]:
+        """(masked API key, seconds) of each account without a live subscription."""
+        now = time.monotonic()
+        return [entry for session in self._all() for entry in session.waiting(now)]
+
+    def close(self, timeout: float) -> None:
+        """End every account and connection; wait up to ``timeout`` for their threads."""
+        with self._lock:
+            self._closed = True
+            sessions, self._sessions = list(self._sessions.values()), {}
+        threads = [thread for session in sessions for thread in session.close()]
+        self._loop.close()
+        deadline = time.monotonic() + timeout
+        current = threading.current_thread()
+        for thread in [*threads, self._loop.thread]:
+            if thread is not None and thread is not current and thread.ident is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
