@@ -311,3 +311,25 @@ def test_unsubscribe_and_destroy_end_the_history_thread(market: FakeExchange, ma
     unsubscribe()
     unsubscribe()  # idempotent
     manager.destroy()  # ends the other one; the thread-leak guard checks both
+
+
+def test_trades_made_before_the_live_connection_opens_are_bridged(
+    market: FakeExchange, make: Any
+) -> None:
+    past = _past(market)
+    market.hang_handshakes()  # the live connection opens late
+    recorder = Recorder()
+    manager = make(archive_url=None)
+    manager.subscribe("btcusdt@aggTrade", recorder, recorder.on_error, since=timedelta(seconds=1))
+    assert market.wait_until(  # history found no trade since then, and where the market is
+        lambda: any(r.params.get("limit") == "1" for r in _rest(market, "/api/v3/aggTrades"))
+    )
+    for _ in range(3):  # trades nobody receives live
+        market.publish("btcusdt@aggTrade")
+    market.accept_normally()
+    assert market.wait_for_open("btcusdt@aggTrade", timeout=10)
+    for _ in range(2):
+        market.publish("btcusdt@aggTrade")
+    assert recorder.wait(lambda r: _last_id(r) >= past.live_from + 4, 10)
+    assert [m["a"] for m in recorder.messages] == list(range(past.live_from, past.live_from + 5))
+    assert recorder.errors == []

@@ -154,6 +154,11 @@ class HistoryLoader:
         while True:
             if self.next_id is None:
                 rows = self._page({"startTime": start})
+                if not rows:  # none since start: where the live stream must go on from
+                    latest = self._page({"limit": 1})
+                    if latest and latest[-1]["T"] < start * scale:
+                        self.next_id = latest[-1]["a"] + 1
+                    return
             else:
                 rows = self._page({"fromId": self.next_id})
                 if rows and rows[0]["a"] != self.next_id:

@@ -192,6 +192,8 @@ class HistorySeam:
                     if self._stop.is_set():
                         return
                     self._deliver_history(batch)
+                if self._last_id is None and self.loader.next_id is not None:
+                    self._last_id = self.loader.next_id - 1  # no trade since: bridge from here
             except BaseException as exc:
                 if self._stop.is_set():
                     return
