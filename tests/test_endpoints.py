@@ -46,7 +46,8 @@ def test_each_preset_is_valid_and_keeps_under_the_exchange_limits(name: str) -> 
     endpoint = ENDPOINTS[name]
     assert endpoint.name == name
     config = WSManagerConfig(**apply_endpoint(endpoint, None, {}))  # validates every value
-    assert urlsplit(endpoint.url).scheme == "wss" and endpoint.url.endswith("/ws")
+    assert urlsplit(endpoint.url).scheme == "wss"
+    assert endpoint.url.endswith("/ws") or (endpoint.routed and not urlsplit(endpoint.url).path)
     assert urlsplit(endpoint.rest_url).scheme == "https"
     assert endpoint.source.startswith("https://developers.binance.")
     limit = endpoint.exchange_messages_per_second
@@ -56,7 +57,10 @@ def test_each_preset_is_valid_and_keeps_under_the_exchange_limits(name: str) -> 
     lifetime = endpoint.exchange_connection_lifetime
     assert lifetime is not None and config.max_connection_age is not None
     assert config.max_connection_age < lifetime
-    assert target_for(config).combined  # a /ws base: combined streams
+    assert target_for(config).combined or endpoint.routed  # a /ws base: combined streams
+    assert endpoint.depth_path.startswith(("/api/v3/", "/fapi/v1/", "/dapi/v1/"))
+    assert endpoint.agg_trades_path.startswith(endpoint.depth_path.rsplit("/", 1)[0])
+    assert (endpoint.market == "spot") == endpoint.depth_path.startswith("/api/v3/")
 
 
 def test_the_docs_cite_every_preset_and_its_source() -> None:

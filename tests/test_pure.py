@@ -42,7 +42,10 @@ def test_defaults_match_the_contract() -> None:
     [
         ({"url": "http://example.com/ws/"}, "url"),
         ({"url": "wss:///ws/"}, "url"),
-        ({"url": URL + "?x=1"}, "url"),
+        ({"url": URL + "#x"}, "url"),
+        ({"url": URL + "?streams=a"}, "url"),
+        ({"time_unit": "second"}, "time_unit"),
+        ({"sequence_reset_threshold": 0}, "sequence_reset_threshold"),
         ({"base_retry_delay": 0}, "base_retry_delay"),
         ({"base_retry_delay": -1}, "base_retry_delay"),
         ({"max_retry_delay": 0.5}, "max_retry_delay"),
@@ -96,7 +99,9 @@ def test_valid_stream_names(name: str) -> None:
         ("a%20", "'%'"),
         ("x" * 201, "201 characters"),
         ("btc\r\nHost: evil", "whitespace"),
-        ("bt\u00e9", "'\u00e9'"),
+        ("bt\u20ac", "'\u20ac'"),
+        ("bt\u3000x", "whitespace"),
+        ("bt\u200bx", "control"),
         (123, "must be a str"),
     ],
 )

@@ -17,7 +17,9 @@ __all__ = [
     "BINANCE_WS_URL",
     "DEFAULT_ARCHIVE_URL",
     "DEFAULT_REST_URL",
+    "DEFAULT_SEQUENCE_RESET_THRESHOLD",
     "MAX_STREAM_NAME_LENGTH",
+    "TIME_UNITS",
     "WSManagerConfig",
     "default_cache_dir",
     "is_loopback_url",
@@ -32,10 +34,21 @@ DEFAULT_ARCHIVE_URL = "https://data.binance.vision"  # Binance's public data arc
 BINANCE_WS_URL = "wss://stream.binance.com:9443/ws/"  # spot market data
 
 # Binance stream names use letters, digits and a few punctuation marks
-# (btcusdt@kline_1m, !ticker@arr, btcusdt@depth@100ms). Anything else is refused, so a name can
-# never inject into the HTTP request line or change the URL's path, query or fragment.
+# (btcusdt@kline_1m, !ticker@arr, btcusdt@depth@100ms), letters of any script included (symbols
+# such as 币安人生usdt are listed since 2025-12; they are percent-encoded in URLs). Anything else is
+# refused, so a name can never inject into the HTTP request line or change the URL's path, query
+# or fragment.
 _STREAM_NAME_ALLOWED = re.compile(r"[A-Za-z0-9@_.!~:+=,*-]+")
+_PUNCTUATION_ALLOWED = frozenset("@_.!~:+=,*-")
 _FORBIDDEN_EXPLAINED = {"/": "a slash", "?": "a '?'", "#": "a '#'", "%": "a '%'"}
+TIME_UNITS = ("millisecond", "microsecond")
+DEFAULT_SEQUENCE_RESET_THRESHOLD = 1_000_000
+
+
+def _name_char_allowed(char: str) -> bool:
+    if char.isascii():
+        return char.isalnum() or char in _PUNCTUATION_ALLOWED
+    return char.isalpha()
 
 
 def validate_stream_name(stream: object) -> str:
@@ -51,7 +64,7 @@ def validate_stream_name(stream: object) -> str:
     if _STREAM_NAME_ALLOWED.fullmatch(stream):
         return stream
     for char in stream:
-        if _STREAM_NAME_ALLOWED.fullmatch(char):
+        if _name_char_allowed(char):
             continue
         if char.isspace():
             reason = "it contains whitespace"
@@ -60,9 +73,9 @@ def validate_stream_name(stream: object) -> str:
         else:
             reason = f"it contains {_FORBIDDEN_EXPLAINED.get(char, repr(char))}"
         raise InvalidStreamNameError(
-            stream, reason + " (allowed: letters, digits and @ _ . ! ~ : + = , * -)"
+            stream, reason + " (allowed: letters of any script, digits and @ _ . ! ~ : + = , * -)"
         )
-    raise AssertionError("unreachable")  # pragma: no cover
+    return stream
 
 
 def default_cache_dir() -> str:
@@ -129,10 +142,11 @@ def _check_url(url: object) -> None:
         raise ValueError(f"url must start with ws:// or wss://, got {redact_url(url)!r}")
     if not parts.hostname:
         raise ValueError(f"url has no host: {redact_url(url)!r}")
-    if parts.query or parts.fragment:
+    if parts.fragment:
+        raise ValueError(f"url must not have a fragment: {redact_url(url)!r}")
+    if "streams=" in parts.query.lower():
         raise ValueError(
-            "url must not have a query or fragment (the stream name is appended): "
-            f"{redact_url(url)!r}"
+            f"url must not name streams in its query (subscribe them instead): {redact_url(url)!r}"
         )
     try:
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -174,6 +188,10 @@ class WSManagerConfig:
     verify_tls: bool = True
     # REST (order books, backfill, history)
     rest_url: str | None = None
+    # Payloads (v3): "microsecond" adds timeUnit=MICROSECOND to every URL; None: the URL's own
+    time_unit: str | None = None
+    # A number this far behind the last one delivered is the exchange restarting its ids
+    sequence_reset_threshold: int = DEFAULT_SEQUENCE_RESET_THRESHOLD
     # History (subscribe(..., since=...), history()): the public archive (None: REST only) and
     # the cache of its files (None: no cache)
     archive_url: str | None = DEFAULT_ARCHIVE_URL
@@ -256,6 +274,13 @@ class WSManagerConfig:
                     f"rest_url must be an http:// or https:// URL, got {self.rest_url!r}"
                 )
         check_proxy_option(self.proxy)
+        if self.time_unit is not None and (
+            not isinstance(self.time_unit, str) or self.time_unit.lower() not in TIME_UNITS
+        ):
+            raise ValueError(
+                f"time_unit must be None, 'millisecond' or 'microsecond', got {self.time_unit!r}"
+            )
+        _check_int("sequence_reset_threshold", self.sequence_reset_threshold)
         if self.archive_url is not None:
             parts = urlsplit(self.archive_url) if isinstance(self.archive_url, str) else None
             if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:

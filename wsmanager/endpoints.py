@@ -2,6 +2,8 @@
 
 ``WSManager(endpoint="usdm-market")`` takes the preset's URL and its rules as defaults; options
 the caller passes win, and ``url=`` wins for the address while the preset's rules still apply.
+``usdm`` is *routed*: its ``url`` is the root, and each stream goes to the route that serves it
+(:func:`usdm_route`: ``/public`` or ``/market``), a connection never carrying two routes.
 Each :class:`Endpoint` keeps the exchange's published limits beside the values we use (which stay
 under them) and ``source``, the documentation page the numbers come from; docs/endpoints.md
 cites them all.
@@ -14,7 +16,16 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ENDPOINTS", "Endpoint", "apply_endpoint", "get_endpoint"]
+__all__ = [
+    "DECOMMISSIONED_ROOTS",
+    "ENDPOINTS",
+    "USDM_ROUTES",
+    "Endpoint",
+    "apply_endpoint",
+    "get_endpoint",
+    "route_refusal",
+    "usdm_route",
+]
 
 _SPOT_SOURCE = "https://developers.binance.com/en/docs/products/spot/web-socket-streams"
 _TESTNET_SOURCE = "https://developers.binance.com/en/docs/products/spot/testnet/web-socket-streams"
@@ -24,7 +35,109 @@ _USDM_SOURCE = (
 _COINM_SOURCE = (
     "https://developers.binance.com/docs/derivatives/coin-margined-futures/websocket-market-streams"
 )
+_ROUTES_SOURCE = (
+    "https://developers.binance.com/docs/derivatives/usds-margined-futures/"
+    "websocket-market-streams/Important-WebSocket-Change-Notice"
+)
+_DEMO_SOURCE = "https://developers.binance.com/docs/binance-spot-api-docs/demo-mode/general-info"
 _DAY = 24 * 3600.0
+_SPOT_REST = ("/api/v3/depth", "/api/v3/aggTrades")
+_USDM_REST = ("/fapi/v1/depth", "/fapi/v1/aggTrades")
+_COINM_REST = ("/dapi/v1/depth", "/dapi/v1/aggTrades")
+
+USDM_ROUTES = ("public", "market")
+"""The routes of USD-M market data since 2026-04-23, in the order the docs list them."""
+
+# USD-M's split: /public carries the high-frequency book streams, /market every other market
+# stream (Binance's "Important WebSocket Change Notice", 2026-03-06).
+_PUBLIC_KINDS = frozenset({"depth", "bookTicker", "rpiDepth"})
+_MARKET_KINDS = frozenset(
+    {
+        "aggTrade",
+        "markPrice",
+        "kline",
+        "continuousKline",
+        "miniTicker",
+        "ticker",
+        "forceOrder",
+        "compositeIndex",
+        "assetIndex",
+        "indexPrice",
+        "markPriceKline",
+        "indexPriceKline",
+    }
+)
+_PUBLIC_ALL = frozenset({"!bookTicker"})
+_MARKET_ALL = frozenset(
+    {
+        "!markPrice@arr",
+        "!markPrice@arr@1s",
+        "!miniTicker@arr",
+        "!ticker@arr",
+        "!forceOrder@arr",
+        "!contractInfo",
+        "!assetIndex@arr",
+    }
+)
+
+DECOMMISSIONED_ROOTS = frozenset(
+    {
+        "wss://fstream.binance.com/ws",
+        "wss://fstream.binance.com/stream",
+        "wss://fstream.binance.com:443/ws",
+        "wss://fstream.binance.com:443/stream",
+    }
+)
+"""USD-M market-data roots that accept ``SUBSCRIBE`` and then send nothing since 2026-04-23."""
+
+
+def _kind(stream: str) -> str:
+    """``btcusdt@depth@100ms``, ``btcusdt@depth5`` -> ``depth``; ``btcusdt@kline_1m`` ->
+    ``kline``; ``btcusdt_perp@continuousKline_1m`` -> ``continuousKline``."""
+    kind = stream.split("@")[1] if "@" in stream else ""
+    kind = kind.split("_", 1)[0]
+    return kind.rstrip("0123456789") if kind.startswith(("depth", "rpiDepth")) else kind
+
+
+def usdm_route(stream: str) -> str | None:
+    """The USD-M route that serves ``stream`` (``"public"`` or ``"market"``), None if unknown.
+
+    ``/public``: ``@depth`` (every speed, ``@depth<N>``), ``@bookTicker``, ``!bookTicker``,
+    ``@rpiDepth``; ``/market``: ``@aggTrade``, ``@markPrice``, ``@kline_*``,
+    ``@continuousKline_*``, tickers, liquidations, ``!contractInfo``, index streams...
+    """
+    if stream.startswith("!"):
+        if stream in _PUBLIC_ALL:
+            return "public"
+        return "market" if stream in _MARKET_ALL else None
+    kind = _kind(stream)
+    if kind in _PUBLIC_KINDS:
+        return "public"
+    return "market" if kind in _MARKET_KINDS else None
+
+
+def route_refusal(stream: str, routes: tuple[str, ...]) -> str | None:
+    """Why an endpoint serving ``routes`` cannot carry ``stream`` (None: it can).
+
+    A routed endpoint (both routes) refuses a stream whose route is unknown; a single-route
+    endpoint refuses the known streams of the other route (unknown ones are let through)."""
+    if not routes:
+        return None
+    route = usdm_route(stream)
+    public, market = USDM_ROUTES
+    if route is None and len(routes) > 1:
+        return (
+            f"its USD-M route is unknown: /{public} carries @depth*, @bookTicker, !bookTicker and "
+            f"@rpiDepth; /{market} carries @aggTrade, @markPrice, @kline_*, tickers and the "
+            f"other market streams (to send it anyway, use endpoint='usdm-{public}' or "
+            f"'usdm-{market}')"
+        )
+    if route is not None and route not in routes:
+        return (
+            f"it belongs to the USD-M /{route} route and this endpoint serves only "
+            f"/{'/'.join(routes)}: use endpoint='usdm' (both routes) or 'usdm-{route}'"
+        )
+    return None
 # The WebSocket API of each spot preset (user data streams; web-socket-api.md of the spot docs)
 _WS_API_URLS = {
     "spot": "wss://ws-api.binance.com:443/ws-api/v3",
@@ -57,6 +170,21 @@ class Endpoint:
     exchange_ping_interval: float | None  # seconds between the server's pings
     exchange_connection_lifetime: float | None  # seconds until the server closes a connection
     source: str
+    # The exchange's procedures (v3): which market, its REST paths, its USD-M routes
+    market: str = "spot"  # "spot", "usdm" or "coinm": order books and sequences follow it
+    depth_path: str = _SPOT_REST[0]  # REST depth snapshot, under rest_url
+    agg_trades_path: str = _SPOT_REST[1]  # REST aggregate trades (backfill), under rest_url
+    routes: tuple[str, ...] = ()  # USD-M routes served: both (routed: url is the root), or one
+    routes_source: str | None = None
+
+    @property
+    def futures(self) -> bool:
+        return self.market != "spot"
+
+    @property
+    def routed(self) -> bool:
+        """Each stream goes to its route under the root ``url`` (``usdm``)."""
+        return len(self.routes) > 1
     # The WebSocket API (user data streams, WSManager.user_data); None: the endpoint has none
     ws_api_url: str | None = None
 
@@ -73,6 +201,7 @@ class Endpoint:
 
 def _spot(name: str, url: str, rest_url: str, description: str, source: str) -> Endpoint:
     return Endpoint(
+        market="spot",
         name=name,
         url=url,
         rest_url=rest_url,
@@ -90,8 +219,23 @@ def _spot(name: str, url: str, rest_url: str, description: str, source: str) -> 
     )
 
 
-def _futures(name: str, url: str, rest_url: str, description: str, source: str) -> Endpoint:
+def _futures(
+    name: str,
+    url: str,
+    rest_url: str,
+    description: str,
+    source: str,
+    *,
+    market: str = "usdm",
+    routes: tuple[str, ...] = (),
+) -> Endpoint:
+    paths = _USDM_REST if market == "usdm" else _COINM_REST
     return Endpoint(
+        market=market,
+        depth_path=paths[0],
+        agg_trades_path=paths[1],
+        routes=routes,
+        routes_source=_ROUTES_SOURCE if routes else None,
         name=name,
         url=url,
         rest_url=rest_url,
@@ -133,18 +277,42 @@ ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
                 "Binance spot test network",
                 _TESTNET_SOURCE,
             ),
+            _spot(
+                "spot-demo",
+                "wss://demo-stream.binance.com/ws",
+                "https://demo-api.binance.com",
+                "Binance spot demo mode (real market data, simulated accounts)",
+                _DEMO_SOURCE,
+            ),
+            _futures(
+                "usdm",
+                "wss://fstream.binance.com",
+                "https://fapi.binance.com",
+                "Binance USD-M futures, every market stream, each to its route",
+                _USDM_SOURCE,
+                routes=USDM_ROUTES,
+            ),
             _futures(
                 "usdm-public",
                 "wss://fstream.binance.com/public/ws",
                 "https://fapi.binance.com",
                 "Binance USD-M futures, high-frequency public data (@depth, @bookTicker)",
                 _USDM_SOURCE,
+                routes=("public",),
             ),
             _futures(
                 "usdm-market",
                 "wss://fstream.binance.com/market/ws",
                 "https://fapi.binance.com",
                 "Binance USD-M futures, regular market data (@aggTrade, @markPrice, @kline)",
+                _USDM_SOURCE,
+                routes=("market",),
+            ),
+            _futures(
+                "usdm-testnet",
+                "wss://fstream.binancefuture.com/ws",
+                "https://testnet.binancefuture.com",
+                "Binance USD-M futures test network (not routed)",
                 _USDM_SOURCE,
             ),
             _futures(
@@ -153,6 +321,7 @@ ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
                 "https://dapi.binance.com",
                 "Binance COIN-M futures market streams",
                 _COINM_SOURCE,
+                market="coinm",
             ),
         )
     }

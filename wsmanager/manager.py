@@ -33,8 +33,9 @@ from .core.delivery import (
 from .core.state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 from .endpoints import Endpoint, apply_endpoint, get_endpoint
 from .engine.registry import StreamRegistry
+from .engine.routes import router_for, warn_if_decommissioned
 from .engine.status import StatusCallback, StatusFeed
-from .errors import ManagerClosedError
+from .errors import InvalidStreamNameError, ManagerClosedError
 from .history import api as history_api
 from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
@@ -49,7 +50,6 @@ log = logging.getLogger("wsmanager")
 Unsubscribe = Callable[[], None]
 
 _AT_EXIT_JOIN_TIMEOUT = 2.0
-_HANDOVER_POLL = 0.01  # seconds between checks of a handover in progress
 _live_managers: weakref.WeakSet[WSManager] = weakref.WeakSet()
 _at_exit_registered = False
 _at_exit_lock = threading.Lock()
@@ -92,6 +92,8 @@ class WSManager(ClosesOnExit):
         url = self.config.url
         if self.config.debug:
             log.setLevel(logging.DEBUG)
+        warn_if_decommissioned(url)
+        self._router = router_for(self.config, self.endpoint)
         ssl_context = self._tls_context(ssl_context)
         if urlsplit(url).scheme == "ws" and not is_loopback_url(url):
             log.warning(
@@ -112,6 +114,7 @@ class WSManager(ClosesOnExit):
             ssl_context=ssl_context,
             on_handover=self._wake_supervisor,
             backfill_for=self._backfill_for,
+            router=self._router,
         )
         self._user_data = UserDataStreams(
             self.config,
@@ -174,6 +177,9 @@ class WSManager(ClosesOnExit):
         seam (``docs/history.md``); ``time_unit="microsecond"`` gives its times in µs.
         """
         validate_stream_name(stream)
+        refusal = self._router.refusal(stream)
+        if refusal is not None:
+            raise InvalidStreamNameError(stream, refusal)
         _check_callable("callback", callback)
         _check_callable("on_error", on_error, optional=True)
         _check_callable("on_complete", on_complete, optional=True)
@@ -516,27 +522,25 @@ class WSManager(ClosesOnExit):
     # -- the supervisor thread -------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        """Deliver status changes, run the idle sweep, and finish handovers: woken by a change
+        (a state, a handover's replacement open, a stream switched) or by the next deadline."""
         interval = self.config.cleanup_interval
         next_sweep = time.monotonic() + interval
         registry = self._registry
         while True:
-            handovers = registry.handovers_pending()
+            handover_at = registry.next_handover_deadline()  # before the lock: lock order
+            wake_at = next_sweep if handover_at is None else min(next_sweep, handover_at)
             with self._wake:
                 while not (self._status_dirty or self._stopping):
-                    remaining = next_sweep - time.monotonic()
-                    if handovers:
-                        remaining = min(remaining, _HANDOVER_POLL)
+                    remaining = wake_at - time.monotonic()
                     if remaining <= 0:
                         break
                     self._wake.wait(remaining)
-                    if handovers:
-                        break
                 stopping = self._stopping
                 self._status_dirty = False
             if stopping:
                 break
-            if handovers:
-                registry.advance_handovers()
+            registry.advance_handovers()
             self._status.deliver()
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + interval

@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     fake.add_argument("--seed", type=int, default=None, help="make the market deterministic")
     fake.add_argument(
+        "--market",
+        choices=("spot", "usdm", "coinm"),
+        default="spot",
+        help="spot (default), or a futures market: usdm (routed /public, /market) or coinm",
+    )
+    fake.add_argument(
         "--replay", action="append", metavar="FILE", help="publish a recording (wsmanager record)"
     )
     fake.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1)")
@@ -284,13 +290,20 @@ def _fake_exchange(args: argparse.Namespace) -> int:
     port, rules, seed = args.port, args.rules, args.seed
     rate = args.rate if args.rate is not None else 0.0 if args.replay else 10.0
     chosen = BINANCE_SPOT_RULES if rules == "binance" else None
-    with FakeExchange(port=port, rate=rate, rules=chosen, seed=seed) as exchange:
+    market = args.market
+    with FakeExchange(port=port, rate=rate, rules=chosen, seed=seed, market=market) as exchange:
         print(
             f"fake exchange listening on {exchange.url} ({rate:g} msg/s per stream; "
-            f"rules: {rules}; REST: {exchange.rest_url})",
+            f"rules: {rules}; market: {market}; REST: {exchange.rest_url})",
             flush=True,
         )
-        print(f"try: wsmanager stream btcusdt@trade --url {exchange.url}   (Ctrl-C ends)")
+        if market == "usdm":
+            print(
+                f"try: wsmanager book BTCUSDT --endpoint usdm --url {exchange.root_url} "
+                f"--rest-url {exchange.rest_url}   (Ctrl-C ends)"
+            )
+        else:
+            print(f"try: wsmanager stream btcusdt@trade --url {exchange.url}   (Ctrl-C ends)")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:

@@ -1,4 +1,4 @@
-"""Sequence numbers of Binance streams: ordering, duplicates and gaps (pure).
+"""Sequence numbers of Binance streams: ordering, duplicates, gaps and resets (pure).
 
 =============  ==========================  ===========
 stream         number(s)                   contiguous
@@ -6,20 +6,31 @@ stream         number(s)                   contiguous
 ``@trade``     ``t``                       yes
 ``@aggTrade``  ``a``                       yes
 ``@depth``     ``U`` (first), ``u`` (last) yes: next ``U`` = last ``u`` + 1
+``@depth``     ``pu`` (futures), ``u``     chained: next ``pu`` = last ``u``
 ``@bookTicker``  ``u``                     no (orders only)
 =============  ==========================  ===========
 
 A message whose number is not past the last one delivered is a duplicate (dropped); where numbers
-are contiguous, a number that jumps forward is a gap (reported, and the message delivered).
+are contiguous, a number that jumps forward is a gap (reported, and the message delivered). A
+futures ``depthUpdate`` carries ``pu``, the ``u`` of the event before it: its ``U`` jumps, and
+the event continues the stream when ``pu`` equals the last delivered ``u`` (else a gap, expected
+the last ``u``, received ``pu``).
+
+A number more than ``reset_threshold`` *behind* the last one delivered is a **reset**: the
+exchange restarted its ids (a testnet reset, a relisting), or one bogus number had jumped far
+ahead. It is delivered and reported once (``Jump.reset``), and the stream continues from it, so
+no number, however large, can make a stream drop everything after it.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["SequenceRule", "Sequencer", "Verdict", "numbers_of", "rule_for"]
+from ..config import DEFAULT_SEQUENCE_RESET_THRESHOLD
+
+__all__ = ["Jump", "SequenceRule", "Sequencer", "Verdict", "numbers_of", "rule_for"]
 
 
 class SequenceRule(enum.Enum):
@@ -61,9 +72,25 @@ def numbers_of(rule: SequenceRule, payload: Any) -> tuple[int, int] | None:
     return first, last
 
 
+def _chain_of(rule: SequenceRule, payload: Any) -> int | None:
+    """A futures depthUpdate's ``pu`` (the ``u`` of the event before it), or None."""
+    if rule is not SequenceRule.DEPTH:
+        return None
+    previous = payload.get("pu")
+    return previous if type(previous) is int else None
+
+
 class Verdict(enum.Enum):
     DELIVER = "deliver"
     DUPLICATE = "duplicate"  # not past the last number delivered: dropped
+
+
+class Jump(NamedTuple):
+    """What a delivered message revealed: ``expected`` was due, ``received`` came instead."""
+
+    expected: int
+    received: int
+    reset: bool = False  # the numbers started again far behind (not a gap: nothing to fetch)
 
 
 @dataclass
@@ -72,9 +99,10 @@ class Sequencer:
 
     rule: SequenceRule
     last: int | None = None
+    reset_threshold: int = DEFAULT_SEQUENCE_RESET_THRESHOLD
 
-    def check(self, payload: Any) -> tuple[Verdict, tuple[int, int] | None]:
-        """The verdict on ``payload``, and ``(expected, received)`` when it reveals a gap.
+    def check(self, payload: Any) -> tuple[Verdict, Jump | None]:
+        """The verdict on ``payload``, and the :class:`Jump` it reveals (a gap or a reset).
 
         Updates ``last`` for a message to deliver. A payload without a number is delivered and
         leaves the sequence as it was.
@@ -84,19 +112,32 @@ class Sequencer:
             return Verdict.DELIVER, None
         first, last = numbers
         previous = self.last
+        chain = _chain_of(self.rule, payload)
         if previous is not None and last <= previous:
-            return Verdict.DUPLICATE, None
+            if previous - last <= self.reset_threshold:
+                return Verdict.DUPLICATE, None
+            self.last = last
+            expected = previous if chain is not None else previous + 1
+            return Verdict.DELIVER, Jump(expected, first, True)
         self.last = last
-        if previous is not None and self.rule.contiguous and first > previous + 1:
-            return Verdict.DELIVER, (previous + 1, first)
+        if previous is None:
+            return Verdict.DELIVER, None
+        if chain is not None:
+            return Verdict.DELIVER, None if chain == previous else Jump(previous, chain)
+        if self.rule.contiguous and first > previous + 1:
+            return Verdict.DELIVER, Jump(previous + 1, first)
         return Verdict.DELIVER, None
 
     def follows(self, payload: Any) -> bool:
         """True when ``payload`` continues this sequence with nothing missing in between: the
         test a handover uses before it switches a stream to its new connection. Contiguous
-        numbers must not jump; others must overlap what was delivered (the old connection has
-        caught up with the first message the new one sent)."""
+        numbers must not jump (a futures event's ``pu`` must not be past the last ``u``); others
+        must overlap what was delivered (the old connection has caught up with the first message
+        the new one sent)."""
         numbers = numbers_of(self.rule, payload)
         if numbers is None or self.last is None:
             return True
+        chain = _chain_of(self.rule, payload)
+        if chain is not None:
+            return chain <= self.last
         return numbers[0] <= self.last + (1 if self.rule.contiguous else 0)

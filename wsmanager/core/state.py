@@ -44,12 +44,15 @@ def aggregate_state(states: Iterable[ConnectionState]) -> ConnectionState:
 class Gap:
     """A jump in a stream's sequence numbers: ``expected`` (the first missing number) was never
     delivered; ``received`` arrived instead. ``after_reconnect`` is False when the jump happened
-    on a live connection."""
+    on a live connection. ``reset`` is True when the numbers started again far behind (the
+    exchange restarted its ids): ``expected`` was due next, ``received`` is the new number, and
+    the stream goes on from it."""
 
     stream: str
     expected: int
     received: int
     after_reconnect: bool
+    reset: bool = False
 
     @property
     def missing(self) -> int:

@@ -78,6 +78,7 @@ class OrderBook:
         self.bid_prices: list[int] = []  # ascending: best bid last
         self.ask_prices: list[int] = []  # ascending: best ask first
         self.last_update_id = rng.randint(10_000, 9_999_999)
+        self.hidden_ids = 0  # futures: up to this many ids before each change that no event shows
         self.history: deque[_Change] = deque(maxlen=BOOK_HISTORY)
         self.feeds: list[DepthFeed] = []
         mid = rng.randint(2_000_000, 7_000_000)
@@ -140,6 +141,8 @@ class OrderBook:
     def step(self, ids: int | None = None, exclude: DepthFeed | None = None) -> _Change:
         """Change 1-3 levels at random, consuming ``ids`` update ids (default 1..4)."""
         count = ids if ids is not None else 1 + self.rng.randint(0, 3)
+        if self.hidden_ids and ids is None:  # ids consumed by changes no depth event shows
+            self.last_update_id += self.rng.randint(0, self.hidden_ids)
         change = _Change(self.last_update_id + 1, self.last_update_id + count, {}, {}, {}, {})
         for _ in range(self.rng.randint(1, 3)):
             bid, price, lots = self._edit()

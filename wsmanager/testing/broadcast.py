@@ -14,6 +14,7 @@ from .connection import Client, text_frame
 from .control import envelope
 from .ledger import Ledger
 from .market import Market, dumps
+from .surface import to_microseconds
 
 __all__ = ["MARKET_GOES_ON", "Broadcaster"]
 
@@ -82,23 +83,29 @@ class Broadcaster:
 
     @staticmethod
     def _frames(
-        client: Client, stream: str, texts: list[str], cache: dict[bool, list[bytes]]
+        client: Client,
+        stream: str,
+        texts: list[str],
+        cache: dict[tuple[bool, bool], list[bytes]],
     ) -> list[bytes]:
-        frames = cache.get(client.combined)
+        shape = (client.combined, client.micro)
+        frames = cache.get(shape)
         if frames is None:
+            if client.micro:
+                texts = [to_microseconds(t) for t in texts]
             if client.combined:
                 frames = [text_frame(envelope(stream, t).encode()) for t in texts]
             else:
                 frames = [text_frame(t.encode()) for t in texts]
-            cache[client.combined] = frames
+            cache[shape] = frames
         return frames
 
     def send(self, stream: str, texts: list[str]) -> int:
         """Send encoded payloads to every connection carrying ``stream``; return how many."""
-        cache: dict[bool, list[bytes]] = {}
+        cache: dict[tuple[bool, bool], list[bytes]] = {}
         reached = 0
         for client in self.carriers.get(stream, ()):
-            if client.stalled or stream in client.silenced:
+            if client.quiet(stream):
                 continue
             if client.write(b"".join(self._frames(client, stream, texts, cache))):
                 reached += 1
@@ -136,9 +143,9 @@ class Broadcaster:
                 self.market.publish(stream)
         for stream, carriers in self.carriers.items():
             texts = self.market.publish(stream)
-            cache: dict[bool, list[bytes]] = {}
+            cache: dict[tuple[bool, bool], list[bytes]] = {}
             for client in carriers:
-                if client.stalled or stream in client.silenced:
+                if client.quiet(stream):
                     continue
                 frames = self._frames(client, stream, texts, cache)
                 batches.setdefault(client, []).append((stream, len(frames), b"".join(frames)))

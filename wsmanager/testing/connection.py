@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -142,6 +143,22 @@ class Client:
     received: int = 0  # messages the handler received (for the hook's self-check)
     handles: list[asyncio.TimerHandle] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    micro: bool = False  # timeUnit=MICROSECOND: times in the payloads in microseconds
+    routed: bool = False  # USD-M: only the streams of ``route`` are sent (the root: none)
+    route: str | None = None  # "public", "market", or None (the decommissioned root)
+    route_of: Callable[[str], str | None] | None = None
 
     def write(self, data: bytes) -> bool:
         return self.ws.write_frame(data)
+
+    def quiet(self, stream: str) -> bool:
+        """Nothing of ``stream`` goes out here: stalled, silenced, or on the wrong route."""
+        if self.stalled or stream in self.silenced:
+            return True
+        return self.routed and (self.route is None or self.route_of(stream) != self.route)  # type: ignore[misc]
+
+    def withheld(self) -> list[str]:
+        """The streams this connection carries and never gets (the wrong route, or the root)."""
+        if not self.routed:
+            return []
+        return [s for s in self.streams if self.route is None or self.route_of(s) != self.route]  # type: ignore[misc]

@@ -68,7 +68,7 @@ def stream_name_error(name: object) -> str | None:
 
 def envelope(stream: str, data_json: str) -> str:
     """The combined-stream wrapper around an already encoded payload."""
-    return '{"stream":' + json.dumps(stream) + ',"data":' + data_json + "}"
+    return '{"stream":' + json.dumps(stream, ensure_ascii=False) + ',"data":' + data_json + "}"
 
 
 @dataclass(frozen=True)

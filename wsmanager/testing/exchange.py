@@ -16,7 +16,9 @@ true order book per symbol, and answers REST requests on the same port. Fault co
 live connections or on the handshakes that follow. ``rules=BINANCE_SPOT_RULES`` enforces the
 exchange's limits and records every violation. ``ws_api=True`` also serves the WebSocket API's
 user data streams on ``/ws-api/v3`` (:mod:`wsmanager.testing.wsapi`: accounts, signed
-subscriptions, events). Every thread it starts ends on :meth:`close`.
+subscriptions, events). ``market="usdm"`` (or ``"coinm"``) is a futures exchange
+(:mod:`wsmanager.testing.futures`: USD-M's routes, ``pu``-chained depth, ``/fapi/v1`` REST).
+Every thread it starts ends on :meth:`close`.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from ..recording import StrPath
 from .archive import FakeArchive
 from .book import TrueBook
 from .connection import Client
+from .futures import MARKETS
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
 from .market import Market
+from .market_controls import MarketControls
 from .past import PastSpec
 from .replay import Replay
 from .rest import RestFaults
@@ -47,7 +51,7 @@ __all__ = ["FakeExchange"]
 T = TypeVar("T")
 
 
-class FakeExchange(WsApiControls):
+class FakeExchange(MarketControls, WsApiControls):
     """A WebSocket (and REST) server on ``host`` (default 127.0.0.1), port 0 = any free port.
 
     ``history=True`` (or a :class:`~wsmanager.testing.PastSpec`) gives the market a past: a
@@ -67,8 +71,11 @@ class FakeExchange(WsApiControls):
         seed: int | None = None,
         book_levels: int = 50,
         ws_api: bool = False,
+        market: str = "spot",
         history: bool | PastSpec = False,
     ) -> None:
+        if market not in MARKETS:
+            raise ValueError(f"market must be one of {', '.join(MARKETS)}, not {market!r}")
         if rules is not None and not isinstance(rules, ExchangeRules):
             raise TypeError(f"rules must be an ExchangeRules or None, not {rules!r}")
         if isinstance(book_levels, bool) or not isinstance(book_levels, int) or book_levels < 1:
@@ -81,7 +88,7 @@ class FakeExchange(WsApiControls):
         spec = PastSpec() if history is True else history or None
         if spec is not None and not isinstance(spec, PastSpec):
             raise TypeError(f"history must be a bool or a PastSpec, not {history!r}")
-        self._market = Market(seed, book_levels, spec)
+        self._market = Market(seed, book_levels, spec, market)
         pasts = self._market.pasts
         self.archive = None if pasts is None else FakeArchive(pasts, host)  # history=...
         self._server = ExchangeServer(

@@ -1,5 +1,7 @@
 """The exchange's market: one feed per stream, one true order book per symbol, made on first
-use and deterministic for a given ``seed`` (the server's loop thread only)."""
+use and deterministic for a given ``seed`` (the server's loop thread only). ``kind`` is
+``"spot"``, or a futures market (``"usdm"``, ``"coinm"``: :mod:`.futures`), whose depth events
+chain by ``pu`` and whose payloads have the futures shapes."""
 
 from __future__ import annotations
 
@@ -8,6 +10,13 @@ import random
 from typing import Any
 
 from .book import DepthFeed, OrderBook, PartialDepthFeed
+from .futures import (
+    FUTURES_HIDDEN_IDS,
+    FuturesAggTradeFeed,
+    FuturesBookTickerFeed,
+    FuturesDepthFeed,
+    MarkPriceFeed,
+)
 from .klines import KlineFeed, start_live_after
 from .past import Pasts, PastSpec
 from .payloads import (
@@ -19,18 +28,27 @@ from .payloads import (
     stream_kind,
     stream_symbol,
 )
+from .surface import BlockTradeFeed, ReferencePriceFeed
 
 __all__ = ["Market", "dumps"]
 
 
 def dumps(payload: Any) -> str:
-    return json.dumps(payload, separators=(",", ":"))
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 class Market:
     """Feeds and books; ``publish`` makes the next message(s) of a stream, encoded."""
 
-    def __init__(self, seed: int | None, book_levels: int, past: PastSpec | None = None) -> None:
+    def __init__(
+        self,
+        seed: int | None,
+        book_levels: int,
+        past: PastSpec | None = None,
+        kind: str = "spot",
+    ) -> None:
+        self.kind = kind
+        self.futures = kind != "spot"
         self.seed = seed if seed is not None else random.randrange(2**32)
         self.book_levels = book_levels
         # past: a PastSpec (opt-in): aggTrade and kline feeds continue a deterministic history
@@ -47,6 +65,8 @@ class Market:
         book = self.books.get(symbol)
         if book is None:
             book = self.books[symbol] = OrderBook(symbol, self._rng(symbol), self.book_levels)
+            if self.futures:
+                book.hidden_ids = FUTURES_HIDDEN_IDS
         return book
 
     def feed(self, stream: str) -> Feed:
@@ -58,6 +78,14 @@ class Market:
     def _make_feed(self, stream: str) -> Feed:
         kind = stream_kind(stream)
         rng = self._rng(stream)
+        if self.futures:
+            feed = self._futures_feed(stream, kind, rng)
+            if feed is not None:
+                return feed
+        if kind == "referencePrice":
+            return ReferencePriceFeed(stream, rng)
+        if kind == "blockTrade":
+            return BlockTradeFeed(stream, rng)
         if kind == "trade":
             return TradeFeed(stream, rng)
         if kind == "aggTrade":
@@ -76,6 +104,36 @@ class Market:
             levels = int(stream.split("@")[1][5:])
             return PartialDepthFeed(self.book(stream_symbol(stream)), levels)
         return CounterFeed(stream, rng)
+
+    def _futures_feed(self, stream: str, kind: str, rng: random.Random) -> Feed | None:
+        if kind == "depth":
+            return FuturesDepthFeed(self.book(stream_symbol(stream)))
+        if kind == "aggTrade":
+            return FuturesAggTradeFeed(stream, rng)
+        if kind == "bookTicker":
+            return FuturesBookTickerFeed(stream, rng)
+        if kind in ("markPrice", "!markPrice@arr"):
+            return MarkPriceFeed(stream, rng)
+        return None
+
+    def restart_ids(self, stream: str, start: int) -> None:
+        """``stream``'s numbers start again at ``start`` (a testnet reset, a relisting); for a
+        depth stream, the symbol's book update ids (every depth stream of the symbol)."""
+        feed = self.feed(stream)
+        if isinstance(feed, DepthFeed | PartialDepthFeed):
+            book = feed.book
+            book.last_update_id = start - 1
+            book.history.clear()
+            for depth in book.feeds:
+                if depth._first is not None:
+                    depth._held.append(depth._emit())
+                depth.number = start - 1
+                if isinstance(depth, FuturesDepthFeed):
+                    depth.previous = start - 1
+            return
+        if isinstance(feed, AggTradeFeed):
+            feed.history.clear()
+        feed.number = start - 1  # type: ignore[misc]
 
     def agg_trades(self, symbol: str) -> AggTradeFeed:
         """The aggregate-trade feed (and history) of ``symbol``."""

@@ -1,7 +1,9 @@
 """The exchange's REST API (plain HTTP GET on the WebSocket port), consistent with its market:
 ``/api/v3/depth`` from the true book, ``/api/v3/aggTrades`` from the aggregate-trade history
 (and, with a past, ``/api/v3/klines``: :mod:`.klines`),
-``/api/v3/ping`` and ``/api/v3/time``; Binance's request weights in ``X-MBX-USED-WEIGHT-1M``,
+``/api/v3/ping`` and ``/api/v3/time`` (a futures market: the same under ``/fapi/v1`` or
+``/dapi/v1``, the depth answer with ``E`` and ``T``, and no ``/api/v3``); Binance's request
+weights in ``X-MBX-USED-WEIGHT-1M``,
 Binance's error JSON for bad parameters, and REST faults (errors, throttling, slow answers,
 snapshots older than the stream). Runs on the server's loop thread.
 """
@@ -22,6 +24,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from .futures import REST_PREFIXES, futures_depth_weight
 from .klines import KLINES_LIMIT_MAX, agg_trades_answer, klines_answer
 from .ledger import Ledger, RestRequest
 from .market import Market, dumps
@@ -111,6 +114,7 @@ class RestApi:
         self.rules = rules
         self.violate = violate
         self.faults = RestFaults()
+        self.prefix = REST_PREFIXES[market.kind]  # /api/v3, /fapi/v1 or /dapi/v1
         self._used: dict[str, SlidingWindow] = {}  # ip -> weight in the last minute
         limit = rules.rest_weight_per_minute
         self.gate = None
@@ -158,22 +162,40 @@ class RestApi:
         return 200, make(), weight, [("X-MBX-USED-WEIGHT-1M", str(used))]
 
     def _route(self, path: str, params: dict[str, str]) -> tuple[int, Callable[[], Any]]:
-        if path == "/api/v3/ping":
+        prefix, _, name = path.rpartition("/")
+        if prefix != self.prefix:
+            raise _BadRequest(-1000, f"Unknown path {path}.", status=404)
+        if name == "ping":
             return 1, dict
-        if path == "/api/v3/time":
+        if name == "time":
             return 1, lambda: {"serverTime": int(time.time() * 1000)}
-        if path == "/api/v3/depth":
+        if name == "depth":
             symbol = _symbol(params)
-            limit = min(_integer(params, "limit", 100, minimum=1), DEPTH_LIMIT_MAX)
+            futures = self.market.futures
+            limit_max = 1000 if futures else DEPTH_LIMIT_MAX
+            limit = min(
+                _integer(params, "limit", 100 if not futures else 500, minimum=1), limit_max
+            )
             lag = self.faults.snapshot_lag
 
             def depth() -> Any:
                 book = self.market.book(symbol)
                 at = book.last_update_id - lag if lag else None
-                return book.depth_answer(limit, at)
+                answer = book.depth_answer(limit, at)
+                if futures:  # futures answers also say when (E: event, T: transaction)
+                    now = int(time.time() * 1000)
+                    answer = {
+                        "lastUpdateId": answer["lastUpdateId"],
+                        "E": now,
+                        "T": now - 1,
+                        "bids": answer["bids"],
+                        "asks": answer["asks"],
+                    }
+                return answer
 
-            return depth_weight(limit), depth
-        if path == "/api/v3/aggTrades":
+            weight = futures_depth_weight(limit) if futures else depth_weight(limit)
+            return weight, depth
+        if name == "aggTrades":
             symbol = _symbol(params)
             limit = _integer(params, "limit", 500, minimum=1)
             if limit > AGG_TRADES_LIMIT_MAX:
@@ -197,7 +219,7 @@ class RestApi:
                 ][:limit]
 
             return 4, trades
-        if path == "/api/v3/klines" and self.market.pasts is not None:
+        if name == "klines" and self.market.pasts is not None:
             return 2, self._klines(params)
         raise _BadRequest(-1000, f"Unknown path {path}.", status=404)
 

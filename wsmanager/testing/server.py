@@ -31,10 +31,12 @@ from .control import (
     route,
     stream_name_error,
 )
+from .futures import route_of, routed_path
 from .ledger import ControlEntry, Ledger
 from .market import Market, dumps
 from .rest import RestApi, json_response
 from .rules import AttemptGate, ExchangeRules, SlidingWindow, Violation
+from .surface import TimeUnitError, time_unit
 from .wsapi import WS_API_PATH, WsApi
 
 __all__ = ["ExchangeServer", "Handshake"]
@@ -200,9 +202,9 @@ class ExchangeServer:
     ) -> Response | None:
         ws = cast(HookedConnection, connection)
         is_upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
-        if not is_upgrade and request.path.startswith("/api/"):
+        if not is_upgrade and request.path.startswith(("/api/", "/fapi/", "/dapi/")):
             return await self.rest.answer(ws, request)
-        found = route(request.path)
+        routed_to, found = self._route(request.path)
         if found is None and self.wsapi is not None and _path(request.path) == WS_API_PATH:
             found = Route((), False)
         streams = found.streams if found else ()
@@ -225,6 +227,10 @@ class ExchangeServer:
             if self.rules.enforce:
                 msg = f"Too many parameters; expected '{limit}' and received '{len(streams)}'."
                 return json_response(400, {"code": -1101, "msg": msg})
+        try:
+            micro = time_unit(request.path)
+        except TimeUnitError as exc:
+            return json_response(400, {"code": -1100, "msg": str(exc)})
         handshake = self._handshake_for(streams)
         if handshake.mode == "hang":
             if self.hang_release is None:
@@ -235,7 +241,17 @@ class ExchangeServer:
         if handshake.mode == "reject":
             return json_response(handshake.status, handshake.body, handshake.headers)
         self._new_client(ws, request.path, found)
+        assert ws.client is not None
+        ws.client.micro = micro
+        if self.market.kind == "usdm":  # routed: the root and the wrong route send nothing
+            ws.client.routed, ws.client.route, ws.client.route_of = True, routed_to, route_of
         return None
+
+    def _route(self, path: str) -> tuple[str | None, Route | None]:
+        """``(USD-M route, what the path opens)``; the route is None on spot, COIN-M, the root."""
+        if self.market.kind == "usdm":
+            return routed_path(path)
+        return None, route(path)
 
     def _gate(self, ws: HookedConnection) -> Response | None:
         if self.gate is None:
