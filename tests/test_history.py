@@ -333,3 +333,26 @@ def test_trades_made_before_the_live_connection_opens_are_bridged(
     assert recorder.wait(lambda r: _last_id(r) >= past.live_from + 4, 10)
     assert [m["a"] for m in recorder.messages] == list(range(past.live_from, past.live_from + 5))
     assert recorder.errors == []
+
+
+def test_a_microsecond_manager_gets_history_and_live_in_microseconds(
+    market: FakeExchange, make: Any
+) -> None:
+    past = _past(market)
+    manager = make(time_unit="microsecond")  # the live stream in µs (timeUnit=MICROSECOND)
+    trades, candles = Recorder(), Recorder()
+    manager.subscribe("btcusdt@aggTrade", trades, trades.on_error, since=_midnight(1))
+    manager.subscribe("btcusdt@kline_1h", candles, candles.on_error, since=_midnight(1))
+    assert market.wait_for_open("btcusdt@aggTrade") and market.wait_for_open("btcusdt@kline_1h")
+    assert trades.wait_messages(past.live_from - past.first_id_at(int(_midnight(1).timestamp()) * 10**6))
+    market.publish("btcusdt@aggTrade")
+    market.publish("btcusdt@kline_1h")
+    assert trades.wait(lambda r: _last_id(r) == past.live_from, 10)
+    assert candles.wait(lambda r: bool(r.messages) and not r.messages[-1]["k"]["x"], 10)
+    now_us = time.time() * 1e6
+    assert all(_midnight(1).timestamp() * 1e6 <= m["T"] <= now_us for m in trades.messages)
+    ids = [m["a"] for m in trades.messages]
+    assert ids == list(range(ids[0], past.live_from + 1))
+    opens = [m["k"]["t"] for m in candles.messages]
+    assert opens[0] == _midnight(1).timestamp() * 1e6 and opens == sorted(opens)
+    assert len(set(opens)) == len(opens) and trades.errors == candles.errors == []

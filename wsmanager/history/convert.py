@@ -225,15 +225,24 @@ def klines_from_rest(page: Any, symbol: str, interval: str, scale: int = 1) -> l
     return messages
 
 
-def rescaled(message: dict[str, Any], kind: str, scale: int) -> dict[str, Any]:
-    """A copy of a live message (milliseconds) with its times in ``scale`` (1000: µs); the
-    original is shared with the stream's other subscribers, so it is not changed."""
+def rescaled(message: dict[str, Any], kind: str, have: int, want: int) -> dict[str, Any]:
+    """A copy of a live message with its times from ``have`` to ``want`` (1: ms, 1000: µs);
+    the original is shared with the stream's other subscribers, so it is not changed."""
     copy = dict(message)
-    copy["E"] = message["E"] * scale
-    if kind == "kline":
-        k = copy["k"] = dict(message["k"])
-        k["t"] = k["t"] * scale
-        k["T"] = k["T"] * scale + scale - 1
+    if want > have:
+        copy["E"] = message["E"] * want
+        if kind == "kline":
+            k = copy["k"] = dict(message["k"])
+            k["t"] = k["t"] * want
+            k["T"] = k["T"] * want + want - 1
+        else:
+            copy["T"] = message["T"] * want
     else:
-        copy["T"] = message["T"] * scale
+        copy["E"] = message["E"] // have
+        if kind == "kline":
+            k = copy["k"] = dict(message["k"])
+            k["t"] = k["t"] // have
+            k["T"] = k["T"] // have
+        else:
+            copy["T"] = message["T"] // have
     return copy
