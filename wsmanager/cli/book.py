@@ -18,7 +18,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..book.orderbook import BookView, OrderBook
+from ..endpoints import ENDPOINTS
 from ..manager import WSManager
+from ..sbe.streams import book_speed
+from .keys import add_key_arguments, key_options
 
 __all__ = ["add_parser", "render", "run"]
 
@@ -46,8 +49,20 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
         default=None,
         help=f"REST base URL (default: {BINANCE_REST_URL} for Binance's stream hosts)",
     )
+    parser.add_argument(
+        "--endpoint",
+        choices=list(ENDPOINTS),
+        default=None,
+        help="an exchange endpoint preset: its URLs and rules (spot-sbe: SBE, 20 ms depth)",
+    )
+    add_key_arguments(parser)
     parser.add_argument("--limit", type=int, default=1000, help="snapshot depth (1..5000)")
-    parser.add_argument("--speed", choices=("100ms", "1000ms"), default="100ms")
+    parser.add_argument(
+        "--speed",
+        choices=("100ms", "1000ms", "20ms"),
+        default=None,
+        help="diff depth speed (default 100ms; SBE: 20ms, its only one)",
+    )
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between redraws")
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     parser.add_argument(
@@ -64,15 +79,16 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with contextlib.ExitStack() as stack:
         try:
+            options = key_options(args)
             url, rest_url = _endpoints(args, stack)
-            manager = stack.enter_context(WSManager(url=url))
+            manager = stack.enter_context(WSManager(url=url, endpoint=args.endpoint, **options))
             book = stack.enter_context(
                 OrderBook(
                     manager.subscribe,
                     args.symbol,
                     rest_url=rest_url,
                     limit=args.limit,
-                    speed=args.speed,
+                    speed=book_speed(manager.config.encoding, args.speed),
                 )
             )
         except (ValueError, RuntimeError) as exc:
@@ -84,7 +100,9 @@ def run(args: argparse.Namespace) -> int:
             return 130
 
 
-def _endpoints(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[str, str]:
+def _endpoints(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[str | None, str]:
+    if args.endpoint is not None:  # the preset's addresses, unless --url/--rest-url say others
+        return args.url, args.rest_url or ENDPOINTS[args.endpoint].rest_url
     if args.url is None:
         from ..testing import FakeExchange
 
