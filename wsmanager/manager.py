@@ -127,6 +127,7 @@ class WSManager(ClosesOnExit):
             self.endpoint.ws_api_url if self.endpoint is not None else None,
             lambda: self._gap_listeners,
             ssl_context=ssl_context,
+            listen_key_path=self.endpoint.listen_key_path if self.endpoint is not None else None,
         )
         # Supervisor: delivers status changes, runs the idle sweep, finishes handovers.
         self._wake = threading.Condition(make_lock("supervisor"))  # guards the three flags below
@@ -171,7 +172,7 @@ class WSManager(ClosesOnExit):
         *,
         backfill: bool = False,
         since: Any = None,
-        time_unit: str = "millisecond",
+        time_unit: str | None = None,
         batch: bool = False,
         typed: bool | None = None,
     ) -> Unsubscribe:
@@ -182,7 +183,8 @@ class WSManager(ClosesOnExit):
         exchange's REST API before the message that revealed it. ``since`` (``@aggTrade`` and
         ``@kline_<interval>``: an aware datetime, epoch ms or a timedelta back from now) first
         delivers the stream's history from then, then live, with no gap and no duplicate at the
-        seam (``docs/history.md``); ``time_unit="microsecond"`` gives its times in µs.
+        seam (``docs/history.md``); ``time_unit`` (default the manager's ``time_unit`` option,
+        else milliseconds) is the unit of their times: ``"millisecond"`` or ``"microsecond"``.
         ``batch=True`` calls ``callback(messages)`` with a non-empty list of every message
         pending at its turn, in order. ``typed`` (default: the manager's ``typed``) delivers
         immutable typed objects for the documented payloads (``docs/typed.md``).
@@ -199,7 +201,7 @@ class WSManager(ClosesOnExit):
         if not isinstance(batch, bool):
             raise TypeError(f"batch must be True or False, not {batch!r}")
         decode = typed_decoder(stream, self.config.typed if typed is None else typed)
-        if since is not None or time_unit != "millisecond":
+        if since is not None or time_unit is not None:
             if batch or decode is not None:
                 raise ValueError("since= delivers dicts one by one: not with batch or typed")
             if since is None:
@@ -237,11 +239,14 @@ class WSManager(ClosesOnExit):
         private_key: str | bytes | os.PathLike[str] | None = None,
         on_error: ErrorCallback | None = None,
         ws_api_url: str | None = None,
+        keepalive_interval: float | None = None,
     ) -> Unsubscribe:
         """Call ``callback(event)`` with each user data event of the account ``api_key``, signed
         with ``api_secret`` (HMAC-SHA256) or ``private_key`` (Ed25519 or RSA: PEM bytes or a
         path), through the WebSocket API at ``ws_api_url`` (default: the endpoint's). Calls with
-        the same API key share one subscription. See docs/user-data.md."""
+        the same API key share one subscription. Futures endpoints (``usdm-*``, ``coinm``) use a
+        listenKey from ``rest_url``, kept alive every ``keepalive_interval`` seconds (default 30
+        minutes), streamed from ``ws_api_url`` (the private route). See docs/user-data.md."""
         if self._destroyed:
             raise ManagerClosedError(_FORKED if self._forked_away else "the manager was destroyed")
         return self._user_data.subscribe(
@@ -251,6 +256,7 @@ class WSManager(ClosesOnExit):
             private_key=private_key,
             on_error=on_error,
             ws_api_url=ws_api_url,
+            keepalive_interval=keepalive_interval,
         )
 
     def history(
@@ -260,7 +266,7 @@ class WSManager(ClosesOnExit):
         until: Any = None,
         progress: bool | None = None,
         *,
-        time_unit: str = "millisecond",
+        time_unit: str | None = None,
     ) -> list[Any]:
         """The messages of ``stream`` (``@aggTrade``, ``@kline_<interval>``) from ``since`` to
         ``until`` (exclusive, default now; klines: the candles closed by then), as the live
@@ -275,7 +281,7 @@ class WSManager(ClosesOnExit):
         until: Any = None,
         progress: bool | None = None,
         *,
-        time_unit: str = "millisecond",
+        time_unit: str | None = None,
         exact: bool = False,
     ) -> Any:
         """:meth:`history` as a pandas DataFrame (``wsmanager[notebook]``): typed columns, times
