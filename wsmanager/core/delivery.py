@@ -195,17 +195,41 @@ class StreamFeed:
         with self.loop.lock:
             if self._ending is not None:
                 return
+            if connection is not self._source or pressure is None:
+                for message, size in batch:
+                    if pressure is not None and self._must_wait_locked(connection, size):
+                        self._wait_for_room_locked(pressure, size)
+                        if self._ending is not None:
+                            return
+                    self._offer_locked(connection, epoch, message, size)
+                return
+            # The stream's source (almost always): counted once, a bound checked inline.
+            items = self._items
+            capacity, max_bytes = self.capacity, self.max_bytes
+            accept = self._accept_locked
+            counted = 0
             for message, size in batch:
                 if (
-                    pressure is not None
-                    and not self._dropping
-                    and connection is self._source
-                    and self._full_locked(size)
+                    items
+                    and (len(items) >= capacity or self.buffered_bytes + size > max_bytes)
+                    and self._must_wait_locked(connection, size)
                 ):
                     self._wait_for_room_locked(pressure, size)
                     if self._ending is not None:
-                        return
-                self._offer_locked(connection, epoch, message, size)
+                        break
+                if connection is not self._source:  # switched while the reader waited
+                    self._offer_locked(connection, epoch, message, size)
+                    continue
+                counted += 1
+                accept(message, size, epoch)
+                if self._held:
+                    self._try_switch_locked()
+            if counted:
+                self._count_locked(counted)
+
+    def _must_wait_locked(self, connection: object, size: int) -> bool:
+        """The reader waits for room: the source's message into a full buffer, not dropping."""
+        return not self._dropping and connection is self._source and self._full_locked(size)
 
     def _full_locked(self, size: int) -> bool:
         items = self._items
@@ -244,10 +268,10 @@ class StreamFeed:
                 self._try_switch_locked()
         # else: a connection this stream has left (unsubscribed, or a finished handover)
 
-    def _count_locked(self) -> None:
-        """One more message received from the stream's source (a handover's second copies are
+    def _count_locked(self, count: int = 1) -> None:
+        """More messages received from the stream's source (a handover's second copies are
         counted only when they are delivered, at the switch)."""
-        self.received += 1
+        self.received += count
         self.last_message_monotonic = time.monotonic()
         self.last_message_at = time.time()
 
@@ -298,19 +322,30 @@ class StreamFeed:
                         return False
                     self._time_floor = None
                 self._last_time = event_time
-        self._append_locked(_MESSAGE, message, size)
+        items = self._items  # _append_locked, inline: once per message
+        items.append((_MESSAGE, message, size))
+        self.buffered_bytes += size
+        if len(items) > self.capacity or self.buffered_bytes > self.max_bytes:
+            self._bound_locked()
+        if not (self._queued or self._in_turn or self._waiting):
+            self.loop.schedule_locked(self)
         return True
 
     def _append_locked(self, kind: int, value: Any, size: int) -> None:
-        items = self._items
-        items.append((kind, value, size))
+        self._items.append((kind, value, size))
         self.buffered_bytes += size
+        self._bound_locked()
+        if not (self._queued or self._in_turn or self._waiting):
+            self.loop.schedule_locked(self)
+
+    def _bound_locked(self) -> None:
+        """Drop the oldest messages while the buffer is over its bounds."""
+        items = self._items
         while len(items) > self.capacity or (
             self.buffered_bytes > self.max_bytes and len(items) > 1
         ):
             if not self._drop_oldest_locked():
                 break
-        self.loop.schedule_locked(self)
 
     def _drop_oldest_locked(self) -> bool:
         """Drop the oldest message; gap reports ahead of it stay (never dropped silently, and
@@ -478,27 +513,27 @@ class DeliveryLoop:
     def _turn(self, feed: StreamFeed, items: list[tuple[int, Any, int]]) -> None:
         started = time.monotonic()
         subscribers = feed.subscribers  # once per turn; an unsubscribe swaps in a no-op
-        singles = [s for s in subscribers if not s.batch and s.decode is None]
-        typed_singles = [s for s in subscribers if not s.batch and s.decode is not None]
+        singles = [(s, s.callback) for s in subscribers if not s.batch and s.decode is None]
+        typed_singles = [(s, s.callback) for s in subscribers if not s.batch and s.decode]
         batches = [s for s in subscribers if s.batch]
         run: list[Any] = []  # messages since the last report, for the batch subscribers
         for index, (kind, value, _size) in enumerate(items):
             if kind == _MESSAGE:
-                for subscription in singles:
+                for subscription, callback in singles:
                     if not subscription.active:
                         continue
                     try:
-                        subscription.callback(value)
+                        callback(value)
                     except BaseException as exc:  # SystemExit and RecursionError included
                         feed.callback_errors += 1
                         user_code_raised(exc, f"stream {feed.name}", "a subscriber's callback")
                 if typed_singles:
                     typed = value.typed if type(value) is Decoded else value
-                    for subscription in typed_singles:
+                    for subscription, callback in typed_singles:
                         if not subscription.active:
                             continue
                         try:
-                            subscription.callback(typed)
+                            callback(typed)
                         except BaseException as exc:
                             feed.callback_errors += 1
                             user_code_raised(exc, f"stream {feed.name}", "a subscriber's callback")

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from .. import decode as _decode_module
 from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig, redact_url
 from ..core._locks import make_lock
@@ -432,32 +433,62 @@ class Connection:
         batches: dict[StreamFeed, list[tuple[Any, int]]] = {}
         decoders: dict[StreamFeed, Callable[[bytes, bool], Any] | None] = {}
         loop = self._attempt.loop
-        enveloped = self.target.combined
+        combined = self.target.combined
+        feeds = self.feeds
+        raw_feed = None if combined else feeds.get(self.name)
+        loads = decode_json
+        if loads is _ORJSON_WRAPPER and _ORJSON_LOADS is not None:
+            loads = _ORJSON_LOADS  # the same function, without the Python call around it
+        last_feed: StreamFeed | None = None
+        batch: list[tuple[Any, int]] = []
+        decode: Callable[[bytes, bool], Any] | None = None
         for opcode, data in messages:
             if opcode != _wsclient.OPCODE_TEXT:
                 self._binary(data)
                 continue
             try:
-                value = decode_json(data)
+                value = loads(data)
             except BaseException as exc:  # ValueError, RecursionError, MemoryError...
                 self.invalid_messages += 1
                 log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
                 continue
-            routed = self._route(value, loop)
-            if routed is None:
-                continue
-            feed, payload = routed
-            batch = batches.get(feed)
-            if batch is None:
-                batches[feed] = batch = []
-                decoders[feed] = feed.typed_decoder()
-            decode = decoders[feed]
+            # The common shapes inline (a stream's envelope, a raw stream's payload); the rest,
+            # and serverShutdown, through _route.
+            feed: StreamFeed | None = None
+            payload: Any = value
+            if type(value) is dict:
+                if combined:
+                    name = value.get("stream")
+                    payload = value.get("data")
+                    if (
+                        type(payload) is dict
+                        and type(name) is str
+                        and payload.get("e") != "serverShutdown"
+                    ):
+                        feed = feeds.get(name)
+                        if feed is None:
+                            continue  # a stream this connection has left
+                elif value.get("e") != "serverShutdown" and raw_feed is not None:
+                    feed = raw_feed
+            if feed is None:
+                routed = self._route(value, loop)
+                if routed is None:
+                    continue
+                feed, payload = routed
+            if feed is not last_feed:
+                last_feed = feed
+                found = batches.get(feed)
+                if found is None:
+                    batches[feed] = found = []
+                    decoders[feed] = feed.typed_decoder()
+                batch = found
+                decode = decoders[feed]
             if decode is not None:
-                payload = _typed(decode, payload, data, enveloped)
+                payload = _typed(decode, payload, data, combined)
             batch.append((payload, len(data)))
         epoch = self.epoch
-        for feed, batch in batches.items():
-            feed.offer_many(self, epoch, batch, pressure)
+        for target, items in batches.items():
+            target.offer_many(self, epoch, items, pressure)
 
     def _binary(self, data: bytes) -> None:
         """A binary frame: SBE market data with ``encoding="sbe"``, else skipped."""
@@ -569,6 +600,12 @@ class Connection:
     def _set_state(self, state: ConnectionState, *, socket_open: bool) -> None:
         self.state = state
         self._listener.connection_state_changed(self, state, socket_open)
+
+
+_ORJSON_WRAPPER = getattr(_decode_module, "decode_json_orjson", None)
+_ORJSON_LOADS: Callable[[bytes], Any] | None = getattr(
+    getattr(_decode_module, "orjson", None), "loads", None
+)
 
 
 def _typed(decode: Callable[[bytes, bool], Any], payload: Any, data: bytes, enveloped: bool) -> Any:
