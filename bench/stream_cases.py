@@ -161,11 +161,7 @@ def case_throughput(streams: int, per_stream: int, reader: str, mode: str) -> di
             cpu[1] = time.process_time()
             done.set()
 
-    options: dict[str, Any] = {
-        "max_retry_attempts": None,
-        "max_buffered_messages": max(10_000, total),
-        "max_buffered_bytes": 1 << 30,
-    }
+    options: dict[str, Any] = {"max_retry_attempts": None}  # otherwise the default options
     if mode == "raw":
         options["streams_per_connection"] = 1
     elif mode.startswith("spc="):  # a diagnostic: streams per connection as given

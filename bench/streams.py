@@ -248,9 +248,8 @@ NOTES = """How each figure is made (each case a fresh process, its exchange anot
   1,000 streams x {total_messages:,}/1,000 interleaved over 5 connections (the default 200
   streams each). Figure: messages delivered to callbacks per second, first to last delivery
   ("per round": the ratio within each round of runs, which shows the machine's noise); CPU is
-  the client process's (every thread) per message. Buffers are raised so that
-  nothing is dropped (with the default 10,000-message buffer a single stream sent flat out can
-  overflow it: the callback thread lags behind the reader by thousands of messages at times).
+  the client process's (every thread) per message. Default options: the reader waits
+  for a full buffer (back-pressure) instead of dropping, so nothing is dropped.
 - **Fast / public frame reader**: the same exchange and measure; "public" sets
   `wsmanager.net._wsclient.FAST_READER_AVAILABLE = False`, so each connection reads through
   websocket-client's own `frame_buffer` (one frame per `recv` sequence) instead of ours.

@@ -130,6 +130,7 @@ class StreamFeed:
         self._told = False  # the ending was handed to the loop
         self._dropping = False
         self._pressed = False  # a reader waits for room in this buffer
+        self._plan: Any = None  # the subscribers as _turn calls them (the callback thread's)
         # Counters (written under the lock by readers, or by the loop thread only).
         self.received = 0
         self.dropped = 0
@@ -195,37 +196,46 @@ class StreamFeed:
         with self.loop.lock:
             if self._ending is not None:
                 return
-            if connection is not self._source or pressure is None:
-                for message, size in batch:
-                    if pressure is not None and self._must_wait_locked(connection, size):
-                        self._wait_for_room_locked(pressure, size)
-                        if self._ending is not None:
-                            return
-                    self._offer_locked(connection, epoch, message, size)
-                return
-            # The stream's source (almost always): counted once, a bound checked inline.
-            items = self._items
-            capacity, max_bytes = self.capacity, self.max_bytes
-            accept = self._accept_locked
-            counted = 0
+            self._offer_many_locked(connection, epoch, batch, pressure)
+
+    def _offer_many_locked(
+        self,
+        connection: object,
+        epoch: object,
+        batch: list[tuple[Any, int]],
+        pressure: Pressure | None,
+    ) -> None:
+        if connection is not self._source or pressure is None:
             for message, size in batch:
-                if (
-                    items
-                    and (len(items) >= capacity or self.buffered_bytes + size > max_bytes)
-                    and self._must_wait_locked(connection, size)
-                ):
+                if pressure is not None and self._must_wait_locked(connection, size):
                     self._wait_for_room_locked(pressure, size)
                     if self._ending is not None:
-                        break
-                if connection is not self._source:  # switched while the reader waited
-                    self._offer_locked(connection, epoch, message, size)
-                    continue
-                counted += 1
-                accept(message, size, epoch)
-                if self._held:
-                    self._try_switch_locked()
-            if counted:
-                self._count_locked(counted)
+                        return
+                self._offer_locked(connection, epoch, message, size)
+            return
+        # The stream's source (almost always): counted once, a bound checked inline.
+        items = self._items
+        capacity, max_bytes = self.capacity, self.max_bytes
+        accept = self._accept_locked
+        counted = 0
+        for message, size in batch:
+            if (
+                items
+                and (len(items) >= capacity or self.buffered_bytes + size > max_bytes)
+                and self._must_wait_locked(connection, size)
+            ):
+                self._wait_for_room_locked(pressure, size)
+                if self._ending is not None:
+                    break
+            if connection is not self._source:  # switched while the reader waited
+                self._offer_locked(connection, epoch, message, size)
+                continue
+            counted += 1
+            accept(message, size, epoch)
+            if self._held:
+                self._try_switch_locked()
+        if counted:
+            self._count_locked(counted)
 
     def _must_wait_locked(self, connection: object, size: int) -> bool:
         """The reader waits for room: the source's message into a full buffer, not dropping."""
@@ -382,6 +392,20 @@ class StreamFeed:
     def buffered(self) -> int:
         return len(self._items)
 
+    def plan(
+        self,
+    ) -> tuple[list[tuple[Subscription, Any]], list[tuple[Subscription, Any]], list[Subscription]]:
+        """The subscribers by how they are called: per message (dicts), per message (typed),
+        per batch; made again only when the subscriber tuple was swapped (callback thread)."""
+        subscribers = self.subscribers
+        plan = self._plan
+        if plan is None or plan[0] is not subscribers:
+            singles = [(s, s.callback) for s in subscribers if not s.batch and s.decode is None]
+            typed = [(s, s.callback) for s in subscribers if not s.batch and s.decode]
+            batches = [s for s in subscribers if s.batch]
+            self._plan = plan = (subscribers, singles, typed, batches)
+        return plan[1], plan[2], plan[3]
+
     def typed_decoder(self) -> Callable[[bytes, bool], Any] | None:
         """The decoder of this stream's typed subscribers (None: nobody wants typed messages)."""
         for subscription in self.subscribers:
@@ -488,8 +512,14 @@ class DeliveryLoop:
             self._wake.notify()
 
     def _run(self) -> None:
+        done: StreamFeed | None = None  # the feed whose turn just ended
         while True:
-            with self.lock:
+            with self.lock:  # one round trip per turn: end the last one, start the next
+                if done is not None:
+                    done._in_turn = False
+                    if done._items or (done._ending is not None and not done._told):
+                        self.schedule_locked(done)
+                    done = None
                 while not self._ready and not self._closed:
                     self._wake.wait()
                 if not self._ready:
@@ -504,18 +534,24 @@ class DeliveryLoop:
                     feed.callback_errors += _tell_ending(feed.name, *ending)
             except BaseException as exc:  # never lose the thread: every stream depends on it
                 user_code_raised(exc, f"stream {feed.name}", "delivery")
-            finally:
-                with self.lock:
-                    feed._in_turn = False
-                    if feed._items or (feed._ending is not None and not feed._told):
-                        self.schedule_locked(feed)
+            done = feed
+
+    def offer_batches(
+        self,
+        connection: object,
+        epoch: object,
+        batches: list[tuple[StreamFeed, list[tuple[Any, int]]]],
+        pressure: Pressure | None,
+    ) -> None:
+        """The messages of several streams of this loop from one read, in one lock round trip."""
+        with self.lock:
+            for feed, batch in batches:
+                if feed._ending is None:
+                    feed._offer_many_locked(connection, epoch, batch, pressure)
 
     def _turn(self, feed: StreamFeed, items: list[tuple[int, Any, int]]) -> None:
         started = time.monotonic()
-        subscribers = feed.subscribers  # once per turn; an unsubscribe swaps in a no-op
-        singles = [(s, s.callback) for s in subscribers if not s.batch and s.decode is None]
-        typed_singles = [(s, s.callback) for s in subscribers if not s.batch and s.decode]
-        batches = [s for s in subscribers if s.batch]
+        singles, typed_singles, batches = feed.plan()
         run: list[Any] = []  # messages since the last report, for the batch subscribers
         for index, (kind, value, _size) in enumerate(items):
             if kind == _MESSAGE:

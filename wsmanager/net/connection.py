@@ -28,7 +28,7 @@ from .. import decode as _decode_module
 from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig, redact_url
 from ..core._locks import make_lock
-from ..core.delivery import StreamFeed
+from ..core.delivery import DeliveryLoop, StreamFeed
 from ..core.flow import Decoded, Pressure
 from ..core.state import ConnectionState
 from ..core.targets import Target
@@ -430,8 +430,9 @@ class Connection:
         """Whole messages the read loop parsed in one pass: decoded, routed, and handed to each
         stream's feed as one batch (the reader waits there while a feed is full)."""
         self.messages_received += len(messages)
-        batches: dict[StreamFeed, list[tuple[Any, int]]] = {}
-        decoders: dict[StreamFeed, Callable[[bytes, bool], Any] | None] = {}
+        # each stream's messages, and its typed decoder (None: nobody wants typed messages)
+        batches: dict[StreamFeed, tuple[list[tuple[Any, int]], Callable[[bytes, bool], Any] | None]]
+        batches = {}
         loop = self._attempt.loop
         combined = self.target.combined
         feeds = self.feeds
@@ -479,16 +480,22 @@ class Connection:
                 last_feed = feed
                 found = batches.get(feed)
                 if found is None:
-                    batches[feed] = found = []
-                    decoders[feed] = feed.typed_decoder()
-                batch = found
-                decode = decoders[feed]
+                    batches[feed] = found = ([], feed.typed_decoder())
+                batch, decode = found
             if decode is not None:
                 payload = _typed(decode, payload, data, combined)
             batch.append((payload, len(data)))
         epoch = self.epoch
-        for target, items in batches.items():
-            target.offer_many(self, epoch, items, pressure)
+        if len(batches) == 1:
+            for target, (items, _decode) in batches.items():
+                target.offer_many(self, epoch, items, pressure)
+            return
+        # Many streams: one lock round trip per callback thread, not one per stream.
+        by_loop: dict[DeliveryLoop, list[tuple[StreamFeed, list[tuple[Any, int]]]]] = {}
+        for target, (items, _decode) in batches.items():
+            by_loop.setdefault(target.loop, []).append((target, items))
+        for delivery, pairs in by_loop.items():
+            delivery.offer_batches(self, epoch, pairs, pressure)
 
     def _binary(self, data: bytes) -> None:
         """A binary frame: SBE market data with ``encoding="sbe"``, else skipped."""
