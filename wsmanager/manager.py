@@ -123,6 +123,7 @@ class WSManager(ClosesOnExit):
             self.endpoint.ws_api_url if self.endpoint is not None else None,
             lambda: self._gap_listeners,
             ssl_context=ssl_context,
+            listen_key_path=self.endpoint.listen_key_path if self.endpoint is not None else None,
         )
         # Supervisor: delivers status changes, runs the idle sweep, finishes handovers.
         self._wake = threading.Condition(make_lock("supervisor"))  # guards the three flags below
@@ -220,11 +221,14 @@ class WSManager(ClosesOnExit):
         private_key: str | bytes | os.PathLike[str] | None = None,
         on_error: ErrorCallback | None = None,
         ws_api_url: str | None = None,
+        keepalive_interval: float | None = None,
     ) -> Unsubscribe:
         """Call ``callback(event)`` with each user data event of the account ``api_key``, signed
         with ``api_secret`` (HMAC-SHA256) or ``private_key`` (Ed25519 or RSA: PEM bytes or a
         path), through the WebSocket API at ``ws_api_url`` (default: the endpoint's). Calls with
-        the same API key share one subscription. See docs/user-data.md."""
+        the same API key share one subscription. Futures endpoints (``usdm-*``, ``coinm``) use a
+        listenKey from ``rest_url``, kept alive every ``keepalive_interval`` seconds (default 30
+        minutes), streamed from ``ws_api_url`` (the private route). See docs/user-data.md."""
         if self._destroyed:
             raise ManagerClosedError(_FORKED if self._forked_away else "the manager was destroyed")
         return self._user_data.subscribe(
@@ -234,6 +238,7 @@ class WSManager(ClosesOnExit):
             private_key=private_key,
             on_error=on_error,
             ws_api_url=ws_api_url,
+            keepalive_interval=keepalive_interval,
         )
 
     def history(

@@ -167,6 +167,12 @@ class WsApiConnection:
         else:
             shutdown_quietly(sock)
 
+    def restart(self) -> None:
+        """Cut the socket: the reconnect loop opens ``self.url`` again (after a short wait)."""
+        with self._lock:
+            sock = self._socket
+        shutdown_quietly(sock)
+
     def stopping(self) -> bool:
         return self._stop.is_set()
 
@@ -229,6 +235,7 @@ class WsApiConnection:
             if not acquired:
                 return
             self.attempts += 1
+            url = self.url
             attempt = self._connect_and_read()
             if self._stop.is_set():
                 return
@@ -238,7 +245,7 @@ class WsApiConnection:
                 return
             self.retry_attempt += 1
             status = error.status_code if isinstance(error, HandshakeFailedError) else None
-            if status is not None and is_permanent_status(status):
+            if status is not None and is_permanent_status(status) and url == self.url:
                 self.owner.failed(self, error)
                 return
             limit = self.config.max_retry_attempts
