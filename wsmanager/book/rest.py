@@ -31,8 +31,10 @@ from .sync import DepthSnapshot
 
 __all__ = [
     "AGG_TRADES_PATH",
+    "AGG_TRADES_PATHS",
     "AGG_TRADES_WEIGHT",
     "DEPTH_PATH",
+    "DEPTH_PATHS",
     "RestClient",
     "RestError",
     "RestNotSentError",
@@ -48,6 +50,13 @@ log = logging.getLogger("wsmanager.book")
 
 DEPTH_PATH = "/api/v3/depth"
 AGG_TRADES_PATH = "/api/v3/aggTrades"
+# Each market's own paths (futures: nothing under /api/v3 exists there)
+DEPTH_PATHS = {"spot": DEPTH_PATH, "usdm": "/fapi/v1/depth", "coinm": "/dapi/v1/depth"}
+AGG_TRADES_PATHS = {
+    "spot": AGG_TRADES_PATH,
+    "usdm": "/fapi/v1/aggTrades",
+    "coinm": "/dapi/v1/aggTrades",
+}
 AGG_TRADES_WEIGHT = 4
 DEFAULT_WEIGHT_LIMIT = 6000  # Binance spot, per IP
 DEFAULT_WEIGHT_WINDOW = 60.0  # seconds
@@ -413,8 +422,10 @@ class SnapshotFetcher:
         *,
         min_interval: float = 1.0,
         retry: BackoffPolicy = DEFAULT_RETRY,
+        path: str = DEPTH_PATH,
     ) -> None:
         self.weight = depth_weight(limit)
+        self.path = path  # /api/v3/depth, or a futures market's
         self.client = client
         self.params: dict[str, str | int] = {"symbol": symbol.upper(), "limit": limit}
         self.min_interval = min_interval
@@ -432,7 +443,7 @@ class SnapshotFetcher:
                 return None
             try:
                 document = self.client.get_json(
-                    DEPTH_PATH, self.params, weight=self.weight, stop=stop, on_send=self._sent
+                    self.path, self.params, weight=self.weight, stop=stop, on_send=self._sent
                 )
                 self._answered()
                 return DepthSnapshot.parse(document)

@@ -1,9 +1,10 @@
 """``wsmanager book SYMBOL``: a live top of book in the terminal.
 
 By default against the bundled fake exchange, started in-process (no internet needed); with
-``--url`` (and ``--rest-url``) against a real exchange. Redrawn in place when stdout is a
-terminal, a block of plain lines per refresh otherwise. The lead wires :func:`add_parser` and
-:func:`run` into ``wsmanager.cli``.
+``--url`` (and ``--rest-url``) against a real exchange. ``--endpoint usdm`` (or another preset)
+follows that market's procedure: futures books chain by ``pu`` and snapshot ``/fapi/v1/depth``.
+Redrawn in place when stdout is a terminal, a block of plain lines per refresh otherwise. The
+lead wires :func:`add_parser` and :func:`run` into ``wsmanager.cli``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..book.orderbook import BookView, OrderBook
+from ..endpoints import ENDPOINTS, Endpoint, get_endpoint
 from ..manager import WSManager
 
 __all__ = ["add_parser", "render", "run"]
@@ -47,7 +49,18 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
         help=f"REST base URL (default: {BINANCE_REST_URL} for Binance's stream hosts)",
     )
     parser.add_argument("--limit", type=int, default=1000, help="snapshot depth (1..5000)")
-    parser.add_argument("--speed", choices=("100ms", "1000ms"), default="100ms")
+    parser.add_argument(
+        "--speed",
+        choices=("100ms", "250ms", "500ms", "1000ms"),
+        default="100ms",
+        help="spot: 100ms or 1000ms; futures: 100ms, 250ms or 500ms",
+    )
+    parser.add_argument(
+        "--endpoint",
+        choices=sorted(ENDPOINTS),
+        default=None,
+        help="an exchange preset: its URLs, REST paths and book procedure (usdm: futures)",
+    )
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between redraws")
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     parser.add_argument(
@@ -64,16 +77,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with contextlib.ExitStack() as stack:
         try:
-            url, rest_url = _endpoints(args, stack)
-            manager = stack.enter_context(WSManager(url=url))
+            endpoint = None if args.endpoint is None else get_endpoint(args.endpoint)
+            url, rest_url = _endpoints(args, stack, endpoint)
+            manager = stack.enter_context(WSManager(url=url, endpoint=endpoint))
             book = stack.enter_context(
-                OrderBook(
-                    manager.subscribe,
-                    args.symbol,
-                    rest_url=rest_url,
-                    limit=args.limit,
-                    speed=args.speed,
-                )
+                manager.order_book(args.symbol, rest_url, limit=args.limit, speed=args.speed)
             )
         except (ValueError, RuntimeError) as exc:
             print(f"wsmanager book: {exc}", file=sys.stderr)
@@ -84,20 +92,26 @@ def run(args: argparse.Namespace) -> int:
             return 130
 
 
-def _endpoints(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[str, str]:
+def _endpoints(
+    args: argparse.Namespace, stack: contextlib.ExitStack, endpoint: Endpoint | None
+) -> tuple[str, str]:
     if args.url is None:
         from ..testing import FakeExchange
 
-        exchange = stack.enter_context(FakeExchange(rate=args.rate))
-        rest_url = getattr(exchange, "rest_url", None)
-        if rest_url is None:
-            raise RuntimeError(
-                "this version's fake exchange has no order books: pass --url and --rest-url"
-            )
-        print(f"fake exchange at {exchange.url} (REST {rest_url})", file=sys.stderr)
-        return exchange.url, args.rest_url or rest_url
+        market = "spot" if endpoint is None else endpoint.market
+        exchange = stack.enter_context(FakeExchange(rate=args.rate, market=market))
+        rest_url = exchange.rest_url
+        url = exchange.url
+        if endpoint is not None and endpoint.routed:
+            url = exchange.root_url
+        elif endpoint is not None and endpoint.routes:
+            url = exchange.route_url(endpoint.routes[0])
+        print(f"fake exchange at {url} (REST {rest_url}; market {market})", file=sys.stderr)
+        return url, args.rest_url or rest_url
     if args.rest_url is not None:
         return args.url, args.rest_url
+    if endpoint is not None:
+        return args.url, endpoint.rest_url
     if urlsplit(args.url).hostname in _BINANCE_STREAM_HOSTS:
         return args.url, BINANCE_REST_URL
     raise ValueError("--rest-url is needed with a --url that is not Binance's")
