@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -157,3 +159,21 @@ def test_the_book_command_on_the_usdm_endpoint(capsys: pytest.CaptureFixture[str
     captured = capsys.readouterr()
     assert "synced at update" in captured.out
     assert "/fapi" not in captured.err and "market usdm" in captured.err
+
+
+def test_the_futures_demo_finishes_and_keeps_every_promise() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "wsmanager", "demo", "--futures", "--seconds", "3"],
+        capture_output=True,
+        text=True,
+        timeout=60 * SCALE,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "== summary ==" in out and "fault injected" in out
+    assert "connections by route: /market 1, /public 1" in out
+    assert "streams on a route that does not serve them: 0" in out
+    assert "every stream delivered: yes" in out
+    assert "equal to the exchange's true book at update" in out and ": yes" in out
+    assert "REST paths asked: /fapi/v1/depth (never /api/v3)" in out

@@ -25,6 +25,7 @@ from . import record
 from . import relay as relay_cli
 from . import user_data as user_data_cli
 from .demo import run_demo
+from .demo_futures import run_futures_demo
 from .view import LiveView
 
 __all__ = ["main"]
@@ -44,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seconds", type=float, default=20.0, help="how long (default 20)")
     demo.add_argument("--rate", type=float, default=25.0, help="messages/s per stream")
+    demo.add_argument(
+        "--futures",
+        action="store_true",
+        help="the USD-M scenario: routed streams and a futures order book on one manager",
+    )
     demo.add_argument(
         "--metrics-port",
         type=int,
@@ -138,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             logging.getLogger("wsmanager").setLevel(logging.ERROR)
     try:
         if args.command == "demo":
+            if args.futures:
+                return run_futures_demo(args.seconds, args.rate)
             return run_demo(args.seconds, args.rate, args.metrics_port)
         if args.command == "stream":
             return _stream(
