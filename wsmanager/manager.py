@@ -51,7 +51,6 @@ log = logging.getLogger("wsmanager")
 Unsubscribe = Callable[[], None]
 
 _AT_EXIT_JOIN_TIMEOUT = 2.0
-_HANDOVER_POLL = 0.01  # seconds between checks of a handover in progress
 _live_managers: weakref.WeakSet[WSManager] = weakref.WeakSet()
 _at_exit_registered = False
 _at_exit_lock = threading.Lock()
@@ -534,27 +533,25 @@ class WSManager(ClosesOnExit):
     # -- the supervisor thread -------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        """Deliver status changes, run the idle sweep, and finish handovers: woken by a change
+        (a state, a handover's replacement open, a stream switched) or by the next deadline."""
         interval = self.config.cleanup_interval
         next_sweep = time.monotonic() + interval
         registry = self._registry
         while True:
-            handovers = registry.handovers_pending()
+            handover_at = registry.next_handover_deadline()  # before the lock: lock order
+            wake_at = next_sweep if handover_at is None else min(next_sweep, handover_at)
             with self._wake:
                 while not (self._status_dirty or self._stopping):
-                    remaining = next_sweep - time.monotonic()
-                    if handovers:
-                        remaining = min(remaining, _HANDOVER_POLL)
+                    remaining = wake_at - time.monotonic()
                     if remaining <= 0:
                         break
                     self._wake.wait(remaining)
-                    if handovers:
-                        break
                 stopping = self._stopping
                 self._status_dirty = False
             if stopping:
                 break
-            if handovers:
-                registry.advance_handovers()
+            registry.advance_handovers()
             self._status.deliver()
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + interval

@@ -68,14 +68,9 @@ class Subscription:
     active: bool = field(default=True)
 
     def deactivate(self) -> None:
-        """No callback of this subscription starts after this returns (a running one finishes):
-        the loop calls ``callback`` without checking ``active``, so swap in a no-op."""
+        """No callback of this subscription starts after this returns (a running one
+        finishes): the delivery loop checks ``active`` before each call."""
         self.active = False
-        self.callback = _ignore
-
-
-def _ignore(message: Any) -> None:
-    pass
 
 
 class Ending(enum.Enum):
@@ -117,6 +112,11 @@ class StreamFeed:
         self._source_epoch: object | None = None
         self._successor: object | None = None
         self._held: list[tuple[Any, int, object]] = []  # the successor's, until the switch
+        # Streams without sequence numbers switch by event time ``E``: the last one delivered,
+        # and after a switch the floor below which the new source's messages were delivered.
+        self._last_time: int | None = None
+        self._time_floor: int | None = None
+        self.on_switch: Callable[[], None] | None = None  # signals the handover (no lock taken)
         self._queued = False
         self._in_turn = False  # its turn is running: new messages wait for the next turn
         self._waiting = False  # a backfill is being fetched: no turn until it is in
@@ -136,8 +136,11 @@ class StreamFeed:
     # -- the connections' side (reader threads) -------------------------------------------------
 
     def attach(self, connection: object) -> None:
-        """Take messages from ``connection`` (a new stream, or after a failed handover)."""
+        """Take messages from ``connection``: a new stream, or back to the old connection after
+        an abandoned handover (what it repeats of what was delivered is dropped)."""
         with self.loop.lock:
+            if self._source is not None and self._source is not connection:
+                self._time_floor = self._last_time
             self._source = connection
             self._successor = None
             self._held.clear()
@@ -156,44 +159,65 @@ class StreamFeed:
             return self._source is connection and self._successor is None
 
     def force_switch(self, connection: object) -> None:
-        """The old connection is gone: take ``connection``'s messages from now on."""
+        """The handover is over: take ``connection``'s messages from now on."""
         with self.loop.lock:
             if self._successor is connection or self._source is None:
                 self._switch_locked()
             elif self._source is not connection:
+                self._time_floor = self._last_time
                 self._source, self._successor = connection, None
                 self._held.clear()
 
     def offer(self, connection: object, epoch: object, message: Any, size: int) -> None:
         """A message of this stream from ``connection`` (its socket ``epoch``)."""
-        now = time.monotonic()
         with self.loop.lock:
             if self._ending is not None:
                 return
-            self.received += 1
-            self.last_message_monotonic = now
-            self.last_message_at = time.time()
             if connection is self._source:
+                self._count_locked()
                 self._accept_locked(message, size, epoch)
                 if self._held:
                     self._try_switch_locked()
             elif connection is self._successor:
                 self._held.append((message, size, epoch))
-                self._try_switch_locked()
+                if len(self._held) > self.capacity:  # bounded in every state: switch now
+                    self._switch_locked()
+                else:
+                    self._try_switch_locked()
             # else: a connection this stream has left (unsubscribed, or a finished handover)
 
+    def _count_locked(self) -> None:
+        """One more message received from the stream's source (a handover's second copies are
+        counted only when they are delivered, at the switch)."""
+        self.received += 1
+        self.last_message_monotonic = time.monotonic()
+        self.last_message_at = time.time()
+
     def _try_switch_locked(self) -> None:
+        """Switch to the successor once the old connection has caught up with the successor's
+        first message: by sequence number, else by event time ``E``, else at once."""
         first = self._held[0][0]
-        if self._sequencer is None or self._sequencer.follows(first):
+        if self._sequencer is not None:
+            if self._sequencer.follows(first):
+                self._switch_locked()
+            return
+        first_time = _event_time(first)
+        if first_time is None or self._last_time is None or first_time <= self._last_time:
             self._switch_locked()
 
     def _switch_locked(self) -> None:
-        self._source, self._successor = self._successor or self._source, None
+        if self._successor is not None:
+            self._source, self._successor = self._successor, None
+            self._time_floor = self._last_time
         held, self._held = self._held, []
         for message, size, epoch in held:
-            self._accept_locked(message, size, epoch)
+            if self._accept_locked(message, size, epoch):
+                self._count_locked()
+        if self.on_switch is not None:
+            self.on_switch()
 
-    def _accept_locked(self, message: Any, size: int, epoch: object) -> None:
+    def _accept_locked(self, message: Any, size: int, epoch: object) -> bool:
+        """Buffer ``message`` for delivery unless it repeats what was delivered."""
         after_reconnect = self._source_epoch is not None and epoch is not self._source_epoch
         self._source_epoch = epoch
         sequencer = self._sequencer
@@ -201,12 +225,23 @@ class StreamFeed:
             verdict, gap = sequencer.check(message)
             if verdict is Verdict.DUPLICATE:
                 self.duplicates += 1
-                return
+                return False
             if gap is not None:
                 event = Gap(self.name, gap.expected, gap.received, after_reconnect, gap.reset)
                 kind = _BACKFILL if self.backfill is not None and not gap.reset else _GAP
                 self._append_locked(kind, event, 0)
+        else:
+            event_time = _event_time(message)
+            if event_time is not None:
+                floor = self._time_floor
+                if floor is not None:
+                    if event_time <= floor:  # the previous connection delivered it
+                        self.duplicates += 1
+                        return False
+                    self._time_floor = None
+                self._last_time = event_time
         self._append_locked(_MESSAGE, message, size)
+        return True
 
     def _append_locked(self, kind: int, value: Any, size: int) -> None:
         items = self._items
@@ -292,6 +327,15 @@ class StreamFeed:
         self.buffered_bytes += sum(item[2] for item in items)
 
 
+def _event_time(message: Any) -> int | None:
+    """The event time ``E`` of a payload, if it has one."""
+    if type(message) is dict:
+        value = message.get("E")
+        if type(value) is int:
+            return value
+    return None
+
+
 class DeliveryLoop:
     """The callback thread of one connection group, shared by its streams' feeds."""
 
@@ -357,6 +401,8 @@ class DeliveryLoop:
         for index, (kind, value, _size) in enumerate(items):
             if kind == _MESSAGE:
                 for subscription in subscribers:
+                    if not subscription.active:
+                        continue
                     try:
                         subscription.callback(value)
                     except BaseException:  # SystemExit and RecursionError included

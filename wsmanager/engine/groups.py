@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..core.delivery import DeliveryLoop, StreamFeed, Subscription
 from ..net.connection import Connection
+from .handover import Handover
 
 __all__ = ["Counters", "Group", "Stream", "Totals"]
 
@@ -42,8 +43,7 @@ class Group:
     loop: DeliveryLoop
     connection: Connection
     streams: dict[str, Stream] = field(default_factory=dict)
-    successor: Connection | None = None
-    successor_open_since: float | None = None  # monotonic
+    handover: Handover[Connection] | None = None  # never set on a closed group
     socket_open: dict[Connection, bool] = field(default_factory=dict)
     reconnects_before: int = 0  # of the connections it had before this one
     closed: bool = False
@@ -51,8 +51,13 @@ class Group:
     def feeds(self) -> dict[str, StreamFeed]:
         return {name: stream.feed for name, stream in self.streams.items()}
 
+    @property
+    def replacement(self) -> Connection | None:
+        return None if self.handover is None else self.handover.replacement
+
     def connections(self) -> tuple[Connection, ...]:
-        return (self.connection,) if self.successor is None else (self.connection, self.successor)
+        handover = self.handover
+        return (self.connection,) if handover is None else (self.connection, handover.replacement)
 
 
 @dataclass

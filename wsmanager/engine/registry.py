@@ -3,8 +3,9 @@
 A :class:`~wsmanager.engine.groups.Group` is up to ``streams_per_connection`` streams that share one
 callback thread (:class:`~wsmanager.core.delivery.DeliveryLoop`) and are carried by one
 :class:`~wsmanager.net.connection.Connection` — by two during a handover (a planned rotation, or the
-exchange's ``serverShutdown``): the successor opens with the same streams, each stream's feed
-switches to it once it continues the sequence, then the old connection closes with 1000.
+exchange's ``serverShutdown``), whose phases and legal moves are one table in
+:mod:`wsmanager.engine.handover`: what the connections report becomes an event of that table,
+and the registry carries out the outcome (switch, promote, abandon).
 
 One lock (``StreamRegistry._lock``) guards the table, the groups, each stream's subscriber tuple
 and the counters below. Nothing slow and no user code runs under it: ending a stream only flags
@@ -30,12 +31,11 @@ from ..core.targets import Router, Target
 from ..errors import ManagerClosedError, StreamRejectedError, WSManagerError
 from ..net.connection import Connection, ErrorFactory
 from .groups import Counters, Group, Stream, Totals
+from .handover import REARM_AFTER, Event, Handover, Phase
 
 __all__ = ["StreamRegistry"]
 
 log = logging.getLogger("wsmanager")
-
-HANDOVER_GRACE = 2.0  # seconds a handover waits, once the successor is open, for quiet streams
 
 
 class StreamRegistry:
@@ -117,13 +117,14 @@ class StreamRegistry:
             rule=rule_for(name),
             reset_threshold=self._config.sequence_reset_threshold,
         )
+        feed.on_switch = self._on_handover  # the last stream to switch ends a handover
         stream = Stream(name, time.time(), time.monotonic(), feed, group)
         self._streams[name] = stream
         group.streams[name] = stream
         self._counters.stream_creations += 1
         feed.attach(group.connection)
-        if group.successor is not None:
-            feed.begin_handover(group.successor)
+        if group.replacement is not None:
+            feed.begin_handover(group.replacement)
         for connection in group.connections():
             connection.carry(group.feeds())
         if new_group:
@@ -152,8 +153,18 @@ class StreamRegistry:
         self._group_of[connection] = group
         return group
 
-    def _new_connection_locked(self, number: int, name: str, target: Target) -> Connection:
-        return Connection(number, name, self._config, target, self, ssl_context=self._ssl_context)
+    def _new_connection_locked(
+        self, number: int, name: str, target: Target, *, replacement: bool = False
+    ) -> Connection:
+        return Connection(
+            number,
+            name,
+            self._config,
+            target,
+            self,
+            ssl_context=self._ssl_context,
+            replacement=replacement,
+        )
 
     def _remove_locked(
         self, stream: Stream, ending: Ending, error: Exception | None = None
@@ -181,13 +192,12 @@ class StreamRegistry:
         self._retiring_feeds.append(feed)
 
     def _close_group_locked(self, group: Group) -> None:
-        group.closed = True
+        group.closed = True  # a closed group has no handover: abandon one in progress
+        self._handover_event_locked(group, Event.GROUP_CLOSED)
         if group in self._groups:
             self._groups.remove(group)
         for connection in group.connections():
-            connection.carry({})
-            connection.stop()
-            self._retiring_connections.append(connection)
+            self._retire_locked(connection)
         group.loop.close()
         self._retiring_loops.append(group.loop)
 
@@ -226,60 +236,105 @@ class StreamRegistry:
             threads += [loop.thread for loop in self._all_loops_locked() if loop.thread is not None]
             return [t for t in threads if t.is_alive()]
 
-    # -- handovers -------------------------------------------------------------------------------
+    # -- handovers (one table: wsmanager.engine.handover) ----------------------------------------
 
-    def handovers_pending(self) -> bool:
+    def next_handover_deadline(self) -> float | None:
+        """When the supervisor must look at the handovers again (monotonic), or None: the
+        earliest grace deadline of a handover whose replacement is open."""
         with self._lock:
-            return any(g.successor is not None for g in self._groups)
+            deadlines = [
+                deadline
+                for group in self._groups
+                if group.handover is not None
+                and (deadline := group.handover.grace_deadline()) is not None
+            ]
+        return min(deadlines, default=None)
 
     def advance_handovers(self) -> None:
-        """Finish each handover whose streams have all switched (or whose grace ran out)."""
+        """Finish each handover whose streams have all switched, or whose grace is over."""
         now = time.monotonic()
         with self._lock:
             for group in list(self._groups):
-                successor = group.successor
-                if successor is None:
+                handover = group.handover
+                if handover is None or handover.phase is not Phase.OPEN:
                     continue
-                since = group.successor_open_since
-                feeds = [s.feed for s in group.streams.values()]
-                if all(f.switched_to(successor) for f in feeds):
-                    self._promote_locked(group)
-                elif since is not None and now - since >= HANDOVER_GRACE:
+                replacement = handover.replacement
+                if all(s.feed.switched_to(replacement) for s in group.streams.values()):
+                    self._handover_event_locked(group, Event.ALL_SWITCHED)
+                elif now >= (handover.grace_deadline() or now):
                     log.info("connection %s: handover grace over; switching", group.number)
-                    self._promote_locked(group)
+                    self._handover_event_locked(group, Event.GRACE_OVER)
 
-    def _start_handover_locked(self, group: Group, reason: str) -> None:
-        if group.successor is not None or group.closed:
-            return
+    def _start_handover_locked(self, group: Group, reason: str) -> bool:
+        if group.handover is not None or group.closed or self._closed:
+            return False
         old = group.connection
-        successor = self._new_connection_locked(old.number, old.name, old.target)
-        group.successor = successor
-        group.successor_open_since = None
-        self._group_of[successor] = group
+        replacement = self._new_connection_locked(
+            old.number, old.name, old.target, replacement=True
+        )
+        group.handover = Handover(old, replacement, reason, time.monotonic())
+        self._group_of[replacement] = group
         for stream in group.streams.values():
-            stream.feed.begin_handover(successor)
-        successor.carry(group.feeds())
-        old.retire()
+            stream.feed.begin_handover(replacement)
+        replacement.carry(group.feeds())
         self._counters.rotations += 1
         log.info("connection %s: handover started (%s)", old.name, reason)
-        successor.start()
-        self._on_handover()
+        replacement.start()
+        return True
 
-    def _promote_locked(self, group: Group) -> None:
-        """The successor carries everything now; the old connection closes (1000)."""
-        successor = group.successor
-        if successor is None:
+    def _handover_event_locked(self, group: Group, event: Event) -> None:
+        """Move the group's handover by ``event`` (if the table allows it) and carry out what
+        the new phase means."""
+        handover = group.handover
+        if handover is None or not handover.can(event):
             return
-        old = group.connection
+        phase = handover.move(event, time.monotonic())
+        if phase is Phase.PROMOTED:
+            self._promote_locked(group, handover)
+        elif phase is Phase.ABANDONED:
+            self._abandon_locked(group, handover, event)
+        else:
+            self._on_handover()  # the replacement is open: the supervisor times the grace
+
+    def _promote_locked(self, group: Group, handover: Handover[Connection]) -> None:
+        """The replacement carries everything now; the old connection closes (1000)."""
+        group.handover = None
+        old, replacement = handover.old, handover.replacement
         for stream in group.streams.values():
-            stream.feed.force_switch(successor)
+            stream.feed.force_switch(replacement)
         group.reconnects_before += old.reconnects
-        group.connection, group.successor, group.successor_open_since = successor, None, None
+        group.connection = replacement
         group.socket_open.pop(old, None)
-        old.carry({})
-        old.stop()
-        self._retiring_connections.append(old)
+        self._retire_locked(old)
+        log.info("connection %s: handover done (%s)", group.number, handover.reason)
         self._publish_locked()
+
+    def _abandon_locked(self, group: Group, handover: Handover[Connection], event: Event) -> None:
+        """The replacement is gone: the old connection carries every stream on, reconnects as
+        usual when it drops, and may ask for a rotation again after a while."""
+        group.handover = None
+        old, replacement = handover.old, handover.replacement
+        group.socket_open.pop(replacement, None)
+        self._retire_locked(replacement)
+        if group.closed:
+            return
+        for stream in group.streams.values():
+            stream.feed.attach(old)
+        old.rearm_rotation(REARM_AFTER)
+        log.warning(
+            "connection %s: handover (%s) abandoned: %s; the old connection carries on",
+            group.number,
+            handover.reason,
+            event.value,
+        )
+        self._publish_locked()
+
+    def _retire_locked(self, connection: Connection) -> None:
+        """Stop ``connection``; its counters are folded in once its thread has ended."""
+        connection.carry({})
+        connection.stop()
+        if connection not in self._retiring_connections:
+            self._retiring_connections.append(connection)
 
     # -- ConnectionListener, called on reader threads ---------------------------------------------
 
@@ -288,11 +343,16 @@ class StreamRegistry:
     ) -> None:
         with self._lock:
             group = self._group_of.get(connection)
-            if group is None:
+            if group is None or connection not in group.connections():
                 return
             group.socket_open[connection] = socket_open
-            if connection is group.successor:
-                group.successor_open_since = time.monotonic() if socket_open else None
+            handover = group.handover
+            if handover is not None:
+                if connection is handover.replacement:
+                    event = Event.REPLACEMENT_OPEN if socket_open else Event.REPLACEMENT_LOST
+                    self._handover_event_locked(group, event)
+                elif not socket_open:
+                    self._handover_event_locked(group, Event.OLD_LOST)
             active = self._active_connections_locked()
             if active > self._counters.active_connections_hwm:
                 self._counters.active_connections_hwm = active
@@ -301,20 +361,14 @@ class StreamRegistry:
     def connection_failed(self, connection: Connection, make_error: ErrorFactory) -> None:
         with self._lock:
             group = self._group_of.get(connection)
-            if group is None or group.closed:
+            if group is None or group.closed or connection not in group.connections():
                 return
-            if connection is group.successor:  # the old connection carries on
-                log.warning("connection %s: the replacement failed; keeping the old", group.number)
-                group.successor = None
-                group.successor_open_since = None
-                for stream in group.streams.values():
-                    stream.feed.attach(group.connection)
-                self._retiring_connections.append(connection)
-                return
-            if connection is not group.connection:
-                return
-            if group.successor is not None:
-                self._promote_locked(group)
+            handover = group.handover
+            if handover is not None:  # one side failed: the other carries the streams on
+                if connection is handover.replacement:
+                    self._handover_event_locked(group, Event.REPLACEMENT_FAILED)
+                else:
+                    self._handover_event_locked(group, Event.OLD_LOST)
                 return
             for stream in list(group.streams.values()):
                 error = make_error(stream.name)
@@ -332,17 +386,25 @@ class StreamRegistry:
             self._note_failure_locked(stream_name, error)
             self._remove_locked(stream, Ending.FAILED, error)
 
-    def rotation_due(self, connection: Connection, reason: str) -> None:
+    def rotation_due(self, connection: Connection, reason: str) -> bool:
+        """Start a handover of ``connection``'s group; False when that cannot be now (a
+        handover is running, or ``connection`` is not the group's current connection)."""
         with self._lock:
             group = self._group_of.get(connection)
-            if group is not None and connection is group.connection and not self._closed:
-                self._start_handover_locked(group, reason)
+            if group is None or connection is not group.connection:
+                return False
+            return self._start_handover_locked(group, reason)
 
     def connection_ended(self, connection: Connection) -> None:
         with self._lock:
             group = self._group_of.get(connection)
-            if group is not None and connection is group.connection and group.successor:
-                self._promote_locked(group)  # the old one went before the handover finished
+            handover = None if group is None else group.handover
+            if group is None or handover is None:
+                return
+            if connection is handover.old:
+                self._handover_event_locked(group, Event.OLD_LOST)
+            elif connection is handover.replacement:
+                self._handover_event_locked(group, Event.REPLACEMENT_FAILED)
 
     def _note_failure_locked(self, stream: str, error: WSManagerError) -> None:
         self._counters.streams_failed += 1

@@ -46,11 +46,15 @@ from .limits import HOST_BUDGETS, MessageGate, host_key
 from .readloop import ReadLoop
 from .transport import ConnectAborted, open_socket, shutdown_quietly
 
-__all__ = ["Connection", "ConnectionListener", "ErrorFactory"]
+__all__ = ["SHUTDOWN_MIN_AGE", "Connection", "ConnectionListener", "ErrorFactory"]
 
 log = logging.getLogger("wsmanager")
 
 ErrorFactory = Callable[[str], WSManagerError]
+
+SHUTDOWN_MIN_AGE = (
+    30.0  # seconds: a replacement younger than this is not replaced for serverShutdown
+)
 
 
 class ConnectionListener(Protocol):
@@ -66,7 +70,7 @@ class ConnectionListener(Protocol):
         self, connection: Connection, stream: str, code: int | None, reason: str
     ) -> None: ...
 
-    def rotation_due(self, connection: Connection, reason: str) -> None: ...
+    def rotation_due(self, connection: Connection, reason: str) -> bool: ...
 
     def connection_ended(self, connection: Connection) -> None: ...
 
@@ -84,6 +88,7 @@ class Connection:
         *,
         ssl_context: ssl.SSLContext | None = None,
         rng: random.Random | None = None,
+        replacement: bool = False,
     ) -> None:
         self.number = number
         self.name = name
@@ -102,7 +107,13 @@ class Connection:
         self.feeds: Mapping[str, StreamFeed] = {}
         self.changed_at = 0.0  # monotonic time of the last carry(): bursts share a SUBSCRIBE
         self._stop = threading.Event()
-        self._retiring = False  # a successor takes over: end instead of reconnecting
+        self.replacement = replacement  # opened by a handover (see shutdown_announced)
+        # When the read loop asks for a rotation (monotonic; set at each open, re-armed by the
+        # registry after an abandoned handover). A float: written by either thread, read by the
+        # reader, never torn.
+        self.rotate_at = float("inf")
+        self.rotate_reason = "the connection reached its maximum age"
+        self._shutdown_seen = False  # this socket announced serverShutdown (acted on once)
         self._names_in_url = True  # False after the exchange refused a combined URL (HTTP 400)
         self._lock = make_lock("connection")  # guards _socket and _open (reader vs stop())
         self._socket: socket.socket | None = None
@@ -146,9 +157,9 @@ class Connection:
         self.changed_at = time.monotonic()
         self.wake()
 
-    def retire(self) -> None:
-        """A successor takes over: if this socket goes, end rather than reconnect."""
-        self._retiring = True
+    def rearm_rotation(self, after: float) -> None:
+        """Ask for a rotation again ``after`` seconds from now (a handover was abandoned)."""
+        self.rotate_at = time.monotonic() + after
 
     def stop(self) -> None:
         """End the reader thread: a clean close (close frame 1000, a short wait) when the
@@ -194,9 +205,36 @@ class Connection:
     def proved_healthy(self) -> None:
         self.retry_attempt = 0
 
-    def rotation_due(self, reason: str) -> None:
-        log.info("connection %s (%s): %s; rotating", self.number, self.name, reason)
-        self._listener.rotation_due(self, reason)
+    def rotation_timer(self, now: float) -> None:
+        """The read loop's timer: ask for the rotation that is due (once; asked again a second
+        later if the registry cannot start it now)."""
+        if now < self.rotate_at:
+            return
+        self.rotate_at = float("inf")
+        log.info("connection %s (%s): %s; rotating", self.number, self.name, self.rotate_reason)
+        if not self._listener.rotation_due(self, self.rotate_reason):
+            self.rotate_at = now + 1.0
+
+    def shutdown_announced(self) -> None:
+        """The exchange sent ``serverShutdown`` on this socket: hand over at most once per
+        socket, and a replacement younger than ``SHUTDOWN_MIN_AGE`` only once it is that old
+        (a server that sends it in a loop cannot spend the connection budget)."""
+        if self._shutdown_seen:
+            return
+        self._shutdown_seen = True
+        reason = "the exchange announced serverShutdown"
+        opened = self.opened_at if self.opened_at is not None else time.monotonic()
+        due = opened + SHUTDOWN_MIN_AGE if self.replacement else time.monotonic()
+        if due > time.monotonic():
+            log.info(
+                "connection %s: serverShutdown on a replacement younger than %gs; handing over "
+                "when it is that old",
+                self.name,
+                SHUTDOWN_MIN_AGE,
+            )
+        self.rotate_reason = reason
+        self.rotate_at = min(self.rotate_at, due)
+        self.rotation_timer(time.monotonic())
 
     def stream_refused(self, stream: str, code: int | None, reason: str) -> None:
         log.error("stream %s: refused by the exchange (code %s): %s", stream, code, reason)
@@ -236,7 +274,7 @@ class Connection:
                 return
             self.attempts += 1
             attempt = self._connect_and_read()
-            if self._stop.is_set() or self._retiring:
+            if self._stop.is_set():
                 return
             error = final_error(attempt)
             self.last_error = error
@@ -371,6 +409,9 @@ class Connection:
         now = time.monotonic()
         attempt.opened_at = now
         self.opened_at = now
+        self.rotate_at = now + self.max_age
+        self.rotate_reason = "the connection reached its maximum age"
+        self._shutdown_seen = False
         self.epoch = object()
         if self._has_opened:
             self.reconnects += 1
@@ -408,7 +449,7 @@ class Connection:
                 if type(name) is str and "data" in value:
                     payload = value["data"]
                     if type(payload) is dict and payload.get("e") == "serverShutdown":
-                        self.rotation_due("the exchange announced serverShutdown")
+                        self.shutdown_announced()
                         return
                     feed = self.feeds.get(name)
                     if feed is not None:
@@ -419,7 +460,7 @@ class Connection:
                         loop.answer(value)
                     return
             if value.get("e") == "serverShutdown":
-                self.rotation_due("the exchange announced serverShutdown")
+                self.shutdown_announced()
                 return
         if not self.target.combined:
             feed = self.feeds.get(self.name)

@@ -19,17 +19,16 @@ websocket-client's ``run_forever`` turns either into ``on_error``/``on_close`` a
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import select
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..config import WSManagerConfig
 from ..core.delivery import StreamFeed
+from ..core.subscriptions import SubscriptionBook
 from ..core.targets import Target
 from ..errors import ConnectionLostError
 from . import _wsclient
@@ -58,7 +57,7 @@ class LoopOwner(Protocol):
 
     def proved_healthy(self) -> None: ...
 
-    def rotation_due(self, reason: str) -> None: ...
+    def rotation_timer(self, now: float) -> None: ...
 
     def stream_refused(self, stream: str, code: int | None, reason: str) -> None: ...
 
@@ -69,38 +68,12 @@ __all__ = ["ReadLoop"]
 
 log = logging.getLogger("wsmanager")
 
-MAX_PARAMS_PER_REQUEST = 100  # streams named in one SUBSCRIBE/UNSUBSCRIBE
 # Subscribe calls that come in a burst share one message: a request waits until the streams
 # have not changed for SETTLE seconds (at most MAX_SETTLE after the first change it waits for).
 SETTLE = 0.05
 MAX_SETTLE = 0.5
 _BURST = 64  # messages handled between two looks at the timers, in a flood
-_request_ids = itertools.count(1)
 _READ_EVENTS = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
-
-
-@dataclass
-class _Request:
-    method: str
-    streams: tuple[str, ...]
-    sent_at: float
-    individual: bool = False
-
-
-@dataclass
-class _Subscriptions:
-    """What the exchange carries on this socket, and what we asked for. Reader thread only."""
-
-    carried: set[str] = field(default_factory=set)
-    since: dict[str, float] = field(default_factory=dict)  # when each became carried
-    pending: dict[int, _Request] = field(default_factory=dict)
-    individual: list[str] = field(default_factory=list)  # to retry one per request
-    resubscribing: set[str] = field(default_factory=set)
-    refused: set[str] = field(default_factory=set)
-    version: int = 0  # bumped on every change of the above (caches _has_work)
-
-    def in_flight(self, method: str) -> set[str]:
-        return {s for r in self.pending.values() if r.method == method for s in r.streams}
 
 
 class ReadLoop:
@@ -114,19 +87,17 @@ class ReadLoop:
         self._config = config
         self.reader: _wsclient.FastFrameBuffer | None = None
         self.gate: MessageGate = connection.gate
-        self.subscriptions = _Subscriptions()
+        self.subscriptions = SubscriptionBook()
+        self._seen_change: float | None = None  # connection.changed_at last given to it
         self.opened_at = 0.0
         self.last_frame_at = 0.0
         self.ping_sent_at: float | None = None
         self.next_ping = 0.0
         self.proved = False
-        self.rotation_asked = False
         self.next_stale_check = 0.0
         self.closing = False
         self.failure: BaseException | None = None  # raised by the loop at its next turn
         self.work_since: float | None = None  # when requests became due (for MAX_SETTLE)
-        self._work_key: tuple[float, int] | None = None
-        self._work = False
 
     # -- set-up, from on_open --------------------------------------------------------------------
 
@@ -136,9 +107,8 @@ class ReadLoop:
         self.opened_at = self.last_frame_at = now
         self.next_ping = now + self._config.ping_interval
         self.next_stale_check = now + (self._config.stale_after or 0.0)
-        self.subscriptions.carried = set(named)
-        self.subscriptions.since = dict.fromkeys(named, now)
-        self.subscriptions.version += 1
+        self.subscriptions.opened(named, now)
+        self._seen_change = None
 
     # -- websocket-client's dispatcher interface -------------------------------------------------
 
@@ -221,15 +191,13 @@ class ReadLoop:
                 raise ConnectionLostError(
                     f"no answer to a ping within ping_timeout ({config.ping_timeout:g}s)"
                 )
-        for request_id, request in self.subscriptions.pending.items():
-            if now - request.sent_at > config.handshake_timeout:
-                raise ConnectionLostError(
-                    f"the exchange did not answer {request.method} (id {request_id}) within "
-                    f"handshake_timeout ({config.handshake_timeout:g}s)"
-                )
-        if not self.rotation_asked and now - self.opened_at >= connection.max_age:
-            self.rotation_asked = True
-            connection.rotation_due("the connection reached its maximum age")
+        overdue = self.subscriptions.overdue(now, config.handshake_timeout)
+        if overdue is not None:
+            raise ConnectionLostError(
+                f"the exchange did not answer {overdue.method} (id {overdue.id}) within "
+                f"handshake_timeout ({config.handshake_timeout:g}s)"
+            )
+        connection.rotation_timer(now)
         if config.stale_after is not None and now >= self.next_stale_check:
             self.next_stale_check = now + min(config.stale_after, 1.0)
             self._check_stale(now, config.stale_after)
@@ -265,15 +233,10 @@ class ReadLoop:
         if not self._settled(now):
             return
         while self._has_work() and self.gate.wait_time(now) == 0:
-            request = self._next_request(now)
+            request = self.subscriptions.next_request(now)
             if request is None:
                 return
-            request_id = next(_request_ids)
-            self.subscriptions.pending[request_id] = request
-            self.subscriptions.version += 1
-            text = json.dumps(
-                {"method": request.method, "params": list(request.streams), "id": request_id}
-            )
+            text = json.dumps(request.message(), ensure_ascii=False)
             log.debug("connection %s: %s", self.connection.number, text)
             self._send_text(text, now)
 
@@ -299,107 +262,61 @@ class ReadLoop:
     def _send_text(self, text: str, now: float) -> None:
         self._send(lambda ws: ws.send(text), now)
 
-    def _wanted(self) -> set[str]:
-        return set(self.connection.feeds)
+    def _sync_wanted(self) -> None:
+        """Tell the bookkeeping what the connection should carry, when that changed."""
+        changed_at = self.connection.changed_at
+        if changed_at != self._seen_change:
+            self._seen_change = changed_at
+            self.subscriptions.want(self.connection.feeds)
 
     def _has_work(self) -> bool:
-        """Requests to send; computed again only when the streams or the requests changed."""
+        """Requests to send (the bookkeeping caches the answer until something changes)."""
         if not self.connection.target.combined:
             return False
-        subs = self.subscriptions
-        key = (self.connection.changed_at, subs.version)
-        if key != self._work_key:
-            wanted = self._wanted() - subs.refused
-            self._work_key = key
-            self._work = bool(subs.individual) or bool(
-                wanted - subs.carried - subs.in_flight("SUBSCRIBE") or self._leaving(wanted)
-            )
-        return self._work
-
-    def _leaving(self, wanted: set[str]) -> set[str]:
-        """Carried streams to unsubscribe: not wanted, or stale (to subscribe again after)."""
-        subs = self.subscriptions
-        return (subs.carried - wanted | subs.carried & subs.resubscribing) - subs.in_flight(
-            "UNSUBSCRIBE"
-        )
-
-    def _next_request(self, now: float) -> _Request | None:
-        subs = self.subscriptions
-        wanted = self._wanted() - subs.refused
-        leaving = sorted(self._leaving(wanted))
-        if leaving:
-            return _Request("UNSUBSCRIBE", tuple(leaving[:MAX_PARAMS_PER_REQUEST]), now)
-        if subs.individual:
-            return _Request("SUBSCRIBE", (subs.individual.pop(0),), now, individual=True)
-        joining = sorted(wanted - subs.carried - subs.in_flight("SUBSCRIBE"))
-        if joining:
-            return _Request("SUBSCRIBE", tuple(joining[:MAX_PARAMS_PER_REQUEST]), now)
-        return None
+        self._sync_wanted()
+        return self.subscriptions.has_work()
 
     # -- the exchange's answers (from on_data, on this thread) -----------------------------------
 
     def answer(self, message: dict[str, Any]) -> None:
-        request = self.subscriptions.pending.pop(message.get("id"), None)  # type: ignore[arg-type]
-        if request is None:
-            log.debug("connection %s: an answer to no request: %r", self.connection.number, message)
-            return
-        subs = self.subscriptions
-        subs.version += 1
+        number = self.connection.number
         error = message.get("error")
-        if error is None:
-            now = time.monotonic()
-            if request.method == "SUBSCRIBE":
-                subs.carried.update(request.streams)
-                subs.since.update(dict.fromkeys(request.streams, now))
-            else:
-                subs.carried.difference_update(request.streams)
-                subs.resubscribing.difference_update(request.streams)
+        try:
+            refusal = self.subscriptions.answer(message.get("id"), error, time.monotonic())
+        except KeyError:
+            log.debug("connection %s: an answer to no request: %r", number, message)
             return
-        code = error.get("code") if isinstance(error, dict) else None
-        reason = str(error.get("msg", error) if isinstance(error, dict) else error)
-        if request.method != "SUBSCRIBE":
-            log.warning("connection %s: %s refused: %s", self.connection.number, request, reason)
-            subs.carried.difference_update(request.streams)
-            return
-        if not request.individual:
+        if error is not None and refusal is None:
             log.info(
-                "connection %s: SUBSCRIBE of %d stream(s) refused (%s); retrying one by one",
-                self.connection.number,
-                len(request.streams),
-                reason,
+                "connection %s: a request was refused (%s); retrying stream by stream "
+                "where it was a SUBSCRIBE",
+                number,
+                error,
             )
-            subs.individual.extend(request.streams)
-            return
-        (stream,) = request.streams
-        subs.refused.add(stream)
-        self.connection.stream_refused(stream, code if isinstance(code, int) else None, reason)
+        if refusal is not None:
+            self.connection.stream_refused(refusal.stream, refusal.code, refusal.reason)
 
     # -- stale streams ---------------------------------------------------------------------------
 
     def _check_stale(self, now: float, stale_after: float) -> None:
         if now - self.last_frame_at > stale_after:
             return  # nothing arrives at all: the ping rules judge the connection itself
-        subs = self.subscriptions
+        self._sync_wanted()
         feeds = self.connection.feeds
-        for name in list(subs.carried):
+
+        def last_message(name: str) -> float | None:
             feed = feeds.get(name)
-            if feed is None or name in subs.resubscribing:
-                continue
-            last = feed.last_message_monotonic
-            since = max(last or 0.0, subs.since.get(name, now))
-            if now - since < stale_after:
-                continue
+            return None if feed is None else feed.last_message_monotonic
+
+        for name in self.subscriptions.stale(now, stale_after, last_message):
             log.warning(
-                "stream %s: nothing for %.1fs while the connection is alive; resubscribing",
+                "stream %s: nothing for %gs or more while the connection is alive; resubscribing",
                 name,
-                now - since,
+                stale_after,
             )
             self.connection.note_resubscribe(name)
             if not self.connection.target.combined:
                 raise ConnectionLostError(f"stream {name} went silent (stale_after)")
-            subs.resubscribing.add(name)
-            subs.version += 1
-            subs.since[name] = now
 
     # -- closing ---------------------------------------------------------------------------------
 

@@ -205,8 +205,9 @@ class WsApi:
         for name in ("apiKey", "timestamp", "signature"):
             if name not in params:
                 raise ApiError(
-                    400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, "
-                    "or malformed."
+                    400,
+                    -1102,
+                    f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.",
                 )
         api_key = params["apiKey"]
         if not isinstance(api_key, str) or not _KEY_FORMAT.fullmatch(api_key):

@@ -119,6 +119,7 @@ class WsApiConnection:
         self.healthy_after = min(config.ping_interval, config.max_retry_delay)
         age = config.max_connection_age
         self.max_age = float("inf") if age is None else age * (1 - (rng or random).uniform(0, 0.1))
+        self.rotate_at = float("inf")  # monotonic: when the read loop asks for a rotation
         self.outbox: deque[str] = deque()  # texts to send, in order (any thread appends)
         self._ssl_context = ssl_context
         self._rng = rng
@@ -189,6 +190,12 @@ class WsApiConnection:
     def rotation_due(self, reason: str) -> None:
         log.info("user data connection %s: %s; rotating", self.number, reason)
         self.owner.rotation_due(self, reason)
+
+    def rotation_timer(self, now: float) -> None:
+        """The read loop's timer: ask once for the rotation when the connection is old."""
+        if now >= self.rotate_at:
+            self.rotate_at = float("inf")
+            self.rotation_due("the connection reached its maximum age")
 
     def stream_refused(self, stream: str, code: int | None, reason: str) -> None:
         pass  # the read loop subscribes no stream here
@@ -318,6 +325,7 @@ class WsApiConnection:
         sock.settimeout(self.config.ping_timeout)
         now = time.monotonic()
         self._attempt.opened_at = self.opened_at = now
+        self.rotate_at = now + self.max_age
         self.last_frame_ms = int(time.time() * 1000)
         if self.attempts > 1:
             self.reconnects += 1
