@@ -4,10 +4,13 @@
     python bench/soak.py --seconds 3600        # the documented 1-hour run
 
 Faults (a random one every 0.2-1.0 s): proxy cut (FIN), proxy reset (RST), a half-open blackhole
-on the live connections, an exchange-side drop with or without close frame 1001, a 503 burst,
-and an exchange restart. It prints, and writes as JSON with --json: subscriptions lost,
-duplicate deliveries, the longest gap a subscriber saw, reconnects, and threads, open file
-descriptors and RSS at the start and at the end.
+on the live connections, an exchange-side drop with or without close frame 1001, a 503 burst
+with a hostile ``Retry-After`` (``²``, ``inf``, ``1e20``, ``NaN``, ``-5``, empty...: ignored),
+and an exchange restart. Hostile user code runs all along: a subscriber per stream and a status
+listener that call ``sys.exit()``. It prints, and writes as JSON with --json: subscriptions lost,
+duplicate deliveries, the longest gap a subscriber saw, reconnects, what the hostile code raised
+(caught and counted), the status changes the other listener got all along, and
+threads, open file descriptors and RSS at the start and at the end.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 import logging
 import os
 import random
+import sys
 import threading
 import time
 from typing import Any
@@ -24,6 +28,23 @@ from typing import Any
 from wsmanager import WSManager
 from wsmanager.testing import FakeExchange
 from wsmanager.testing.faultproxy import FaultProxy, Mode
+
+HOSTILE_RETRY_AFTER = (  # each must be ignored (a short valid one too): none may end a stream
+    "1",
+    "\u00b2",  # a superscript two: str.isdigit() says yes, int() says no
+    "inf",
+    "1e20",
+    "NaN",
+    "-5",
+    "1.5",
+    "",
+    "0x10",
+)
+
+
+def _exit(*_: object) -> None:
+    """Hostile user code: ``sys.exit()`` on a thread the library started."""
+    sys.exit(3)
 
 
 def _rss_kib() -> int:
@@ -52,6 +73,7 @@ def soak(seconds: float, streams: int, subscribers: int, rate: float, seed: int)
     duplicates = 0
     lock = threading.Lock()
     faults: dict[str, int] = {}
+    statuses: list[str] = []
 
     def subscriber(key: tuple[str, int]) -> Any:
         def on_message(message: dict[str, Any]) -> None:
@@ -78,9 +100,14 @@ def soak(seconds: float, streams: int, subscribers: int, rate: float, seed: int)
             ping_timeout=1.0,
             handshake_timeout=2.0,
         )
+        manager.on_connection_status(lambda state: statuses.append(state.value))
+        manager.on_connection_status(
+            lambda state: None if threading.current_thread() is threading.main_thread() else _exit()
+        )
         for name in names:
             for n in range(subscribers):
                 manager.subscribe(name, subscriber((name, n)))
+            manager.subscribe(name, _exit)  # every message: SystemExit, caught and counted
         exchange.wait_until(lambda: exchange.open_connections() == streams, 10)
         began = time.monotonic()
         while time.monotonic() - began < seconds:
@@ -97,7 +124,8 @@ def soak(seconds: float, streams: int, subscribers: int, rate: float, seed: int)
             elif fault == "drop1001":
                 exchange.drop(rng.choice(names), code=1001)
             elif fault == "503":
-                exchange.reject(503, headers={"Retry-After": "1"})
+                hostile = rng.choice(HOSTILE_RETRY_AFTER)
+                exchange.reject(503, headers={"Retry-After": hostile})
                 time.sleep(rng.uniform(0.2, 1.0))  # the burst lasts this long
                 exchange.accept_normally()
             else:
@@ -113,6 +141,7 @@ def soak(seconds: float, streams: int, subscribers: int, rate: float, seed: int)
             alive = sum(1 for t in last.values() if t > settle_from)
             lost = streams * subscribers - alive
         metrics = manager.get_metrics()
+        status_changes = len(statuses)
         manager.destroy()
     time.sleep(0.5)  # let the interpreter release what the closed sockets held
     end = _snapshot()
@@ -126,6 +155,8 @@ def soak(seconds: float, streams: int, subscribers: int, rate: float, seed: int)
         "max_gap_seconds": round(max(gaps.values(), default=0.0), 3),
         "reconnect_attempts": metrics.retry_count,
         "messages_received": metrics.messages_received,
+        "callback_errors": metrics.callback_errors,
+        "status_changes_delivered": status_changes,
         "start": start,
         "end": end,
     }

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from wsmanager import WSManager
+from wsmanager.net.limits import HOST_BUDGETS
 from wsmanager.testing import FakeExchange
 
 # Scale every time constant in the tests at once on a slow machine: WSMANAGER_TEST_TIMESCALE=3
@@ -34,6 +35,10 @@ FAST: dict[str, Any] = {
     # Tests reconnect hundreds of times; the budget has tests of its own.
     "connection_budget": None,
 }
+
+
+# Many streams per connection (Binance's combined streams), with the fast settings.
+COMBINED: dict[str, Any] = {**FAST, "streams_per_connection": 200}
 
 
 def require_binary(name: str, package: str) -> str:
@@ -70,6 +75,15 @@ def no_leaked_threads() -> Iterator[None]:
             return
         time.sleep(0.02)
     pytest.fail(f"threads left running: {[t.name for t in leaked]}")
+
+
+@pytest.fixture(autouse=True)
+def fresh_host_budgets() -> Iterator[None]:
+    """The connection budget counts per host, every port together (as the exchange counts per
+    IP), and every fake exchange is on 127.0.0.1: one test's attempts and ``Retry-After`` pauses
+    must not reach the next test."""
+    yield
+    HOST_BUDGETS.reset()
 
 
 @pytest.fixture
@@ -136,3 +150,22 @@ def flows(exchange: FakeExchange, recorder: Recorder, stream: str = "btcusdt@tra
         if recorder.wait(lambda r: len(r.messages) >= count, 0.05):
             return True
     return False
+
+
+@pytest.fixture
+def manager_for() -> Iterator[Callable[..., WSManager]]:
+    """``manager_for(exchange, **options)``: a combined-streams manager on ``exchange``,
+    destroyed at the end of the test (and the process-wide host budgets forgotten)."""
+    from wsmanager.net.limits import HOST_BUDGETS
+
+    managers: list[WSManager] = []
+
+    def make(exchange: FakeExchange, **options: Any) -> WSManager:
+        manager = WSManager(url=exchange.url, **{**COMBINED, **options})
+        managers.append(manager)
+        return manager
+
+    yield make
+    for manager in managers:
+        manager.destroy()
+    HOST_BUDGETS.reset()

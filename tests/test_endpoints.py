@@ -45,7 +45,8 @@ def test_the_presets_named_in_the_issue_exist() -> None:
 def test_each_preset_is_valid_and_keeps_under_the_exchange_limits(name: str) -> None:
     endpoint = ENDPOINTS[name]
     assert endpoint.name == name
-    config = WSManagerConfig(**apply_endpoint(endpoint, None, {}))  # validates every value
+    key = {"api_key": "test-key"} if endpoint.encoding == "sbe" else {}  # SBE needs a key
+    config = WSManagerConfig(**apply_endpoint(endpoint, None, key))  # validates every value
     assert urlsplit(endpoint.url).scheme == "wss"
     assert endpoint.url.endswith("/ws") or (endpoint.routed and not urlsplit(endpoint.url).path)
     assert urlsplit(endpoint.rest_url).scheme == "https"

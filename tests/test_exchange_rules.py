@@ -11,11 +11,9 @@ import pytest
 from conftest import FAST, SCALE, Recorder, wait_for
 
 from wsmanager import Gap, StreamRejectedError, WSManager
-from wsmanager.net.limits import HOST_BUDGETS
 from wsmanager.testing import BINANCE_SPOT_RULES, ExchangeRules, FakeExchange
 
 # Combined streams, Binance's defaults except the timings the tests shorten.
-COMBINED: dict[str, Any] = {**FAST, "streams_per_connection": 200}
 
 
 def _symbols(count: int) -> list[str]:
@@ -27,21 +25,6 @@ def binance() -> Iterator[FakeExchange]:
     with FakeExchange(rules=BINANCE_SPOT_RULES) as exchange:
         yield exchange
         assert exchange.violations() == [], exchange.violations()
-
-
-@pytest.fixture
-def manager_for() -> Iterator[Callable[..., WSManager]]:
-    managers: list[WSManager] = []
-
-    def make(exchange: FakeExchange, **options: Any) -> WSManager:
-        manager = WSManager(url=exchange.url, **{**COMBINED, **options})
-        managers.append(manager)
-        return manager
-
-    yield make
-    for manager in managers:
-        manager.destroy()
-    HOST_BUDGETS.reset()
 
 
 def _wsmanager_threads() -> list[str]:

@@ -152,7 +152,7 @@ def test_the_book_command_on_the_usdm_endpoint(capsys: pytest.CaptureFixture[str
     parser = argparse.ArgumentParser(prog="wsmanager")
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["book", "BTCUSDT", "--endpoint", "usdm", "--levels", "3", "--rate", "20",
+        ["book", "BTCUSDT", "--endpoint", "usdm", "--fake", "--levels", "3", "--rate", "20",
          "--seconds", f"{2 * SCALE}", "--interval", "0.2"]
     )  # fmt: skip
     assert run(args) == 0

@@ -7,34 +7,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-from conftest import FAST, SCALE, Recorder, wait_for
+from conftest import SCALE, Recorder, wait_for
 
 from wsmanager import ConnectionState, Gap, WSManager
 from wsmanager.engine.handover import Event, Handover, IllegalMove, Phase
 from wsmanager.net import connection as connection_module
-from wsmanager.net.limits import HOST_BUDGETS
 from wsmanager.testing import BINANCE_SPOT_RULES, FakeExchange
-
-COMBINED = {**FAST, "streams_per_connection": 200}
-
-
-@pytest.fixture
-def manager_for() -> Iterator[Callable[..., WSManager]]:
-    managers: list[WSManager] = []
-
-    def make(exchange: FakeExchange, **options: Any) -> WSManager:
-        manager = WSManager(url=exchange.url, **{**COMBINED, **options})
-        managers.append(manager)
-        return manager
-
-    yield make
-    for manager in managers:
-        manager.destroy()
-    HOST_BUDGETS.reset()
 
 
 def _flows(exchange: FakeExchange, recorder: Recorder, stream: str, timeout: float = 5.0) -> bool:
@@ -103,9 +84,7 @@ def test_the_old_connection_dropping_mid_handover_promotes_the_replacement(
         exchange.server_shutdown(enveloped=True)
         assert wait_for(lambda: manager.get_metrics().rotations == 1)
         exchange.drop()  # maintenance begins: the old connection goes, the replacement retries
-        assert wait_for(
-            lambda: manager.get_connection_status() is ConnectionState.CONNECTING, 2
-        )
+        assert wait_for(lambda: manager.get_connection_status() is ConnectionState.CONNECTING, 2)
         exchange.accept_normally()
         assert _flows(exchange, trades, "btcusdt@trade")
         assert manager.get_connection_status() is ConnectionState.CONNECTED
@@ -153,9 +132,7 @@ def test_unsubscribing_during_a_handover_counts_every_message_once(
         unsubscribe()
         assert wait_for(lambda: manager.get_metrics().active_connections == 0)
         assert wait_for(
-            lambda: not any(
-                t.name.startswith("wsmanager-reader") for t in threading.enumerate()
-            )
+            lambda: not any(t.name.startswith("wsmanager-reader") for t in threading.enumerate())
         )
         after = manager.get_metrics().messages_received
         assert after == before, (before, after)

@@ -60,7 +60,7 @@ def test_messages_go_through_redis_unchanged(
     assert trades.wait_count(30) and tickers.wait_count(30)
     assert trades.snapshot() == sent_trades
     assert tickers.snapshot() == sent_tickers
-    assert trades.threads == {"wsmanager-relay-client-dispatch"}
+    assert trades.threads == {"wsmanager-dispatch-relay-client"}
 
     # In Redis: one key per stream, field "data" = the payload's JSON; trade ids = trade ids.
     stored = entries(redis_server.url, "wsmanager:" + TRADE)
@@ -174,9 +174,10 @@ def test_subscribe_semantics(
     assert client.get_metrics().callback_errors == 10
     # Two threads per client, whatever the number of streams; never the caller's.
     added = [t.name for t in threading.enumerate() if t not in before]
-    added = [name for name in added if not name.startswith("wsmanager-dispatch")]  # the relay's
-    assert sorted(added) == ["wsmanager-relay-client-dispatch", "wsmanager-relay-client-reader"]
-    assert first.threads == {"wsmanager-relay-client-dispatch"}
+    mine = ("wsmanager-dispatch-relay-client", "wsmanager-relay-client-reader")
+    added = [name for name in added if name in mine or not name.startswith("wsmanager-dispatch")]
+    assert sorted(added) == ["wsmanager-dispatch-relay-client", "wsmanager-relay-client-reader"]
+    assert first.threads == {"wsmanager-dispatch-relay-client"}
 
     unsubscribe_second()
     unsubscribe_second()

@@ -164,9 +164,7 @@ def test_arguments_are_checked_and_the_key_shown_masked(
     with pytest.raises(ValueError, match="exactly one of"):
         manager.user_data(print, api_key=HMAC_KEY, ws_api_url=url)
     with pytest.raises(ValueError, match="exactly one of") as caught:
-        manager.user_data(
-            print, api_key=HMAC_KEY, api_secret="x", private_key=b"y", ws_api_url=url
-        )
+        manager.user_data(print, api_key=HMAC_KEY, api_secret="x", private_key=b"y", ws_api_url=url)
     assert HMAC_KEY not in str(caught.value) and HMAC_KEY[:4] in str(caught.value)
     with pytest.raises(ValueError, match="not a PEM private key"):
         manager.user_data(print, api_key=HMAC_KEY, private_key=b"-----BEGIN junk", ws_api_url=url)
@@ -186,8 +184,7 @@ def test_the_spot_endpoints_know_their_websocket_api() -> None:
 
     assert get_endpoint("spot").ws_api_url == "wss://ws-api.binance.com:443/ws-api/v3"
     assert (
-        get_endpoint("spot-testnet").ws_api_url
-        == "wss://ws-api.testnet.binance.vision/ws-api/v3"
+        get_endpoint("spot-testnet").ws_api_url == "wss://ws-api.testnet.binance.vision/ws-api/v3"
     )
     assert get_endpoint("coinm").ws_api_url is None
 

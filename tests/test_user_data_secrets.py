@@ -38,7 +38,9 @@ def exchange() -> Iterator:  # type: ignore[type-arg]
 
 
 def test_no_secret_key_or_signature_anywhere(
-    exchange, make_manager: Callable[..., WSManager], caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+    exchange,
+    make_manager: Callable[..., WSManager],
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
 ) -> None:
     caplog.set_level(logging.DEBUG)
     ed = new_ed25519()
@@ -51,7 +53,10 @@ def test_no_secret_key_or_signature_anywhere(
     manager.user_data(good, api_key=HMAC_KEY, api_secret=HMAC_SECRET, ws_api_url=url)
     manager.user_data(ed_recorder, api_key=ED_KEY, private_key=pem, ws_api_url=url)
     manager.user_data(
-        bad, api_key=HMAC_KEY + "x", api_secret="wrong" + HMAC_SECRET, on_error=bad.on_error,
+        bad,
+        api_key=HMAC_KEY + "x",
+        api_secret="wrong" + HMAC_SECRET,
+        on_error=bad.on_error,
         ws_api_url=url,
     )
     assert wait_for(lambda: exchange.user_subscription_count(HMAC_KEY) == 1)
@@ -64,8 +69,7 @@ def test_no_secret_key_or_signature_anywhere(
     assert good.wait_messages(1)
 
     signatures = [
-        r["params"]["signature"]
-        for r in methods(exchange, "userDataStream.subscribe.signature")
+        r["params"]["signature"] for r in methods(exchange, "userDataStream.subscribe.signature")
     ]
     assert len(signatures) >= 5
     pem_text = pem.decode()

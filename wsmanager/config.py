@@ -8,8 +8,9 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from ._redact import API_KEY, SECRET_URL, redact_key, redact_url, redacted_repr
 from .errors import InvalidStreamNameError
 from .proxy import check_proxy_option
 
@@ -18,11 +19,13 @@ __all__ = [
     "DEFAULT_ARCHIVE_URL",
     "DEFAULT_REST_URL",
     "DEFAULT_SEQUENCE_RESET_THRESHOLD",
+    "ENCODINGS",
     "MAX_STREAM_NAME_LENGTH",
     "TIME_UNITS",
     "WSManagerConfig",
     "default_cache_dir",
     "is_loopback_url",
+    "redact_key",
     "redact_url",
     "stream_url",
     "validate_stream_name",
@@ -32,6 +35,7 @@ MAX_STREAM_NAME_LENGTH = 200
 DEFAULT_REST_URL = "https://api.binance.com"
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"  # Binance's public data archive
 BINANCE_WS_URL = "wss://stream.binance.com:9443/ws/"  # spot market data
+ENCODINGS = ("json", "sbe")  # market data as JSON text frames, or SBE binary frames
 
 # Binance stream names use letters, digits and a few punctuation marks
 # (btcusdt@kline_1m, !ticker@arr, btcusdt@depth@100ms), letters of any script included (symbols
@@ -96,16 +100,6 @@ def stream_url(base_url: str, stream: str) -> str:
     return base_url.rstrip("/") + "/" + stream
 
 
-def redact_url(url: str) -> str:
-    """``url`` without credentials or query string, for logs and metrics."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = "***" if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
 def is_loopback_url(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":
@@ -156,9 +150,12 @@ def _check_url(url: object) -> None:
 
 @dataclass(frozen=True)
 class WSManagerConfig:
-    """Every option of a :class:`~wsmanager.WSManager`, with its default. Times are seconds."""
+    """Every option of a :class:`~wsmanager.WSManager`, with its default. Times are seconds.
 
-    url: str
+    A field that can hold a secret carries it in its metadata (``SECRET_URL``: credentials and
+    query redacted; ``SECRET``, ``API_KEY``): ``repr`` never shows more than that."""
+
+    url: str = field(metadata=SECRET_URL)
     # Reconnect policy
     max_retry_attempts: int | None = 10
     base_retry_delay: float = 1.0
@@ -187,17 +184,24 @@ class WSManagerConfig:
     # TLS
     verify_tls: bool = True
     # REST (order books, backfill, history)
-    rest_url: str | None = None
+    rest_url: str | None = field(default=None, metadata=SECRET_URL)
     # Payloads (v3): "microsecond" adds timeUnit=MICROSECOND to every URL; None: the URL's own
     time_unit: str | None = None
     # A number this far behind the last one delivered is the exchange restarting its ids
     sequence_reset_threshold: int = DEFAULT_SEQUENCE_RESET_THRESHOLD
     # History (subscribe(..., since=...), history()): the public archive (None: REST only) and
     # the cache of its files (None: no cache)
-    archive_url: str | None = DEFAULT_ARCHIVE_URL
+    archive_url: str | None = field(default=DEFAULT_ARCHIVE_URL, metadata=SECRET_URL)
     cache_dir: str | os.PathLike[str] | None = field(default_factory=default_cache_dir)
-    # Network: None (direct), "env" or a proxy URL (credentials kept out of repr)
-    proxy: str | None = field(default=None, repr=False)
+    # Network: None (direct), "env" or a proxy URL
+    proxy: str | None = field(default=None, metadata=SECRET_URL)
+    # SBE market data: the frames' encoding, and the API key sent in X-MBX-APIKEY (required by
+    # encoding="sbe"; never shown beyond its first 4 characters)
+    encoding: str = "json"
+    api_key: str | None = field(default=None, metadata=API_KEY)
+
+    def __repr__(self) -> str:
+        return redacted_repr(self)
 
     def __post_init__(self) -> None:
         _check_url(self.url)
@@ -270,9 +274,8 @@ class WSManagerConfig:
         if self.rest_url is not None:
             parts = urlsplit(self.rest_url) if isinstance(self.rest_url, str) else None
             if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(
-                    f"rest_url must be an http:// or https:// URL, got {self.rest_url!r}"
-                )
+                shown = redact_url(self.rest_url)
+                raise ValueError(f"rest_url must be an http:// or https:// URL, got {shown!r}")
         check_proxy_option(self.proxy)
         if self.time_unit is not None and (
             not isinstance(self.time_unit, str) or self.time_unit.lower() not in TIME_UNITS
@@ -286,12 +289,36 @@ class WSManagerConfig:
             if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(
                     f"archive_url must be an http:// or https:// URL or None, "
-                    f"got {self.archive_url!r}"
+                    f"got {redact_url(self.archive_url)!r}"
                 )
         if self.cache_dir is not None and not isinstance(self.cache_dir, (str, os.PathLike)):
             raise ValueError(
                 f"cache_dir must be a path (str or os.PathLike) or None, got {self.cache_dir!r}"
             )
+        self._check_encoding()
+
+    def _check_encoding(self) -> None:
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be 'json' or 'sbe', got {self.encoding!r}")
+        key = self.api_key
+        if key is not None:
+            if not isinstance(key, str):
+                raise ValueError(f"api_key must be a str or None, not {type(key).__name__}")
+            if not key or not all(" " < char < "\x7f" for char in key):
+                raise ValueError(
+                    f"api_key {redact_key(key)!r} must be non-empty printable ASCII without spaces "
+                    "(it goes in an HTTP header)"
+                )
+        if self.encoding == "sbe" and key is None:
+            raise ValueError(
+                "encoding='sbe' (endpoint 'spot-sbe') needs api_key=...: the exchange requires "
+                "an API key (Ed25519) in the X-MBX-APIKEY header of every connection"
+            )
+
+    @property
+    def handshake_headers(self) -> dict[str, str]:
+        """Headers sent with every opening handshake: the API key, when there is one."""
+        return {} if self.api_key is None else {"X-MBX-APIKEY": self.api_key}
 
     @property
     def effective_rest_url(self) -> str:

@@ -11,10 +11,12 @@ cites them all.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "DECOMMISSIONED_ROOTS",
@@ -22,12 +24,14 @@ __all__ = [
     "USDM_ROUTES",
     "Endpoint",
     "apply_endpoint",
+    "check_message_rate",
     "get_endpoint",
     "route_refusal",
     "usdm_route",
 ]
 
 _SPOT_SOURCE = "https://developers.binance.com/en/docs/products/spot/web-socket-streams"
+_SBE_SOURCE = "https://developers.binance.com/docs/binance-spot-api-docs/sbe-market-data-streams"
 _TESTNET_SOURCE = "https://developers.binance.com/en/docs/products/spot/testnet/web-socket-streams"
 _USDM_SOURCE = (
     "https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-market-streams"
@@ -176,6 +180,8 @@ class Endpoint:
     agg_trades_path: str = _SPOT_REST[1]  # REST aggregate trades (backfill), under rest_url
     routes: tuple[str, ...] = ()  # USD-M routes served: both (routed: url is the root), or one
     routes_source: str | None = None
+    # How market data arrives: "json" text frames, or "sbe" binary frames (an API key needed)
+    encoding: str = "json"
 
     @property
     def futures(self) -> bool:
@@ -196,6 +202,7 @@ class Endpoint:
             "streams_per_connection": self.streams_per_connection,
             "max_connection_age": self.max_connection_age,
             "rest_url": self.rest_url,
+            "encoding": self.encoding,
         }
 
 
@@ -269,6 +276,17 @@ ENDPOINTS: Mapping[str, Endpoint] = MappingProxyType(
                 "https://data-api.binance.vision",
                 "Binance spot, market data only (no user data streams)",
                 _SPOT_SOURCE,
+            ),
+            dataclasses.replace(
+                _spot(
+                    "spot-sbe",
+                    "wss://stream-sbe.binance.com:9443/ws",
+                    "https://api.binance.com",
+                    "Binance spot market data in SBE (@trade, @bestBidAsk, @depth 20 ms, "
+                    "@depth20); needs api_key",
+                    _SBE_SOURCE,
+                ),
+                encoding="sbe",
             ),
             _spot(
                 "spot-testnet",
@@ -355,5 +373,34 @@ def apply_endpoint(
     if endpoint is None:
         if url is None:
             raise TypeError(f"WSManager needs url= or endpoint= (a preset: {', '.join(ENDPOINTS)})")
-        return {**options, "url": url}
-    return {**endpoint.options(), **options, "url": endpoint.url if url is None else url}
+        settings = {**options, "url": url}
+    else:
+        settings = {**endpoint.options(), **options, "url": endpoint.url if url is None else url}
+    check_message_rate(endpoint, settings)
+    return settings
+
+
+def check_message_rate(endpoint: Endpoint | None, settings: Mapping[str, Any]) -> None:
+    """Refuse a ``max_client_messages_per_second`` at or above the exchange's published limit.
+
+    The limit is the preset's ``exchange_messages_per_second``; with a plain ``url=`` it is that
+    of the preset whose host the URL names (``stream.binance.com`` -> 5), and there is none for
+    any other host (only the config's own ``>= 1`` holds). Raises ``ValueError``.
+    """
+    rate = settings.get("max_client_messages_per_second")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        return  # the default, or not a number: the config says what is wrong
+    if endpoint is None:
+        url = settings.get("url")
+        host = urlsplit(url).hostname if isinstance(url, str) else None
+        found = [e for e in ENDPOINTS.values() if host and urlsplit(e.url).hostname == host]
+        endpoint = found[0] if found else None
+    if endpoint is None or endpoint.exchange_messages_per_second is None:
+        return
+    limit = endpoint.exchange_messages_per_second
+    if rate >= limit:
+        raise ValueError(
+            f"max_client_messages_per_second must be under the exchange's limit of {limit} "
+            f"messages per second ({endpoint.name!r}: {endpoint.source}), got {rate}; "
+            f"the preset uses {endpoint.max_client_messages_per_second:g}"
+        )

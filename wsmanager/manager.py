@@ -32,6 +32,7 @@ from .core.delivery import (
     Subscription,
 )
 from .core.state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
+from .core.usercode import call_user
 from .endpoints import Endpoint, apply_endpoint, get_endpoint
 from .engine.registry import StreamRegistry
 from .engine.routes import router_for, warn_if_decommissioned
@@ -42,6 +43,7 @@ from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
 from .net._closing import ClosesOnExit
 from .notebook import manager_html
+from .sbe.streams import book_speed
 from .userdata import UserDataStreams
 
 __all__ = ["Unsubscribe", "WSManager"]
@@ -291,15 +293,18 @@ class WSManager(ClosesOnExit):
         rest_url: str | None = None,
         *,
         limit: int = 1000,
-        speed: str = "100ms",
+        speed: str | None = None,
         **options: Any,
     ) -> OrderBook:
         """A local order book of ``symbol`` kept in sync with Binance's documented procedure
         (the ``<symbol>@depth@<speed>`` stream plus REST snapshots from ``rest_url``, default the
         manager's ``rest_url``). Its depth stream shares connections like any subscriber's.
+        ``speed``: ``"100ms"`` (the default) or ``"1000ms"``; with ``encoding="sbe"`` only
+        ``"20ms"`` (``<symbol>@depth``, the default there).
         ``options`` go to :class:`~wsmanager.book.OrderBook`."""
         if self._forked_away or self._destroyed:
             raise ManagerClosedError("the manager was destroyed; create a new WSManager")
+        speed = book_speed(self.config.encoding, speed)
         options.setdefault("proxy", self.config.proxy)  # REST goes the way connections go
         if self.endpoint is not None:  # the preset's procedure and REST path (futures: /fapi)
             options.setdefault("market", self.endpoint.market)
@@ -422,8 +427,10 @@ class WSManager(ClosesOnExit):
     def get_metrics(self) -> WSManagerMetrics:
         books = self._books.figures()
         user = self._user_data.figures()
+        metrics = self._registry.metrics()
         return dataclasses.replace(
-            self._registry.metrics(),
+            metrics,
+            callback_errors=metrics.callback_errors + self._status.errors.count + books.errors,
             user_data_connections=user.connections,
             user_data_accounts=user.accounts,
             user_data_subscriptions=user.live,
@@ -533,6 +540,19 @@ class WSManager(ClosesOnExit):
     # -- the supervisor thread -------------------------------------------------------------------
 
     def _supervise(self) -> None:
+        """The supervisor thread: a step that raised (whatever it is) is reported and counted,
+        and the supervisor goes on, so status delivery, idle cleanup and handovers never stop."""
+        while not call_user(
+            self._supervise_loop,
+            where=f"manager {self.metrics_name}",
+            what="the supervisor",
+            counter=self._status.errors,
+        ):
+            with self._wake:  # a step that fails every time must not spin
+                if not self._stopping:
+                    self._wake.wait(0.05)
+
+    def _supervise_loop(self) -> None:
         """Deliver status changes, run the idle sweep, and finish handovers: woken by a change
         (a state, a handover's replacement open, a stream switched) or by the next deadline."""
         interval = self.config.cleanup_interval

@@ -31,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
+from .core.usercode import user_code_raised
 from .metrics import CONTENT_TYPE_LATEST
 from .net._closing import ClosesOnExit
 
@@ -213,8 +214,8 @@ class _Handler(BaseHTTPRequestHandler):
                 status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
                 content_type = "application/json"
                 body = (json.dumps(document, indent=2) + "\n").encode("utf-8")
-        except Exception:
-            log.exception("metrics endpoint: the metrics source raised")
+        except BaseException as exc:  # a source of the user's: SystemExit included
+            user_code_raised(exc, "metrics endpoint", "the metrics source", logger=log)
             status, content_type, body = HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain", b"error\n"
         self._send(status, body, content_type, with_body=with_body)
 

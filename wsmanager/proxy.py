@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import quote, unquote, urlsplit
 
+from ._redact import redact_url
 from .errors import ConnectionFailedError
 
 __all__ = [
@@ -88,16 +89,6 @@ def host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _redact(value: str) -> str:
-    scheme, sep, rest = value.partition("://")
-    if not sep:
-        scheme, rest = "", value
-    netloc, slash, tail = rest.partition("/")
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    return f"{scheme}{sep}{netloc}{slash}{tail}"
-
-
 def parse_proxy(
     value: object, *, option: str = "proxy", default_scheme: str | None = None
 ) -> ProxyURL:
@@ -115,12 +106,12 @@ def parse_proxy(
         if default_scheme is None:
             raise ValueError(
                 f"{option} must be a URL such as http://host:port or socks5://host:port, "
-                f"got {_redact(text)!r}"
+                f"got {redact_url(text)!r}"
             )
         text = f"{default_scheme}://{text}"
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
-    shown = _redact(text)
+    shown = redact_url(text)
     if scheme not in PROXY_SCHEMES:
         hint = " (a TLS connection to the proxy is not supported)" if scheme == "https" else ""
         raise ValueError(

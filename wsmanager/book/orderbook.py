@@ -22,8 +22,10 @@ from typing import Any
 import requests
 
 from ..backoff import BackoffPolicy
+from ..core.usercode import ErrorCounter, call_user, user_code_raised
 from ..net._closing import ClosesOnExit
 from .levels import Level
+from .reach import REACH_EVENTS, REACH_SECONDS, SnapshotReach
 from .rest import (
     DEFAULT_RETRY,
     DEPTH_PATHS,
@@ -45,23 +47,27 @@ UpdateCallback = Callable[["OrderBook"], object]
 ErrorCallback = Callable[[Exception], object]
 
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
-_SPEEDS = {"100ms": "@depth@100ms", "1000ms": "@depth"}
+_SPEEDS = {"100ms": "@depth@100ms", "1000ms": "@depth", "20ms": "@depth"}  # 20ms: SBE's @depth
 _FUTURES_SPEEDS = {"100ms": "@depth@100ms", "250ms": "@depth", "500ms": "@depth@500ms"}
 MARKETS = ("spot", "usdm", "coinm")
 
 
 def depth_stream(symbol: str, speed: str = "100ms", market: str = "spot") -> str:
     """The diff depth stream of ``symbol``: ``btcusdt@depth@100ms``, or ``btcusdt@depth``
-    (spot: ``"1000ms"``; futures: ``"250ms"``; futures also ``"500ms"``)."""
+    (speed ``"1000ms"`` on the JSON streams, ``"20ms"`` on the SBE streams; futures:
+    ``"100ms"``, ``"250ms"`` (``@depth``) or ``"500ms"``)."""
     if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
         raise ValueError(f"symbol must be letters and digits like 'BTCUSDT', got {symbol!r}")
     if market not in MARKETS:
         raise ValueError(f"market must be one of {', '.join(MARKETS)}, got {market!r}")
-    speeds = _SPEEDS if market == "spot" else _FUTURES_SPEEDS
-    if speed not in speeds:
-        allowed = " or ".join(repr(s) for s in speeds)
+    if market == "spot":
+        if speed not in _SPEEDS:
+            raise ValueError(f"speed must be '100ms', '1000ms' or '20ms' (SBE), got {speed!r}")
+        return symbol.lower() + _SPEEDS[speed]
+    if speed not in _FUTURES_SPEEDS:
+        allowed = " or ".join(repr(s) for s in _FUTURES_SPEEDS)
         raise ValueError(f"speed must be {allowed} on {market}, got {speed!r}")
-    return symbol.lower() + speeds[speed]
+    return symbol.lower() + _FUTURES_SPEEDS[speed]
 
 
 @dataclass(frozen=True)
@@ -75,6 +81,7 @@ class BookStats:
     last_update_id: int | None  # None while not synced
     levels: tuple[int, int]  # (bids, asks) held now
     seconds_since_update: float | None  # since the last applied event or sync; None before
+    callback_errors: int = 0  # what on_update / on_error callbacks raised
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,9 @@ class OrderBook(ClosesOnExit):
     book reads as empty (``bids()`` is ``[]``, ``best_bid()`` is None): it never shows a state
     the exchange never had. ``on_error(exc)`` is told when the book can never sync (its stream
     failed for good, or the exchange refused the snapshot).
+    A snapshot whose ``lastUpdateId`` the stream does not reach within
+    ``max(snapshot_reach_events events, snapshot_reach_seconds)`` is retaken (a book never stays
+    "synced" while frozen by a snapshot from the future).
     """
 
     def __init__(
@@ -121,6 +131,8 @@ class OrderBook(ClosesOnExit):
         budget: WeightBudget | None = None,
         # Limits
         max_buffered_events: int = 1000,
+        snapshot_reach_events: int = REACH_EVENTS,
+        snapshot_reach_seconds: float = REACH_SECONDS,
     ) -> None:
         self.stream = depth_stream(symbol, speed, market)
         self.market = market
@@ -143,6 +155,7 @@ class OrderBook(ClosesOnExit):
         self._lock = threading.Lock()  # guards everything below
         self._changed = threading.Condition(self._lock)  # sync state changes, for wait_synced
         self._sync = DepthSync(max_buffered_events, futures=market != "spot")
+        self._reach = SnapshotReach(snapshot_reach_events, snapshot_reach_seconds)
         self._closed = False  # close() was called
         self._ended = False  # the stream completed (idle cleanup, destroy): nothing more comes
         self._error: Exception | None = None
@@ -152,6 +165,7 @@ class OrderBook(ClosesOnExit):
         self._notify_pending = False
         self._notifying = False
         self._last_change: float | None = None
+        self._errors = ErrorCounter()  # what on_update / on_error callbacks raised
         self._unsubscribe: Callable[[], None] | None = None
         try:
             self._unsubscribe = subscribe(
@@ -182,6 +196,12 @@ class OrderBook(ClosesOnExit):
         """Syncs after the first (each one follows a gap or a malformed event)."""
         with self._lock:
             return max(0, self._sync.syncs - 1)
+
+    @property
+    def unreached_snapshots(self) -> int:
+        """Snapshots retaken because the stream never reached their ``lastUpdateId``."""
+        with self._lock:
+            return self._reach.retaken
 
     @property
     def closed(self) -> bool:
@@ -239,6 +259,7 @@ class OrderBook(ClosesOnExit):
                 seconds_since_update=(
                     None if last_change is None else time.monotonic() - last_change
                 ),
+                callback_errors=self._errors.count,
             )
 
     def wait_synced(self, timeout: float | None = None) -> bool:
@@ -266,8 +287,8 @@ class OrderBook(ClosesOnExit):
     # -- lifecycle -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Unsubscribe the stream and end the worker (waiting for a snapshot request in flight,
-        at most ``request_timeout``). Idempotent; safe from callbacks."""
+        """Unsubscribe the stream and end the worker (a snapshot request in flight is cut
+        short). Idempotent; safe from callbacks."""
         with self._lock:
             if self._closed:
                 return
@@ -304,21 +325,38 @@ class OrderBook(ClosesOnExit):
                 return
             was_synced = self._sync.synced
             outcome = self._sync.on_event(event)
+            unreached = False
             if outcome is EventOutcome.APPLIED:  # the common case, kept short
+                if self._reach.armed:
+                    self._reach.disarm()
                 self._last_change = time.monotonic()
                 notify = self._request_notify(True)
             else:
+                if outcome is EventOutcome.IGNORED and self._reach.armed and was_synced:
+                    unreached = self._retake_if_unreached(event)
                 lost = was_synced and not self._sync.synced
                 if lost:
+                    self._reach.disarm()
                     self._changed.notify_all()
                 self._start_worker_if_needed()
                 notify = self._request_notify(lost)
+        if unreached:
+            log.warning("%s: %s: retaking the snapshot", self.symbol, self._reach.describe())
         if outcome is EventOutcome.GAP:
             log.info("%s: gap before update %s: resyncing", self.symbol, event.get("U"))
         elif outcome is EventOutcome.INVALID:
             log.warning("%s: malformed depth event (resyncing): %.200r", self.symbol, event)
         if notify:
             self._run_callbacks()
+
+    def _retake_if_unreached(self, event: Any) -> bool:
+        """Under the lock, ``event`` ignored as old by the synced book: if its snapshot is
+        overdue (see :mod:`.reach`), drop the sync and buffer ``event`` for the next one."""
+        if not self._reach.overdue(event["u"], time.monotonic()):
+            return False
+        self._sync.reset()
+        self._sync.on_event(event)  # buffered: the new snapshot is checked against it
+        return True
 
     def _on_stream_error(self, error: Exception) -> None:
         self._give_up(error, f"{self.stream} failed for good")
@@ -348,10 +386,14 @@ class OrderBook(ClosesOnExit):
         if notify:
             self._run_callbacks()
         if self._on_error is not None:
-            try:
-                self._on_error(error)
-            except Exception:
-                log.exception("%s: on_error raised", self.symbol)
+            call_user(
+                self._on_error,
+                error,
+                where=f"order book {self.symbol}",
+                what="on_error",
+                logger=log,
+                counter=self._errors,
+            )
 
     def _finished(self) -> bool:
         """Under the lock: the book will never sync again."""
@@ -385,9 +427,11 @@ class OrderBook(ClosesOnExit):
             except RestRejectedError as exc:
                 self._give_up(exc, "the exchange refused the depth snapshot")
                 snapshot = None
-            except Exception as exc:  # a bug: never leave the book waiting silently
-                log.exception("%s: snapshot worker failed", self.symbol)
-                self._give_up(exc, "snapshot worker failed")
+            except BaseException as exc:  # a bug: never leave the book waiting silently
+                where = f"order book {self.symbol}"
+                user_code_raised(exc, where, "the snapshot worker", logger=log)
+                error = exc if isinstance(exc, Exception) else RuntimeError(repr(exc))
+                self._give_up(error, "snapshot worker failed")
                 snapshot = None
             if snapshot is None:
                 with self._lock:
@@ -400,6 +444,9 @@ class OrderBook(ClosesOnExit):
                     outcome = self._sync.on_snapshot(snapshot)
                 if outcome is SnapshotOutcome.SYNCED:
                     self._last_change = time.monotonic()
+                    book_id = self._sync.last_update_id
+                    assert book_id is not None
+                    self._reach.synced(snapshot.last_update_id, book_id, self._last_change)
                     self._changed.notify_all()
                 notify = self._request_notify(outcome is SnapshotOutcome.SYNCED)
             if outcome is SnapshotOutcome.SYNCED:
@@ -437,10 +484,14 @@ class OrderBook(ClosesOnExit):
                     self._notify_pending = False
                     callbacks = self._callbacks
                 for entry in callbacks:
-                    try:
-                        entry.callback(self)
-                    except Exception:
-                        log.exception("%s: an on_update callback raised", self.symbol)
+                    call_user(
+                        entry.callback,
+                        self,
+                        where=f"order book {self.symbol}",
+                        what="an on_update callback",
+                        logger=log,
+                        counter=self._errors,
+                    )
         except BaseException:
             with self._lock:
                 self._notifying = False

@@ -18,6 +18,7 @@ class BookFigures:
     synced: int
     resyncs: int
     snapshot_requests: int
+    errors: int = 0  # what on_update / on_error callbacks raised
 
 
 class BookShelf:
@@ -28,6 +29,7 @@ class BookShelf:
         self._books: list[OrderBook] = []
         self._closed_resyncs = 0
         self._closed_snapshot_requests = 0
+        self._closed_errors = 0
 
     def add(self, book: OrderBook) -> None:
         with self._lock:
@@ -40,6 +42,7 @@ class BookShelf:
                 stats = book.stats()
                 self._closed_resyncs += stats.resyncs
                 self._closed_snapshot_requests += stats.snapshot_requests
+                self._closed_errors += stats.callback_errors
                 self._books.remove(book)
             return list(self._books)
 
@@ -51,11 +54,13 @@ class BookShelf:
         stats = [book.stats() for book in books]
         with self._lock:
             resyncs, requests = self._closed_resyncs, self._closed_snapshot_requests
+            errors = self._closed_errors
         return BookFigures(
             books=len(stats),
             synced=sum(1 for s in stats if s.synced),
             resyncs=resyncs + sum(s.resyncs for s in stats),
             snapshot_requests=requests + sum(s.snapshot_requests for s in stats),
+            errors=errors + sum(s.callback_errors for s in stats),
         )
 
     def close_all(self) -> None:

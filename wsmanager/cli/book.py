@@ -1,8 +1,10 @@
 """``wsmanager book SYMBOL``: a live top of book in the terminal.
 
 By default against the bundled fake exchange, started in-process (no internet needed); with
-``--url`` (and ``--rest-url``) against a real exchange. ``--endpoint usdm`` (or another preset)
-follows that market's procedure: futures books chain by ``pu`` and snapshot ``/fapi/v1/depth``.
+``--url`` (and ``--rest-url``) against a real exchange; with ``--endpoint`` against that preset's
+addresses. A futures preset (``--endpoint usdm``) follows the futures procedure (events chained
+by ``pu``, snapshots from ``/fapi/v1/depth``); ``--endpoint usdm --fake`` shows it on the bundled
+exchange in its USD-M mode.
 Redrawn in place when stdout is a terminal, a block of plain lines per refresh otherwise. The
 lead wires :func:`add_parser` and :func:`run` into ``wsmanager.cli``.
 """
@@ -19,8 +21,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..book.orderbook import BookView, OrderBook
-from ..endpoints import ENDPOINTS, Endpoint, get_endpoint
+from ..endpoints import ENDPOINTS, get_endpoint
 from ..manager import WSManager
+from ..sbe.streams import book_speed
+from .keys import add_key_arguments, key_options
 
 __all__ = ["add_parser", "render", "run"]
 
@@ -48,23 +52,31 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
         default=None,
         help=f"REST base URL (default: {BINANCE_REST_URL} for Binance's stream hosts)",
     )
+    parser.add_argument(
+        "--endpoint",
+        choices=list(ENDPOINTS),
+        default=None,
+        help="an exchange endpoint preset: its URLs and rules (spot-sbe: SBE, 20 ms depth)",
+    )
+    add_key_arguments(parser)
     parser.add_argument("--limit", type=int, default=1000, help="snapshot depth (1..5000)")
     parser.add_argument(
         "--speed",
-        choices=("100ms", "250ms", "500ms", "1000ms"),
-        default="100ms",
-        help="spot: 100ms or 1000ms; futures: 100ms, 250ms or 500ms",
-    )
-    parser.add_argument(
-        "--endpoint",
-        choices=sorted(ENDPOINTS),
+        choices=("100ms", "1000ms", "20ms", "250ms", "500ms"),
         default=None,
-        help="an exchange preset: its URLs, REST paths and book procedure (usdm: futures)",
+        help="diff depth speed (default 100ms; SBE: 20ms, its only one; futures: 100ms, 250ms "
+        "or 500ms)",
     )
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between redraws")
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     parser.add_argument(
         "--rate", type=float, default=10.0, help="the fake exchange's updates per second"
+    )
+    parser.add_argument(
+        "--fake",
+        action="store_true",
+        help="with --endpoint: the bundled fake exchange in that preset's market "
+        "(e.g. --endpoint usdm --fake: USD-M routes, a futures book)",
     )
     return parser
 
@@ -77,11 +89,22 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with contextlib.ExitStack() as stack:
         try:
+            options = key_options(args)
+            url, rest_url = _endpoints(args, stack)
+            manager = stack.enter_context(WSManager(url=url, endpoint=args.endpoint, **options))
             endpoint = None if args.endpoint is None else get_endpoint(args.endpoint)
-            url, rest_url = _endpoints(args, stack, endpoint)
-            manager = stack.enter_context(WSManager(url=url, endpoint=endpoint))
-            book = stack.enter_context(
-                manager.order_book(args.symbol, rest_url, limit=args.limit, speed=args.speed)
+            market = "spot" if endpoint is None else endpoint.market
+            speed = book_speed(manager.config.encoding, args.speed)
+            book = stack.enter_context(  # the preset's procedure and REST path (futures: /fapi)
+                manager.order_book(args.symbol, rest_url, limit=args.limit, speed=speed)
+                if market != "spot"
+                else OrderBook(
+                    manager.subscribe,
+                    args.symbol,
+                    rest_url=rest_url,
+                    limit=args.limit,
+                    speed=speed,
+                )
             )
         except (ValueError, RuntimeError) as exc:
             print(f"wsmanager book: {exc}", file=sys.stderr)
@@ -92,9 +115,11 @@ def run(args: argparse.Namespace) -> int:
             return 130
 
 
-def _endpoints(
-    args: argparse.Namespace, stack: contextlib.ExitStack, endpoint: Endpoint | None
-) -> tuple[str, str]:
+def _endpoints(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[str | None, str]:
+    endpoint = None if args.endpoint is None else get_endpoint(args.endpoint)
+    if endpoint is not None and not args.fake:
+        # the preset's addresses, unless --url/--rest-url say others
+        return args.url, args.rest_url or endpoint.rest_url
     if args.url is None:
         from ..testing import FakeExchange
 
@@ -110,8 +135,6 @@ def _endpoints(
         return url, args.rest_url or rest_url
     if args.rest_url is not None:
         return args.url, args.rest_url
-    if endpoint is not None:
-        return args.url, endpoint.rest_url
     if urlsplit(args.url).hostname in _BINANCE_STREAM_HOSTS:
         return args.url, BINANCE_REST_URL
     raise ValueError("--rest-url is needed with a --url that is not Binance's")

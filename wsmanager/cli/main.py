@@ -13,10 +13,11 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..config import BINANCE_WS_URL
+from .._redact import redact_text
+from ..config import BINANCE_WS_URL, redact_url
 from ..endpoints import ENDPOINTS
 from ..manager import WSManager
 from ..monitoring import serve_metrics
@@ -26,6 +27,7 @@ from . import relay as relay_cli
 from . import user_data as user_data_cli
 from .demo import run_demo
 from .demo_futures import run_futures_demo
+from .keys import add_key_arguments, key_options
 from .view import LiveView
 
 __all__ = ["main"]
@@ -75,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="http://, socks5:// or socks5h:// proxy URL, or 'env' (https_proxy/all_proxy)",
     )
+    add_key_arguments(stream)
     stream.add_argument("--count", type=int, default=None, help="stop after N messages")
     stream.add_argument(
         "--view",
@@ -119,6 +122,12 @@ def _parser() -> argparse.ArgumentParser:
         help="spot (default), or a futures market: usdm (routed /public, /market) or coinm",
     )
     fake.add_argument(
+        "--encoding",
+        choices=("json", "sbe"),
+        default="json",
+        help="sbe: serve @trade, @bestBidAsk, @depth, @depth20 as SBE (an API key needed)",
+    )
+    fake.add_argument(
         "--replay", action="append", metavar="FILE", help="publish a recording (wsmanager record)"
     )
     fake.add_argument("--speed", type=float, default=1.0, help="replay speed (default 1)")
@@ -142,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("websocket").setLevel(logging.CRITICAL)
         if args.command == "demo":  # the live view shows what the warnings would say
             logging.getLogger("wsmanager").setLevel(logging.ERROR)
+    restore = _end_cleanly_on_signals()
     try:
         if args.command == "demo":
             if args.futures:
@@ -156,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.view,
                 args.endpoint,
                 args.proxy,
+                args,
             )
         if args.command == "health":
             return probe_health(args.url, args.timeout)
@@ -170,6 +181,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fake_exchange(args)
     except KeyboardInterrupt:
         return 130
+    finally:
+        restore()
+
+
+def _end_cleanly_on_signals() -> Callable[[], None]:
+    """SIGTERM (``timeout``, a service manager) and SIGHUP (the terminal closed) end a command
+    the way Ctrl-C does: ``KeyboardInterrupt`` in the main thread, so every ``with`` block
+    closes what it opened — the demo's redis-server included. (Commands that wait on an event
+    may still set their own SIGTERM handler.) Returns what puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous: dict[signal.Signals, Any] = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, interrupt)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 # -- stream ------------------------------------------------------------------------------------
@@ -183,6 +220,7 @@ def _stream(
     view: bool = False,
     endpoint: str | None = None,
     proxy: str | None = None,
+    args: argparse.Namespace | None = None,
 ) -> int:
     done = threading.Event()
     printed = 0
@@ -208,7 +246,8 @@ def _stream(
     try:
         if url is None and endpoint is None:
             url = BINANCE_WS_URL
-        manager = WSManager(url=url, endpoint=endpoint, proxy=proxy)
+        options = key_options(args) if args is not None else {}
+        manager = WSManager(url=url, endpoint=endpoint, proxy=proxy, **options)
     except ValueError as exc:
         print(f"wsmanager: {exc}", file=sys.stderr)
         return 2
@@ -246,28 +285,29 @@ def probe_health(url: str, timeout: float = 5.0) -> int:
     except ImportError:
         print("wsmanager health needs requests: pip install 'wsmanager[cli]'", file=sys.stderr)
         return 2
+    shown = redact_url(url)  # what is printed: never the credentials
     try:
         response = requests.get(url, timeout=timeout)
     except requests.RequestException as exc:
-        print(f"unreachable: {url}: {exc}", file=sys.stderr)
+        print(f"unreachable: {shown}: {redact_text(str(exc), url)}", file=sys.stderr)
         return 2
     try:
         document = response.json()
         status = document["status"]
         reasons = document.get("reasons", [])
     except (ValueError, KeyError, TypeError):
-        print(f"malformed answer from {url} (HTTP {response.status_code})", file=sys.stderr)
+        print(f"malformed answer from {shown} (HTTP {response.status_code})", file=sys.stderr)
         return 2
     if status == "healthy" and response.status_code == 200:
-        print(f"healthy ({url})")
+        print(f"healthy ({shown})")
         return 0
     if status == "unhealthy" and response.status_code == 503:
-        print(f"unhealthy ({url}):")
+        print(f"unhealthy ({shown}):")
         for reason in reasons:
             print(f"  - {reason}")
         return 1
     print(
-        f"malformed answer from {url}: status {status!r} with HTTP {response.status_code}",
+        f"malformed answer from {shown}: status {status!r} with HTTP {response.status_code}",
         file=sys.stderr,
     )
     return 2
@@ -284,10 +324,14 @@ def _fake_exchange(args: argparse.Namespace) -> int:
     rate = args.rate if args.rate is not None else 0.0 if args.replay else 10.0
     chosen = BINANCE_SPOT_RULES if rules == "binance" else None
     market = args.market
-    with FakeExchange(port=port, rate=rate, rules=chosen, seed=seed, market=market) as exchange:
+    sbe = args.encoding == "sbe"
+    with FakeExchange(
+        port=port, rate=rate, rules=chosen, seed=seed, market=market, encoding=args.encoding
+    ) as exchange:
         print(
             f"fake exchange listening on {exchange.url} ({rate:g} msg/s per stream; "
-            f"rules: {rules}; market: {market}; REST: {exchange.rest_url})",
+            f"rules: {rules}; market: {market}; REST: {exchange.rest_url}; "
+            f"encoding: {args.encoding})",
             flush=True,
         )
         if market == "usdm":
@@ -296,7 +340,8 @@ def _fake_exchange(args: argparse.Namespace) -> int:
                 f"--rest-url {exchange.rest_url}   (Ctrl-C ends)"
             )
         else:
-            print(f"try: wsmanager stream btcusdt@trade --url {exchange.url}   (Ctrl-C ends)")
+            extra = " --encoding sbe --api-key-env BINANCE_API_KEY" if sbe else ""
+            print(f"try: wsmanager stream btcusdt@trade --url {exchange.url}{extra}  (Ctrl-C ends)")
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         try:

@@ -13,6 +13,7 @@ from typing import Any
 from ..config import BINANCE_WS_URL, redact_url
 from ..manager import WSManager
 from ..record import Recorder, _check_int, _check_positive
+from .keys import add_key_arguments, key_options
 
 __all__ = ["add_parser", "run"]
 
@@ -32,6 +33,7 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
     parser.add_argument(
         "--url", default=BINANCE_WS_URL, help=f"base URL (default {BINANCE_WS_URL})"
     )
+    add_key_arguments(parser)  # SBE: --encoding sbe --api-key-env NAME
     parser.add_argument(
         "--rotate-mb",
         type=float,
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             _check_positive("--seconds", args.seconds)
         if args.count is not None:
             _check_int("--count", args.count)
-        manager = WSManager(url=args.url, idle_timeout=None)
+        manager = WSManager(url=args.url, idle_timeout=None, **key_options(args))
     except ValueError as exc:
         print(f"wsmanager: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..config import BINANCE_WS_URL
+from ..config import BINANCE_WS_URL, redact_url
 
 __all__ = ["add_parser", "read_streams_file", "run"]
 
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             )
             print(f"wsmanager relay: metrics at {server.url}", file=sys.stderr, flush=True)
         print(
-            f"wsmanager relay: {len(relay.streams)} stream(s) from {args.url} to "
+            f"wsmanager relay: {len(relay.streams)} stream(s) from {redact_url(args.url)} to "
             f"{relay.key_prefix}<stream>, group {args.group!r}",
             file=sys.stderr,
             flush=True,

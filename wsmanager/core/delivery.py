@@ -29,6 +29,7 @@ from ..config import DEFAULT_SEQUENCE_RESET_THRESHOLD
 from ._locks import make_lock
 from .sequence import Sequencer, SequenceRule, Verdict
 from .state import Gap
+from .usercode import call_user, user_code_raised
 
 __all__ = ["DeliveryLoop", "Ending", "StreamFeed", "Subscribable", "Subscription"]
 
@@ -386,9 +387,9 @@ class DeliveryLoop:
             try:
                 self._turn(feed, items)
                 if ending is not None:
-                    _tell_ending(feed.name, *ending)
-            except BaseException:  # never lose the thread: every other stream depends on it
-                log.exception("stream %s: delivery failed", feed.name)
+                    feed.callback_errors += _tell_ending(feed.name, *ending)
+            except BaseException as exc:  # never lose the thread: every stream depends on it
+                user_code_raised(exc, f"stream {feed.name}", "delivery")
             finally:
                 with self.lock:
                     feed._in_turn = False
@@ -405,9 +406,9 @@ class DeliveryLoop:
                         continue
                     try:
                         subscription.callback(value)
-                    except BaseException:  # SystemExit and RecursionError included
+                    except BaseException as exc:  # SystemExit and RecursionError included
                         feed.callback_errors += 1
-                        log.exception("stream %s: a subscriber's callback raised", feed.name)
+                        user_code_raised(exc, f"stream {feed.name}", "a subscriber's callback")
             elif kind == _BACKFILL and feed.backfill is not None:
                 self._start_backfill(feed, value, items[index + 1 :])
                 return
@@ -437,8 +438,8 @@ class DeliveryLoop:
         try:
             assert feed.backfill is not None
             missing = feed.backfill(gap)
-        except BaseException as exc:
-            log.warning("stream %s: backfill of %s failed: %s", feed.name, gap, exc)
+        except BaseException as exc:  # the fetch parses what a server sent: anything goes
+            user_code_raised(exc, f"stream {feed.name}", f"the backfill of {gap}")
         with self.lock:
             feed._waiting = False
             if feed._ending is None:
@@ -461,15 +462,15 @@ class DeliveryLoop:
             ", after a reconnect" if gap.after_reconnect else "",
         )
         for listener in self._gap_listeners():
-            try:
-                listener(gap)
-            except BaseException:
-                log.exception("an on_gap callback raised")
+            if not call_user(listener, gap, where=f"stream {feed.name}", what="an on_gap callback"):
+                feed.callback_errors += 1
 
 
 def _tell_ending(
     stream: str, ending: Ending, error: Exception | None, subscribers: tuple[Subscription, ...]
-) -> None:
+) -> int:
+    """Tell each subscriber how the stream ended; the number of callbacks that raised."""
+    failed = 0
     for subscription in subscribers:
         callback: Callable[..., object] | None
         args: tuple[Any, ...] = ()
@@ -481,7 +482,7 @@ def _tell_ending(
             callback = None
         if callback is None:
             continue
-        try:
-            callback(*args)
-        except BaseException:
-            log.exception("stream %s: an on_error/on_complete callback raised", stream)
+        what = "an on_error callback" if ending is Ending.FAILED else "an on_complete callback"
+        if not call_user(callback, *args, where=f"stream {stream}", what=what):
+            failed += 1
+    return failed

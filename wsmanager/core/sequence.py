@@ -8,6 +8,7 @@ stream         number(s)                   contiguous
 ``@depth``     ``U`` (first), ``u`` (last) yes: next ``U`` = last ``u`` + 1
 ``@depth``     ``pu`` (futures), ``u``     chained: next ``pu`` = last ``u``
 ``@bookTicker``  ``u``                     no (orders only)
+``@bestBidAsk``  ``u``                     no (orders only; SBE)
 =============  ==========================  ===========
 
 A message whose number is not past the last one delivered is a duplicate (dropped); where numbers
@@ -56,7 +57,7 @@ def rule_for(stream: str) -> SequenceRule | None:
         return SequenceRule.AGG_TRADE
     if kind == "depth":  # diff depth (@depth, @depth@100ms); not partial depth (@depth5...)
         return SequenceRule.DEPTH
-    if kind == "bookTicker":
+    if kind in ("bookTicker", "bestBidAsk"):  # bestBidAsk: SBE's, also culled under load
         return SequenceRule.BOOK_TICKER
     return None
 

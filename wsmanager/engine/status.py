@@ -8,17 +8,16 @@ immediate call of a new listener runs on the thread that registers it.
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..core._locks import make_lock
 from ..core.state import ConnectionState
+from ..core.usercode import ErrorCounter, call_user
 
 __all__ = ["StatusFeed", "StatusListener"]
 
-log = logging.getLogger("wsmanager")
 
 StatusCallback = Callable[[ConnectionState], object]
 
@@ -42,6 +41,7 @@ class StatusFeed:
         self._number = 0  # of the latest change
         self._changes: deque[tuple[int, ConnectionState]] = deque(maxlen=_HISTORY)
         self._listeners: list[StatusListener] = []
+        self.errors = ErrorCounter()  # what listeners raised (counted in callback_errors)
 
     @property
     def current(self) -> ConnectionState:
@@ -67,9 +67,12 @@ class StatusFeed:
             listener = StatusListener(callback, last=self._current, seen=self._number, busy=True)
             self._listeners.append(listener)
             state = self._current
-        _call(listener, state)
+        try:
+            _call(listener, state, self.errors)
+        finally:  # SystemExit on the main thread passes through: the listener stays usable
+            with self._lock:
+                listener.busy = False
         with self._lock:
-            listener.busy = False
             return listener, listener.active and listener.seen != self._number
 
     def remove(self, listener: StatusListener) -> None:
@@ -102,16 +105,21 @@ class StatusFeed:
             if not work:
                 return
             for listener, states in work:
-                for state in states:
-                    if state is not listener.last and listener.active:
-                        listener.last = state
-                        _call(listener, state)
-                with self._lock:
-                    listener.busy = False
+                try:
+                    for state in states:
+                        if state is not listener.last and listener.active:
+                            listener.last = state
+                            _call(listener, state, self.errors)
+                finally:
+                    with self._lock:
+                        listener.busy = False
 
 
-def _call(listener: StatusListener, state: ConnectionState) -> None:
-    try:
-        listener.callback(state)
-    except Exception:
-        log.exception("a connection-status callback raised")
+def _call(listener: StatusListener, state: ConnectionState, errors: ErrorCounter) -> None:
+    call_user(
+        listener.callback,
+        state,
+        where="connection status",
+        what=f"a listener ({state.value})",
+        counter=errors,
+    )

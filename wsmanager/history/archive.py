@@ -24,6 +24,7 @@ from pathlib import Path
 
 import requests
 
+from .._redact import redact_text
 from ..backoff import BackoffPolicy
 from ..config import redact_url
 from ..proxy import requests_proxies
@@ -172,7 +173,7 @@ class ArchiveSource:
                         return bytes(body)
                     error = f"HTTP {response.status_code}"
             except requests.RequestException as exc:
-                error = f"{type(exc).__name__}: {exc}"
+                error = f"{type(exc).__name__}: {redact_text(str(exc), self.base_url)}"
             if attempt + 1 < self.attempts:
                 delay = self.retry.delay(attempt, _rng)
                 log.warning("GET %s failed (%s); retrying in %.2fs", redact_url(url), error, delay)

@@ -90,7 +90,9 @@ class RestSource:
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"rest_url must be an http:// or https:// URL, got {base_url!r}")
+            raise ValueError(
+                f"rest_url must be an http:// or https:// URL, got {redact_url(base_url)!r}"
+            )
         self.base_url = base_url.rstrip("/")
         self.stream = stream
         self.stop = stop

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..core._locks import make_lock
+from ..core.usercode import call_user
 from .convert import rescaled
 from .load import NO_END, HistoryLoader
 from .streams import HistoryError, HistoryOverflowError, HistoryStream
@@ -119,19 +120,14 @@ class HistorySeam:
         with self._wake:
             self._wake.notify_all()
         if self.on_complete is not None:
-            try:
-                self.on_complete()
-            except BaseException:
-                log.exception("%s: on_complete raised", self.stream.name)
+            call_user(self.on_complete, where=f"stream {self.stream.name}", what="on_complete")
 
     # -- delivery ----------------------------------------------------------------------------------
 
     def _call(self, message: Any) -> None:
-        try:
-            self.callback(message)
-        except BaseException:  # SystemExit included: the thread goes on
-            self.callback_errors += 1
-            log.exception("%s: a subscriber's callback raised on history", self.stream.name)
+        where = f"stream {self.stream.name}"
+        if not call_user(self.callback, message, where=where, what="a callback (history)"):
+            self.callback_errors += 1  # SystemExit included: the thread goes on
 
     def _deliver_history(self, batch: Iterable[Any]) -> None:
         scale = self.scale
@@ -244,7 +240,4 @@ class HistorySeam:
         if self.on_error is None:
             log.error("%s: %s", self.stream.name, error)
             return
-        try:
-            self.on_error(error)
-        except BaseException:
-            log.exception("%s: on_error raised", self.stream.name)
+        call_user(self.on_error, error, where=f"stream {self.stream.name}", what="on_error")

@@ -16,6 +16,7 @@ from typing import Any
 import websocket
 
 from ..config import stream_url, validate_stream_name
+from ..core.usercode import call_user
 from ..net.deadline import Deadline
 from ..net.transport import ConnectAborted, open_socket, shutdown_quietly
 
@@ -78,13 +79,10 @@ class _LegacyConnection:
         # thread silently, and RecursionError (deep JSON, a recursive callback) is survivable.
         try:
             message = json.loads(data)
-        except (ValueError, RecursionError) as exc:
+        except BaseException as exc:  # ValueError, RecursionError, MemoryError...
             log.warning("legacy: skipped a message that is not JSON (%s)", type(exc).__name__)
             return
-        try:
-            self._callback(message)
-        except (Exception, SystemExit):
-            log.exception("legacy: a callback raised")
+        call_user(self._callback, message, where="legacy", what="a callback", logger=log)
 
     def stop(self) -> None:
         """Non-blocking: wake the reader, which ends on its own."""

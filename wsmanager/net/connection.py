@@ -38,6 +38,7 @@ from ..errors import (
     RetriesExhaustedError,
     WSManagerError,
 )
+from ..sbe import SbeDecodeError, decode_frame
 from . import _wsclient
 from .boundary import Attempt, convert, final_error, is_permanent_status, retry_after
 from .deadline import Deadline
@@ -98,7 +99,7 @@ class Connection:
         self._ssl_context = ssl_context
         self._rng = rng  # None: the random module's shared generator
         self._policy = BackoffPolicy(config.base_retry_delay, config.max_retry_delay)
-        self.host_key = host_key(config.url)
+        self.host_key = host_key(config.url, config.proxy)
         self.healthy_after = min(config.ping_interval, config.max_retry_delay)
         age = config.max_connection_age
         self.max_age = float("inf") if age is None else age * (1 - (rng or random).uniform(0, 0.1))
@@ -366,6 +367,7 @@ class Connection:
             on_close=self._on_close,
             on_ping=self._on_ping,
             socket=guard,
+            header=self.config.handshake_headers,  # X-MBX-APIKEY (SBE), or nothing
         )
         try:
             app.run_forever(ping_interval=0, ping_timeout=None, skip_utf8_validation=True)
@@ -426,6 +428,9 @@ class Connection:
         self.messages_received += 1
         loop = self._attempt.loop
         if opcode != _wsclient.OPCODE_TEXT:
+            if self.config.encoding == "sbe":
+                self._route_sbe(data)
+                return
             self.invalid_messages += 1
             log.warning("connection %s: skipped a binary frame of %d bytes", self.name, len(data))
             return
@@ -471,6 +476,21 @@ class Connection:
         log.warning(
             "connection %s: skipped a message that is not a stream's: %.200r", self.name, value
         )
+
+    def _route_sbe(self, data: bytes) -> None:
+        """A binary SBE frame: each decoded payload to the feed of the stream it names (no
+        envelope on combined connections)."""
+        try:
+            decoded = decode_frame(data)
+        except SbeDecodeError as exc:
+            self.invalid_messages += 1
+            log.warning("connection %s: skipped an SBE frame: %s", self.name, exc)
+            return
+        size = len(data) // max(1, len(decoded))
+        for stream, payload in decoded:
+            feed = self.feeds.get(stream if self.target.combined else self.name)
+            if feed is not None:
+                feed.offer(self, self.epoch, payload, size)
 
     def _on_ping(self, app: _wsclient.App, data: bytes) -> None:
         self.gate.record(time.monotonic())  # websocket-client has answered with a pong

@@ -46,6 +46,7 @@ RELAY_COUNTERS = (
     ("lease_losses", "ws_relay_lease_losses", "Writes refused: another relay held the lease"),
     ("exchange_gaps", "ws_relay_exchange_gaps", "Jumps in the exchange's sequence numbers"),
     ("failed_streams", "ws_relay_failed_streams", "Streams given up (refused by the exchange)"),
+    ("internal_errors", "ws_relay_internal_errors", "Writer rounds that failed (logged; went on)"),
 )
 CLIENT_GAUGES = (
     ("streams", "ws_relay_client_streams", "Streams subscribed"),

@@ -7,24 +7,33 @@
         server.kill()                      # kill -9, as a crash
         server.start()                     # again, same port, same directory: replays its AOF
 
-It starts no thread; :meth:`close` ends the process and removes the directory.
+It starts no thread; :meth:`close` ends the process and removes the directory. The server ends
+with the process that started it, however that one ends: on Linux it is started with a
+parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGTERM)``), so even a ``kill -9`` of the parent
+ends it. (Linux sends that signal when the *thread* that started the server ends: start it from
+a thread that lives as long as you need the server, e.g. the main thread.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..net._closing import ClosesOnExit
 
-__all__ = ["RedisServer", "RedisServerNotFoundError", "find_redis_server"]
+__all__ = ["RedisServer", "RedisServerNotFoundError", "ends_with_parent", "find_redis_server"]
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class RedisServerNotFoundError(RuntimeError):
@@ -34,6 +43,28 @@ class RedisServerNotFoundError(RuntimeError):
 def find_redis_server() -> str | None:
     """The path of ``redis-server``, or None when it is not installed."""
     return shutil.which("redis-server")
+
+
+def ends_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` for :class:`subprocess.Popen` that has Linux send ``sig`` to the child
+    when its parent ends, however it ends (``kill -9`` included); None elsewhere.
+
+    The child checks, after asking, that its parent is still the one that started it: if the
+    parent died in between, the child ends at once."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the child
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
 
 
 def _free_port() -> int:
@@ -102,8 +133,20 @@ class RedisServer(ClosesOnExit):
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
         self._process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=ends_with_parent(),  # only a prctl runs in the child
         )
+        try:
+            self._wait_for_ping(timeout)
+        except BaseException:  # a signal (SIGTERM -> KeyboardInterrupt) while it starts
+            self.kill()
+            raise
+
+    def _wait_for_ping(self, timeout: float) -> None:
+        assert self._process is not None
         deadline = time.monotonic() + timeout
         while not _answers_ping(self.port):
             if self._process.poll() is not None:

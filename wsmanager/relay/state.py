@@ -40,6 +40,7 @@ class RelayMetrics:
     lease_losses: int  # times a write found the lease taken by another relay
     exchange_gaps: int  # jumps in sequence numbers reported by the manager
     failed_streams: int  # streams given up (the exchange refused them)
+    internal_errors: int = 0  # writer rounds that failed (a bug: logged, the writer went on)
     implementation: str = "Relay"
 
     def as_dict(self) -> dict[str, Any]:

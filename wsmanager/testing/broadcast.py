@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from .connection import Client, text_frame
+from .connection import Client, binary_frame, text_frame
 from .control import envelope
 from .ledger import Ledger
-from .market import Market, dumps
+from .market import Market, MarketMessage, dumps
 from .surface import to_microseconds
 
 __all__ = ["MARKET_GOES_ON", "Broadcaster"]
@@ -85,22 +85,26 @@ class Broadcaster:
     def _frames(
         client: Client,
         stream: str,
-        texts: list[str],
+        texts: list[MarketMessage],
         cache: dict[tuple[bool, bool], list[bytes]],
     ) -> list[bytes]:
         shape = (client.combined, client.micro)
         frames = cache.get(shape)
         if frames is None:
-            if client.micro:
-                texts = [to_microseconds(t) for t in texts]
-            if client.combined:
-                frames = [text_frame(envelope(stream, t).encode()) for t in texts]
-            else:
-                frames = [text_frame(t.encode()) for t in texts]
+            frames = []
+            for text in texts:
+                if isinstance(text, bytes):  # SBE: no envelope, even on combined connections
+                    frames.append(binary_frame(text))
+                    continue
+                if client.micro:
+                    text = to_microseconds(text)
+                frames.append(
+                    text_frame((envelope(stream, text) if client.combined else text).encode())
+                )
             cache[shape] = frames
         return frames
 
-    def send(self, stream: str, texts: list[str]) -> int:
+    def send(self, stream: str, texts: list[MarketMessage]) -> int:
         """Send encoded payloads to every connection carrying ``stream``; return how many."""
         cache: dict[tuple[bool, bool], list[bytes]] = {}
         reached = 0

@@ -31,6 +31,7 @@ __all__ = [
     "Client",
     "FrameListener",
     "HookedConnection",
+    "binary_frame",
     "text_frame",
 ]
 
@@ -113,14 +114,19 @@ class HookedConnection(ServerConnection):
         return True
 
 
-def text_frame(payload: bytes) -> bytes:
+def text_frame(payload: bytes, first: int = 0x81) -> bytes:
     """A final, unmasked text frame (server to client)."""
     n = len(payload)
     if n < 126:
-        return bytes((0x81, n)) + payload
+        return bytes((first, n)) + payload
     if n < 65536:
-        return b"\x81\x7e" + struct.pack("!H", n) + payload
-    return b"\x81\x7f" + struct.pack("!Q", n) + payload
+        return bytes((first, 0x7E)) + struct.pack("!H", n) + payload
+    return bytes((first, 0x7F)) + struct.pack("!Q", n) + payload
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """A final, unmasked binary frame (server to client)."""
+    return text_frame(payload, 0x82)
 
 
 @dataclass(eq=False)

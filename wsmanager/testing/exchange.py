@@ -19,6 +19,11 @@ user data streams on ``/ws-api/v3`` (:mod:`wsmanager.testing.wsapi`: accounts, s
 subscriptions, events). ``market="usdm"`` (or ``"coinm"``) is a futures exchange
 (:mod:`wsmanager.testing.futures`: USD-M's routes, ``pu``-chained depth, ``/fapi/v1`` REST).
 Every thread it starts ends on :meth:`close`.
+
+``encoding="sbe"`` models ``stream-sbe.binance.com``: the handshake must carry an API key in
+``X-MBX-APIKEY`` (any non-empty key, or one of ``api_keys``; else HTTP 401), control messages
+stay JSON, and ``@trade``, ``@bestBidAsk``, ``@depth`` and ``@depth20`` are sent as binary SBE
+frames (never enveloped; :mod:`wsmanager.testing.sbe_market`), times in microseconds.
 """
 
 from __future__ import annotations
@@ -30,13 +35,13 @@ from typing import Any, TypeVar
 
 from websockets.exceptions import ConnectionClosed
 
-from ..recording import StrPath
+from ..recording import MAX_LINE_BYTES, StrPath
 from .archive import FakeArchive
 from .book import TrueBook
 from .connection import Client
 from .futures import MARKETS
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
-from .market import Market
+from .market import ENCODINGS, Market, MarketMessage
 from .market_controls import MarketControls
 from .past import PastSpec
 from .replay import Replay
@@ -73,7 +78,13 @@ class FakeExchange(MarketControls, WsApiControls):
         ws_api: bool = False,
         market: str = "spot",
         history: bool | PastSpec = False,
+        encoding: str = "json",
+        api_keys: Iterable[str] | None = None,
     ) -> None:
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, not {encoding!r}")
+        if isinstance(api_keys, str):
+            raise TypeError("api_keys must be a collection of keys, not one string")
         if market not in MARKETS:
             raise ValueError(f"market must be one of {', '.join(MARKETS)}, not {market!r}")
         if rules is not None and not isinstance(rules, ExchangeRules):
@@ -88,12 +99,14 @@ class FakeExchange(MarketControls, WsApiControls):
         spec = PastSpec() if history is True else history or None
         if spec is not None and not isinstance(spec, PastSpec):
             raise TypeError(f"history must be a bool or a PastSpec, not {history!r}")
-        self._market = Market(seed, book_levels, spec, market)
+        self._market = Market(seed, book_levels, spec, market, encoding)
         pasts = self._market.pasts
         self.archive = None if pasts is None else FakeArchive(pasts, host)  # history=...
         self._server = ExchangeServer(
             host, port, ssl_context, rules, self._ledger, self._market, rate
         )
+        if api_keys is not None:
+            self._server.api_keys = frozenset(api_keys)
         # ws_api: also serve the WebSocket API's user data streams (wsapi_controls.py)
         self._wsapi = WsApi(self._ledger) if ws_api else None
         self._server.wsapi = self._wsapi
@@ -191,16 +204,28 @@ class FakeExchange(MarketControls, WsApiControls):
         )
 
     def replay(
-        self, path_or_paths: StrPath | Iterable[StrPath], speed: float = 1.0, *, loop: bool = False
+        self,
+        path_or_paths: StrPath | Iterable[StrPath],
+        speed: float = 1.0,
+        *,
+        loop: bool = False,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> Replay:
         """Publish a recording (``wsmanager record``; each path with its parts, several merged by
         time) with its timing divided by ``speed`` (``math.inf``: no waiting), each payload as
         recorded to the connections carrying its stream. ``loop``: start again at the end, with
-        sequence numbers shifted to continue. Returns the running :class:`Replay`
+        sequence numbers shifted to continue. A line over ``max_line_bytes`` ends the replay with
+        a ``RecordingError`` naming the file and line. Returns the running :class:`Replay`
         (``wait``/``stop``/``progress``); :meth:`close` stops it."""
         if not self._started or not self._thread.is_alive():
             raise RuntimeError("start the exchange (or enter its with block) before replaying")
-        replay = Replay(path_or_paths, self._publish_recorded, speed=speed, loop=loop)
+        replay = Replay(
+            path_or_paths,
+            self._publish_recorded,
+            speed=speed,
+            loop=loop,
+            max_line_bytes=max_line_bytes,
+        )
         with self._replays_lock:
             self._replays = [r for r in self._replays if not r.done]
             self._replays.append(replay)
@@ -210,8 +235,9 @@ class FakeExchange(MarketControls, WsApiControls):
         def run() -> int:
             reached = 0
             for stream, text in batch:
-                self._market.last[stream] = text  # for repeat()
-                reached += self._server.streams.send(stream, [text])
+                message: MarketMessage = self._market.recorded(stream, text)
+                self._market.last[stream] = message  # for repeat()
+                reached += self._server.streams.send(stream, [message])
             return reached
 
         return self._run_sync(run)
@@ -403,12 +429,18 @@ class FakeExchange(MarketControls, WsApiControls):
 
         self._run_sync(run)
 
-    def rest_throttle(self, status: int = 429, retry_after: int = 1, count: int | None = 1) -> None:
+    def rest_throttle(
+        self, status: int = 429, retry_after: int | str = 1, count: int | None = 1
+    ) -> None:
         """Answer the next ``count`` REST requests with ``status`` (429 or 418) and
-        ``Retry-After: retry_after``."""
+        ``Retry-After: retry_after`` (seconds; a str is sent as it is: a hostile value such as
+        ``"inf"`` or a date in the year 9999)."""
         if status not in (429, 418):
             raise ValueError(f"status must be 429 or 418, not {status!r}")
-        if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
+        if isinstance(retry_after, str):
+            if not retry_after.isascii() or "\r" in retry_after or "\n" in retry_after:
+                raise ValueError(f"retry_after must be one line of ASCII, not {retry_after!r}")
+        elif isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
             raise ValueError(f"retry_after must be an int >= 0 (seconds), not {retry_after!r}")
         _check_optional_count(count)
 
@@ -430,6 +462,13 @@ class FakeExchange(MarketControls, WsApiControls):
         if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
             raise ValueError(f"updates must be an int >= 0, not {updates!r}")
         self._run_sync(lambda: setattr(self._server.rest.faults, "snapshot_lag", updates))
+
+    def snapshot_ahead(self, updates: int) -> None:
+        """Serve depth snapshots whose ``lastUpdateId`` is ``updates`` ids *ahead* of the stream
+        (hostile: a book that trusts it stays frozen; 0: honest)."""
+        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+            raise ValueError(f"updates must be an int >= 0, not {updates!r}")
+        self._run_sync(lambda: setattr(self._server.rest.faults, "snapshot_ahead", updates))
 
     def rest_normal(self) -> None:
         """Undo every REST fault."""

@@ -1,7 +1,10 @@
 """The exchange's market: one feed per stream, one true order book per symbol, made on first
 use and deterministic for a given ``seed`` (the server's loop thread only). ``kind`` is
 ``"spot"``, or a futures market (``"usdm"``, ``"coinm"``: :mod:`.futures`), whose depth events
-chain by ``pu`` and whose payloads have the futures shapes."""
+chain by ``pu`` and whose payloads have the futures shapes.
+
+A message is a ``str`` (a JSON text frame) or, with ``encoding="sbe"``, ``bytes`` (a binary SBE
+frame: :mod:`.sbe_market`) for the four streams the exchange serves in SBE."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import json
 import random
 from typing import Any
 
+from ..config import ENCODINGS
 from .book import DepthFeed, OrderBook, PartialDepthFeed
 from .futures import (
     FUTURES_HIDDEN_IDS,
@@ -28,9 +32,12 @@ from .payloads import (
     stream_kind,
     stream_symbol,
 )
+from .sbe_market import encode_message, is_sbe_stream, make_sbe_feed, sbe_kind
 from .surface import BlockTradeFeed, ReferencePriceFeed
 
-__all__ = ["Market", "dumps"]
+__all__ = ["ENCODINGS", "Market", "MarketMessage", "dumps"]
+
+MarketMessage = str | bytes  # a JSON text frame's text, or a binary (SBE) frame's bytes
 
 
 def dumps(payload: Any) -> str:
@@ -46,16 +53,18 @@ class Market:
         book_levels: int,
         past: PastSpec | None = None,
         kind: str = "spot",
+        encoding: str = "json",
     ) -> None:
         self.kind = kind
         self.futures = kind != "spot"
         self.seed = seed if seed is not None else random.randrange(2**32)
         self.book_levels = book_levels
+        self.encoding = encoding
         # past: a PastSpec (opt-in): aggTrade and kline feeds continue a deterministic history
         self.pasts = None if past is None else Pasts(self.seed, past)
         self.feeds: dict[str, Feed] = {}
         self.books: dict[str, OrderBook] = {}
-        self.last: dict[str, str] = {}  # stream -> the last message sent (for repeat)
+        self.last: dict[str, MarketMessage] = {}  # stream -> the last message sent (for repeat)
 
     def _rng(self, name: str) -> random.Random:
         return random.Random(f"{self.seed}:{name}")
@@ -78,6 +87,10 @@ class Market:
     def _make_feed(self, stream: str) -> Feed:
         kind = stream_kind(stream)
         rng = self._rng(stream)
+        if self.encoding == "sbe" and is_sbe_stream(stream):
+            depth = sbe_kind(stream) in ("depth", "depth20")
+            book = self.book(stream_symbol(stream)) if depth else None
+            return make_sbe_feed(stream, rng, book)  # type: ignore[no-any-return]
         if self.futures:
             feed = self._futures_feed(stream, kind, rng)
             if feed is not None:
@@ -141,14 +154,28 @@ class Market:
         assert isinstance(feed, AggTradeFeed)
         return feed
 
-    def publish(self, stream: str, payload: Any = None) -> list[str]:
-        """The next message(s) of ``stream``, JSON-encoded; ``payload``: sent as given."""
-        if payload is None:
-            texts = [dumps(p) for p in self.feed(stream).next_payloads()]
-        else:
-            texts = [dumps(payload)]
-        self.last[stream] = texts[-1]
-        return texts
+    def publish(self, stream: str, payload: Any = None) -> list[MarketMessage]:
+        """The next message(s) of ``stream``, encoded; ``payload``: sent as given."""
+        payloads = self.feed(stream).next_payloads() if payload is None else [payload]
+        messages = [self.encode(stream, p) for p in payloads]
+        self.last[stream] = messages[-1]
+        return messages
+
+    def encode(self, stream: str, payload: Any) -> MarketMessage:
+        """``payload`` as it goes out on ``stream``: ``bytes`` as is (a binary frame); a payload
+        of an SBE stream of an SBE market as one SBE frame (a list: the trades of one event);
+        anything else as JSON text."""
+        if isinstance(payload, bytes):
+            return payload
+        if self.encoding == "sbe" and is_sbe_stream(stream):
+            return encode_message(payload)
+        return dumps(payload)
+
+    def recorded(self, stream: str, text: str) -> MarketMessage:
+        """A recorded payload's JSON text as it goes out on ``stream`` (a replay)."""
+        if self.encoding == "sbe" and is_sbe_stream(stream):
+            return encode_message(json.loads(text))
+        return text
 
     def sequence(self, stream: str) -> int:
         feed = self.feeds.get(stream)

@@ -94,6 +94,9 @@ class ExchangeServer:
         self.control_delay = 0.0
         self.answer_control = True
         self.hook_failures = 0
+        # SBE: the handshake must carry an X-MBX-APIKEY (any non-empty key, or one of api_keys)
+        self.require_api_key = market.encoding == "sbe"
+        self.api_keys: frozenset[str] | None = None
         self.ids = itertools.count(1)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.connection_class = type("ExchangeConnection", (HookedConnection,), {"listener": self})
@@ -214,6 +217,9 @@ class ExchangeServer:
             return refusal
         if found is None:
             return json_response(http.HTTPStatus.NOT_FOUND, "unknown path\n")
+        if self.require_api_key and not self._key_accepted(request):
+            msg = "Invalid API-key, IP, or permissions for action."
+            return json_response(http.HTTPStatus.UNAUTHORIZED, {"code": -2015, "msg": msg})
         for stream in streams:
             error = stream_name_error(stream)
             refused = self.refused.get(stream)
@@ -246,6 +252,10 @@ class ExchangeServer:
         if self.market.kind == "usdm":  # routed: the root and the wrong route send nothing
             ws.client.routed, ws.client.route, ws.client.route_of = True, routed_to, route_of
         return None
+
+    def _key_accepted(self, request: Request) -> bool:
+        key = request.headers.get("X-MBX-APIKEY", "")
+        return bool(key) and (self.api_keys is None or key in self.api_keys)
 
     def _route(self, path: str) -> tuple[str | None, Route | None]:
         """``(USD-M route, what the path opens)``; the route is None on spot, COIN-M, the root."""

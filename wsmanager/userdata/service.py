@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .._redact import redact_url
 from ..config import WSManagerConfig
 from ..core._locks import make_lock
 from ..core.delivery import DeliveryLoop, GapCallback, Subscription
@@ -79,7 +80,7 @@ class UserDataStreams:
                 "user_data needs ws_api_url= (this manager's endpoint has no WebSocket API)"
             )
         if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
-            raise ValueError(f"ws_api_url must be a ws:// or wss:// URL, not {url!r}")
+            raise ValueError(f"ws_api_url must be a ws:// or wss:// URL, not {redact_url(url)!r}")
         credentials = Credentials(api_key, api_secret=api_secret, private_key=private_key)
         subscription = Subscription(STREAM, callback, on_error)
         with self._lock:
