@@ -69,16 +69,6 @@ def test_a_futures_snapshot_between_events_waits_for_the_chain() -> None:
     assert spot.gaps == 1
 
 
-def test_ids_restarted_far_behind_make_the_book_resync() -> None:
-    sync = DepthSync(futures=True, reset_threshold=50)
-    sync.on_event(event(90, 95, 100))
-    sync.on_snapshot(snapshot(100))
-    assert sync.on_event(event(99, 99, 100)) is EventOutcome.IGNORED  # a small step back
-    assert sync.synced
-    assert sync.on_event(event(0, 1, 5)) is EventOutcome.GAP  # ids started again
-    assert not sync.synced
-
-
 def test_futures_speeds() -> None:
     assert depth_stream("BTCUSDT", "250ms", "usdm") == "btcusdt@depth"
     assert depth_stream("BTCUSDT", "500ms", "coinm") == "btcusdt@depth@500ms"

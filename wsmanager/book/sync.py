@@ -19,8 +19,7 @@ Futures (``DepthSync(futures=True)``, the USD-M / COIN-M procedure): events carr
 the first buffered event's ``pu`` is retaken; events with ``u < lastUpdateId`` are dropped; the
 first applied event has ``pu <= lastUpdateId <= u`` (which includes ``U <= lastUpdateId <= u``:
 the ids between ``pu`` and ``U`` change nothing the stream shows); every later event's ``pu``
-equals the previous event's ``u``, else the book resyncs. In both procedures an event whose ``u``
-is more than ``reset_threshold`` behind the book (the exchange restarted its ids) resyncs too.
+equals the previous event's ``u``, else the book resyncs.
 """
 
 from __future__ import annotations
@@ -107,13 +106,11 @@ class DepthSync:
         max_buffered_events: int = 1000,
         *,
         futures: bool = False,
-        reset_threshold: int = 1_000_000,
     ) -> None:
         if max_buffered_events < 1:
             raise ValueError(f"max_buffered_events must be >= 1, got {max_buffered_events}")
         self.futures = futures  # chained by pu (USD-M, COIN-M), else by U = last u + 1
         self._fresh = False  # synced from a snapshot alone: the next event starts the chain
-        self.reset_threshold = reset_threshold
         self.levels = Levels()
         self.synced = False
         self.last_update_id: int | None = None  # None while not synced
@@ -161,11 +158,9 @@ class DepthSync:
         # ``first`` is now U (spot: the next id must be first) or pu (futures: the id before).
         if self.synced:
             book_id: int = self.last_update_id  # type: ignore[assignment]
-            if last <= book_id and book_id - last <= self.reset_threshold:
+            if last <= book_id:
                 return EventOutcome.IGNORED
-            if last <= book_id:  # far behind: the exchange restarted its ids
-                broken = True
-            elif not self.futures:
+            if not self.futures:
                 broken = first > book_id + 1
             elif self._fresh:  # the first event after a snapshot no buffered event reached
                 broken = first > book_id
@@ -188,14 +183,10 @@ class DepthSync:
             return EventOutcome.APPLIED
         if self._buffer:
             previous_last = self._buffer[-1][1]
-            if last <= previous_last and previous_last - last <= self.reset_threshold:
+            if last <= previous_last:
                 return EventOutcome.IGNORED
-            if last <= previous_last:  # far behind: the exchange restarted its ids
-                broken = True
-            elif self.futures:
-                broken = first != previous_last
-            else:
-                broken = first > previous_last + 1
+            futures_break = self.futures and first != previous_last
+            broken = futures_break or (not self.futures and first > previous_last + 1)
             if broken:  # what came before the gap can never be used
                 self.gaps += 1
                 self._buffer.clear()
