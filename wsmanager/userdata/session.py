@@ -20,7 +20,10 @@ when the new subscription was confirmed; so ``missing`` is the window's length i
 
 A refusal (bad key, bad signature, ...) ends the account's subscription with
 ``on_error(StreamRejectedError("userData", code, msg))``; a timestamp outside ``recvWindow``
-(-1021) first measures the clock offset with the ``time`` request and tries once more.
+(-1021) first measures the clock offset with the ``time`` request and tries once more; the
+exchange's rate limits and a busy server (429/418/5xx, -1003, -1007, -1008) are tried again up to
+:data:`~wsmanager.userdata.accounts.MAX_TRANSIENT_RETRIES` times, after a backoff delay (or the
+``retryAfter`` the exchange gives, if longer).
 """
 
 from __future__ import annotations
@@ -30,10 +33,9 @@ import json
 import logging
 import ssl
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
+from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig
 from ..core._locks import make_lock
 from ..core.delivery import DeliveryLoop, Ending, StreamFeed, Subscription
@@ -47,6 +49,14 @@ from ..errors import (
     WSManagerError,
 )
 from . import protocol
+from .accounts import (
+    CLOCK_ERROR,
+    MAX_TRANSIENT_RETRIES,
+    STREAM,
+    Account,
+    PendingRequest,
+    retry_after,
+)
 from .connection import WsApiConnection
 from .keys import Credentials
 
@@ -54,50 +64,9 @@ __all__ = ["STREAM", "Account", "UserDataSession"]
 
 log = logging.getLogger("wsmanager")
 
-STREAM = "userData"
-REMEMBERED_EVENTS = 256  # per account: an event seen again within these is a duplicate
-CLOCK_ERROR = -1021
 _EPOCH = object()
 _numbers = itertools.count(1)
 _request_ids = itertools.count(1)
-
-
-@dataclass(eq=False)
-class Account:
-    """One API key's subscription (reference counted by its ``user_data`` calls)."""
-
-    credentials: Credentials
-    feed: StreamFeed
-    live: dict[WsApiConnection, int] = field(default_factory=dict)  # -> subscriptionId
-    asked: set[WsApiConnection] = field(default_factory=set)  # subscribe (or time) in flight
-    lost_at_ms: int | None = None  # exchange time since which events may be missing
-    waiting_since: float | None = None  # monotonic: since when no subscription is live
-    clock_retried: bool = False
-    recent: deque[str] = field(default_factory=deque)
-    recent_set: set[str] = field(default_factory=set)
-    events: int = 0
-    duplicates: int = 0
-    gaps: int = 0
-    resubscribes: int = 0
-
-    def first_time(self, key: str) -> bool:
-        if key in self.recent_set:
-            self.duplicates += 1
-            return False
-        self.recent.append(key)
-        self.recent_set.add(key)
-        if len(self.recent) > REMEMBERED_EVENTS:
-            self.recent_set.discard(self.recent.popleft())
-        return True
-
-
-@dataclass(frozen=True)
-class _Request:
-    connection: WsApiConnection
-    method: str
-    api_key: str | None
-    sent_at: float  # monotonic
-    sent_ms: int  # our epoch ms
 
 
 class UserDataSession:
@@ -116,10 +85,11 @@ class UserDataSession:
         self._loop = loop
         self._ssl_context = ssl_context
         self._lock = make_lock("userdata")
+        self._policy = BackoffPolicy(config.base_retry_delay, config.max_retry_delay)
         self.accounts: dict[str, Account] = {}
         self.current: WsApiConnection | None = None
         self.successor: WsApiConnection | None = None
-        self._pending: dict[int, _Request] = {}
+        self._pending: dict[int, PendingRequest] = {}
         self._ours: set[tuple[WsApiConnection, int]] = set()  # subscriptions we are ending
         self._threads: list[Any] = []
         self.offset_ms = 0  # the exchange's clock minus ours, once measured
@@ -213,7 +183,7 @@ class UserDataSession:
     ) -> None:
         request_id = next(_request_ids)
         now = time.monotonic()
-        self._pending[request_id] = _Request(
+        self._pending[request_id] = PendingRequest(
             connection, method, api_key, now, int(time.time() * 1000)
         )
         if log.isEnabledFor(logging.DEBUG):
@@ -293,6 +263,8 @@ class UserDataSession:
         self._ours = {entry for entry in self._ours if entry[0] is not connection}
         for account in self.accounts.values():
             account.asked.discard(connection)
+            if account.retry_on is connection:  # subscribed again when it opens
+                account.retry_at = account.retry_on = None
             if account.live.pop(connection, None) is not None and not account.live:
                 account.lost_at_ms = connection.last_frame_ms + self.offset_ms
                 account.waiting_since = now
@@ -333,8 +305,16 @@ class UserDataSession:
         self.successor = self._start_locked()
 
     def overdue(self, connection: WsApiConnection, now: float) -> str | None:
+        """The read loop's timer (at least once a second): due retries are sent; a request
+        unanswered for ``handshake_timeout`` means the connection is dead."""
         limit = self.config.handshake_timeout
         with self._lock:
+            for account in self.accounts.values():
+                if account.retry_on is connection and (account.retry_at or 0.0) <= now:
+                    account.retry_at = account.retry_on = None
+                    account.asked.discard(connection)
+                    if connection.is_open:
+                        self._subscribe_locked(account, connection)
             for request_id, request in self._pending.items():
                 if request.connection is connection and now - request.sent_at > limit:
                     return (
@@ -395,6 +375,19 @@ class UserDataSession:
                 answer.msg,
             )
             self._send_locked(connection, protocol.TIME, None, account.credentials.api_key)
+        elif (wait := retry_after(answer)) is not None and account.retries < MAX_TRANSIENT_RETRIES:
+            account.retries += 1
+            delay = max(wait, self._policy.delay(account.retries - 1))
+            account.retry_at, account.retry_on = time.monotonic() + delay, connection
+            account.asked.add(connection)  # nothing else is sent for it here meanwhile
+            log.warning(
+                "user data: account %s: subscribe refused for now (code %s: %s); retry %d in %.2fs",
+                account.credentials.masked,
+                answer.code,
+                answer.msg,
+                account.retries,
+                delay,
+            )
         else:
             self.rejections += 1
             error = StreamRejectedError(STREAM, answer.code, answer.msg)
@@ -404,7 +397,7 @@ class UserDataSession:
     def _clock_answer_locked(
         self,
         connection: WsApiConnection,
-        request: _Request,
+        request: PendingRequest,
         answer: protocol.Answer,
         account: Account | None,
     ) -> None:
@@ -429,6 +422,7 @@ class UserDataSession:
         was_down = not account.live
         account.live[connection] = number
         account.clock_retried = False
+        account.retries = 0
         if was_down:
             account.waiting_since = None
             if account.lost_at_ms is not None:
