@@ -167,7 +167,7 @@ class WSManager(ClosesOnExit):
         *,
         backfill: bool = False,
         since: Any = None,
-        time_unit: str = "millisecond",
+        time_unit: str | None = None,
     ) -> Unsubscribe:
         """Call ``callback(message)`` with each decoded JSON message of ``stream``.
 
@@ -176,7 +176,8 @@ class WSManager(ClosesOnExit):
         exchange's REST API before the message that revealed it. ``since`` (``@aggTrade`` and
         ``@kline_<interval>``: an aware datetime, epoch ms or a timedelta back from now) first
         delivers the stream's history from then, then live, with no gap and no duplicate at the
-        seam (``docs/history.md``); ``time_unit="microsecond"`` gives its times in µs.
+        seam (``docs/history.md``); ``time_unit`` (default the manager's ``time_unit`` option,
+        else milliseconds) is the unit of their times: ``"millisecond"`` or ``"microsecond"``.
         """
         validate_stream_name(stream)
         refusal = self._router.refusal(stream)
@@ -187,7 +188,7 @@ class WSManager(ClosesOnExit):
         _check_callable("on_complete", on_complete, optional=True)
         if self._forked_away:
             raise ManagerClosedError(_FORKED)
-        if since is not None or time_unit != "millisecond":
+        if since is not None or time_unit is not None:
             if since is None:
                 raise ValueError("time_unit applies to history: give since= as well")
             return history_api.subscribe_since(
@@ -242,7 +243,7 @@ class WSManager(ClosesOnExit):
         until: Any = None,
         progress: bool | None = None,
         *,
-        time_unit: str = "millisecond",
+        time_unit: str | None = None,
     ) -> list[Any]:
         """The messages of ``stream`` (``@aggTrade``, ``@kline_<interval>``) from ``since`` to
         ``until`` (exclusive, default now; klines: the candles closed by then), as the live
@@ -257,7 +258,7 @@ class WSManager(ClosesOnExit):
         until: Any = None,
         progress: bool | None = None,
         *,
-        time_unit: str = "millisecond",
+        time_unit: str | None = None,
         exact: bool = False,
     ) -> Any:
         """:meth:`history` as a pandas DataFrame (``wsmanager[notebook]``): typed columns, times

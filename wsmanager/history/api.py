@@ -52,10 +52,14 @@ def make_loader(
 
 
 def _prepare(
-    stream: str, since: object, until: object, time_unit: str
+    config: WSManagerConfig, stream: str, since: object, until: object, time_unit: str | None
 ) -> tuple[HistoryStream, int, int, int]:
+    """The stream, ``since``/``until`` in ms, and the scale of the times delivered: ``time_unit``,
+    by default the manager's (its ``time_unit`` option), else milliseconds."""
     parsed = HistoryStream.parse(stream)
     start, end = time_bounds(since, until)
+    if time_unit is None:
+        time_unit = (config.time_unit or "millisecond").lower()
     return parsed, start, end, check_time_unit(time_unit)
 
 
@@ -65,11 +69,11 @@ def history(
     since: object,
     until: object = None,
     progress: bool | None = None,
-    time_unit: str = "millisecond",
+    time_unit: str | None = None,
     stop: threading.Event | None = None,
 ) -> list[Any]:
     """Every message of ``stream`` from ``since`` to ``until`` (exclusive; default now)."""
-    parsed, start, end, scale = _prepare(stream, since, until, time_unit)
+    parsed, start, end, scale = _prepare(config, stream, since, until, time_unit)
     bar = Progress(stream, start, end, progress)
     loader = make_loader(config, parsed, stop=stop or threading.Event(), scale=scale, progress=bar)
     try:
@@ -88,11 +92,11 @@ def history_frame(
     since: object,
     until: object = None,
     progress: bool | None = None,
-    time_unit: str = "millisecond",
+    time_unit: str | None = None,
     exact: bool = False,
 ) -> Any:
     """:func:`history` as a pandas DataFrame (:mod:`.frame`)."""
-    parsed, start, end, scale = _prepare(stream, since, until, time_unit)
+    parsed, start, end, scale = _prepare(config, stream, since, until, time_unit)
     frame_from_batches(parsed, (), scale, exact)  # pandas missing: ImportError before any I/O
     bar = Progress(stream, start, end, progress)
     loader = make_loader(config, parsed, stop=threading.Event(), scale=scale, progress=bar)
@@ -138,11 +142,11 @@ def subscribe_since(
     on_error: Callable[[Exception], object] | None,
     on_complete: Callable[[], object] | None,
     since: object,
-    time_unit: str = "millisecond",
+    time_unit: str | None = None,
 ) -> Callable[[], None]:
     """Subscribe ``stream`` live, deliver its history from ``since``, then the live messages
     (:mod:`.seam`). Returns an idempotent ``unsubscribe()``."""
-    parsed, start, _end, scale = _prepare(stream, since, None, time_unit)
+    parsed, start, _end, scale = _prepare(config, stream, since, None, time_unit)
     stop = threading.Event()
     loader = make_loader(config, parsed, stop=stop, scale=scale)
     seam = HistorySeam(
@@ -154,6 +158,7 @@ def subscribe_since(
         on_complete,
         limit=config.max_buffered_messages,
         on_end=shelf.discard,
+        live_scale=1000 if (config.time_unit or "").lower() == "microsecond" else 1,
     )
     shelf.add(seam)
     try:

@@ -59,6 +59,7 @@ class ArchiveFileError(HistoryError):
     def __init__(self, stream: str, file: str, reason: str) -> None:
         super().__init__(stream, f"archive file {file}: {reason}")
         self.file = file
+        self.detail = reason
 
 
 class HistoryOverflowError(HistoryError):
