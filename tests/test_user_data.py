@@ -186,7 +186,7 @@ def test_the_spot_endpoints_know_their_websocket_api() -> None:
     assert (
         get_endpoint("spot-testnet").ws_api_url == "wss://ws-api.testnet.binance.vision/ws-api/v3"
     )
-    assert get_endpoint("coinm").ws_api_url is None
+    assert get_endpoint("spot-data").ws_api_url is None
 
 
 def test_destroy_ends_every_user_data_thread(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import importlib
 import itertools
 import logging
 import os
@@ -30,6 +31,7 @@ from .core.delivery import (
     MessageCallback,
     Subscription,
 )
+from .core.flow import plain_subscribe
 from .core.state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 from .core.usercode import call_user
 from .endpoints import Endpoint, apply_endpoint, get_endpoint
@@ -92,6 +94,8 @@ class WSManager(ClosesOnExit):
         except TypeError as exc:  # an unknown keyword: name it plainly
             raise TypeError(f"WSManager: {exc}".replace("__init__() ", "")) from None
         url = self.config.url
+        if self.config.typed:
+            _typed_module()  # ImportError naming the extra now, not at the first subscribe
         if self.config.debug:
             log.setLevel(logging.DEBUG)
         warn_if_decommissioned(url)
@@ -123,6 +127,7 @@ class WSManager(ClosesOnExit):
             self.endpoint.ws_api_url if self.endpoint is not None else None,
             lambda: self._gap_listeners,
             ssl_context=ssl_context,
+            listen_key_path=self.endpoint.listen_key_path if self.endpoint is not None else None,
         )
         # Supervisor: delivers status changes, runs the idle sweep, finishes handovers.
         self._wake = threading.Condition(make_lock("supervisor"))  # guards the three flags below
@@ -168,6 +173,8 @@ class WSManager(ClosesOnExit):
         backfill: bool = False,
         since: Any = None,
         time_unit: str | None = None,
+        batch: bool = False,
+        typed: bool | None = None,
     ) -> Unsubscribe:
         """Call ``callback(message)`` with each decoded JSON message of ``stream``.
 
@@ -178,6 +185,9 @@ class WSManager(ClosesOnExit):
         delivers the stream's history from then, then live, with no gap and no duplicate at the
         seam (``docs/history.md``); ``time_unit`` (default the manager's ``time_unit`` option,
         else milliseconds) is the unit of their times: ``"millisecond"`` or ``"microsecond"``.
+        ``batch=True`` calls ``callback(messages)`` with a non-empty list of every message
+        pending at its turn, in order. ``typed`` (default: the manager's ``typed``) delivers
+        immutable typed objects for the documented payloads (``docs/typed.md``).
         """
         validate_stream_name(stream)
         refusal = self._router.refusal(stream)
@@ -188,13 +198,20 @@ class WSManager(ClosesOnExit):
         _check_callable("on_complete", on_complete, optional=True)
         if self._forked_away:
             raise ManagerClosedError(_FORKED)
+        if not isinstance(batch, bool):
+            raise TypeError(f"batch must be True or False, not {batch!r}")
+        decode = typed_decoder(stream, self.config.typed if typed is None else typed)
         if since is not None or time_unit is not None:
+            if batch or decode is not None:
+                raise ValueError("since= delivers dicts one by one: not with batch or typed")
             if since is None:
                 raise ValueError("time_unit applies to history: give since= as well")
             return history_api.subscribe_since(
                 self.config,
                 self._seams,
-                lambda cb, err, done: self.subscribe(stream, cb, err, done, backfill=backfill),
+                lambda cb, err, done: self.subscribe(
+                    stream, cb, err, done, backfill=backfill, typed=False
+                ),
                 stream,
                 callback,
                 on_error,
@@ -202,7 +219,9 @@ class WSManager(ClosesOnExit):
                 since,
                 time_unit,
             )
-        subscription = Subscription(stream, callback, on_error, on_complete, backfill)
+        subscription = Subscription(
+            stream, callback, on_error, on_complete, backfill, batch=batch, decode=decode
+        )
         self._registry.subscribe(subscription)
         registry = self._registry
 
@@ -220,11 +239,14 @@ class WSManager(ClosesOnExit):
         private_key: str | bytes | os.PathLike[str] | None = None,
         on_error: ErrorCallback | None = None,
         ws_api_url: str | None = None,
+        keepalive_interval: float | None = None,
     ) -> Unsubscribe:
         """Call ``callback(event)`` with each user data event of the account ``api_key``, signed
         with ``api_secret`` (HMAC-SHA256) or ``private_key`` (Ed25519 or RSA: PEM bytes or a
         path), through the WebSocket API at ``ws_api_url`` (default: the endpoint's). Calls with
-        the same API key share one subscription. See docs/user-data.md."""
+        the same API key share one subscription. Futures endpoints (``usdm-*``, ``coinm``) use a
+        listenKey from ``rest_url``, kept alive every ``keepalive_interval`` seconds (default 30
+        minutes), streamed from ``ws_api_url`` (the private route). See docs/user-data.md."""
         if self._destroyed:
             raise ManagerClosedError(_FORKED if self._forked_away else "the manager was destroyed")
         return self._user_data.subscribe(
@@ -234,6 +256,7 @@ class WSManager(ClosesOnExit):
             private_key=private_key,
             on_error=on_error,
             ws_api_url=ws_api_url,
+            keepalive_interval=keepalive_interval,
         )
 
     def history(
@@ -307,7 +330,7 @@ class WSManager(ClosesOnExit):
         speed = book_speed(self.config.encoding, speed)
         options.setdefault("proxy", self.config.proxy)  # REST goes the way connections go
         book = OrderBook(
-            self.subscribe,
+            plain_subscribe(self),
             symbol,
             rest_url=rest_url or self.config.effective_rest_url,
             limit=limit,
@@ -575,6 +598,24 @@ class WSManager(ClosesOnExit):
 
 
 _FORKED = "this manager belongs to the parent process (os.fork): create a new one in the child"
+
+
+def typed_decoder(stream: str, typed: bool) -> Callable[[bytes, bool], Any] | None:
+    """The typed decoder of ``stream`` when ``typed`` (None for payloads without a class)."""
+    if not isinstance(typed, bool):
+        raise TypeError(f"typed must be True, False or None, not {typed!r}")
+    if not typed:
+        return None
+    decoder: Callable[[bytes, bool], Any] | None = _typed_module().decoder_for(stream)
+    return decoder
+
+
+def _typed_module() -> Any:
+    try:
+        typed = importlib.import_module(__package__ + ".typed")
+    except ImportError as exc:
+        raise ImportError("typed messages need msgspec: pip install 'wsmanager[typed]'") from exc
+    return typed
 
 
 def _check_callable(name: str, value: object, *, optional: bool = False) -> None:

@@ -410,8 +410,11 @@ class UserDataSession:
     ) -> None:
         server = answer.result.get("serverTime") if isinstance(answer.result, dict) else None
         if isinstance(server, int):
+            # The exchange read its clock between our send and now: taking "now" errs on the
+            # side of timestamps behind its clock (accepted within recvWindow), never ahead of
+            # it (refused from 1 s ahead), however long the round trip.
             now_ms = int(time.time() * 1000)
-            self.offset_ms = server - (request.sent_ms + now_ms) // 2
+            self.offset_ms = server - now_ms
             self.clock_corrections += 1
             log.warning("user data: the exchange's clock is %+d ms from ours", self.offset_ms)
         if account is None:
