@@ -466,3 +466,38 @@ def test_11_bad_reach_options_are_refused_before_anything_is_subscribed(
         assert manager.get_stream_info() == []
     finally:
         manager.destroy()
+
+
+def test_11_a_futures_snapshot_from_the_future_is_retaken_too() -> None:
+    """The check follows the book's outcomes, so the futures procedure (``pu`` chaining,
+    ``/fapi/v1/depth``) gets it as well."""
+    with FakeExchange(market="usdm", seed=5) as usdm:
+        routed = {k: v for k, v in FAST.items() if k != "streams_per_connection"}
+        with WSManager(
+            url=usdm.root_url, endpoint="usdm", rest_url=usdm.rest_url, **routed
+        ) as manager:
+            usdm.snapshot_ahead(10**9)
+            book = manager.order_book(
+                "BTCUSDT",
+                min_snapshot_interval=0.05,
+                snapshot_reach_events=5,
+                snapshot_reach_seconds=0.3 * SCALE,
+            )
+            assert usdm.wait_for_open(DEPTH)
+            assert _publish_until(usdm, DEPTH, book.wait_synced)
+            assert (book.last_update_id or 0) > 10**9
+            assert _publish_until(
+                usdm, DEPTH, lambda t: book.unreached_snapshots >= 1 or bool(time.sleep(t))
+            )
+            usdm.snapshot_ahead(0)
+            assert _publish_until(
+                usdm,
+                DEPTH,
+                lambda t: (
+                    book.wait_synced(t)
+                    and (book.last_update_id or 0) == usdm.book("BTCUSDT").last_update_id
+                ),
+            )
+            true = usdm.book("BTCUSDT")
+            assert book.bids() == true.bids(1000) and book.asks() == true.asks(1000)
+            assert {r.path for r in usdm.rest_requests()} == {"/fapi/v1/depth"}
