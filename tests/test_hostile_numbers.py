@@ -431,3 +431,38 @@ def test_10_replaying_a_recording_with_a_line_over_the_bound_stops_with_that_err
         with pytest.raises(RecordingError, match=rf"{path}:3: a line over 1000 bytes"):
             replay.wait(5 * SCALE)
         assert replay.progress().messages == 1  # what came before it went out
+
+
+def test_11_the_check_waits_for_both_the_events_and_the_seconds() -> None:
+    from wsmanager.book.reach import SnapshotReach
+
+    reach = SnapshotReach(events=3, seconds=10.0)
+    reach.synced(snapshot_id=1000, book_id=1000, now=0.0)
+    assert [reach.overdue(5, now) for now in (1.0, 2.0, 3.0, 9.9)] == [False] * 4  # 4 events
+    assert reach.overdue(6, 10.0) and not reach.armed and reach.retaken == 1
+    reach.synced(snapshot_id=1000, book_id=1000, now=0.0)
+    assert not reach.overdue(7, 100.0) and not reach.overdue(8, 101.0)  # 2 events only
+    assert not reach.overdue(1000, 102.0) and not reach.armed  # reached: disarmed for good
+    reach.synced(snapshot_id=1000, book_id=1005, now=0.0)  # the buffer went past it
+    assert not reach.armed
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"snapshot_reach_events": 0},
+        {"snapshot_reach_events": 1.5},
+        {"snapshot_reach_seconds": 0},
+        {"snapshot_reach_seconds": "10"},
+    ],
+)
+def test_11_bad_reach_options_are_refused_before_anything_is_subscribed(
+    options: dict[str, Any],
+) -> None:
+    manager = WSManager(url="ws://127.0.0.1:9/ws", **FAST)
+    try:
+        with pytest.raises(ValueError, match="snapshot_reach_"):
+            manager.order_book("BTCUSDT", "http://127.0.0.1:9", **options)
+        assert manager.get_stream_info() == []
+    finally:
+        manager.destroy()
