@@ -18,6 +18,7 @@ $(STAMP): setup.cfg setup.py
 
 demo: $(STAMP)
 	$(BIN)/wsmanager demo
+	$(BIN)/wsmanager demo --futures --seconds 10
 
 test: $(STAMP)
 	$(BIN)/pytest -q

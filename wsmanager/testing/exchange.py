@@ -198,14 +198,20 @@ class FakeExchange(MarketControls, WsApiControls):
 
     # -- publishing ----------------------------------------------------------------------------
 
-    def publish(self, stream: str, payload: Any = None) -> int:
+    def publish(self, stream: str, payload: Any = None, *, count: int = 1) -> int:
         """Make ``stream``'s next message (``payload`` None: the next of its sequence; else
         ``payload`` as given) and send it to every connection carrying the stream, raw or
         enveloped; return how many connections it went to. The sequence advances even when no
-        connection carries the stream."""
-        return self._run_sync(
-            lambda: self._server.streams.send(stream, self._market.publish(stream, payload))
-        )
+        connection carries the stream. ``count`` > 1: that many messages back to back, in one
+        write per connection (a burst)."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be a positive int, got {count!r}")
+
+        def run() -> int:
+            texts = [t for _ in range(count) for t in self._market.publish(stream, payload)]
+            return self._server.streams.send(stream, texts)
+
+        return self._run_sync(run)
 
     def replay(
         self,

@@ -30,6 +30,7 @@ from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig, redact_url
 from ..core._locks import make_lock
 from ..core.delivery import StreamFeed
+from ..core.flow import Pressure
 from ..core.targets import Target
 from ..decode import decode_json
 from ..errors import ConnectionFailedError, HandshakeFailedError
@@ -343,7 +344,12 @@ class WsApiConnection:
         log.debug("user data connection %s: connected to %s", self.number, self.display_url)
         self.owner.opened(self)
 
-    def _on_data(self, app: _wsclient.App, data: bytes, opcode: int, fin: bool) -> None:
+    def deliver(self, messages: list[tuple[int, bytes]], pressure: Pressure) -> None:
+        """Whole messages the read loop parsed in one pass, in order."""
+        for opcode, data in messages:
+            self._on_data(None, data, opcode, True)
+
+    def _on_data(self, app: _wsclient.App | None, data: bytes, opcode: int, fin: bool) -> None:
         self.messages_received += 1
         self.last_frame_ms = int(time.time() * 1000)
         if opcode != _wsclient.OPCODE_TEXT:
