@@ -167,3 +167,25 @@ def test_the_futures_demo_finishes_and_keeps_every_promise() -> None:
     assert "every stream delivered: yes" in out
     assert "equal to the exchange's true book at update" in out and ": yes" in out
     assert "REST paths asked: /fapi/v1/depth (never /api/v3)" in out
+
+
+def test_a_coinm_book_follows_the_futures_procedure_on_dapi() -> None:
+    with FakeExchange(market="coinm", seed=9) as coinm, WSManager(
+        url=coinm.url, endpoint="coinm", rest_url=coinm.rest_url, **FAST
+    ) as manager:
+        gaps: list[Any] = []
+        manager.on_gap(gaps.append)
+        book = manager.order_book("BTCUSD_PERP", speed="500ms", min_snapshot_interval=0.0)
+        stream = "btcusd_perp@depth@500ms"
+        assert coinm.wait_for_open(stream)
+        for _ in range(200):
+            coinm.publish(stream)
+        assert wait_for(lambda: _caught_up_to(book, coinm, "BTCUSD_PERP"))
+        true = coinm.book("BTCUSD_PERP")
+        assert book.bids() == true.bids(1000) and book.asks() == true.asks(1000)
+        assert book.resyncs == 0 and gaps == []
+        assert {r.path for r in coinm.rest_requests()} == {"/dapi/v1/depth"}
+
+
+def _caught_up_to(book: Any, exchange: FakeExchange, symbol: str) -> bool:
+    return bool(book.synced and book.last_update_id == exchange.book(symbol).last_update_id)

@@ -99,7 +99,8 @@ class WSManager(ClosesOnExit):
             _typed_module()  # ImportError naming the extra now, not at the first subscribe
         if self.config.debug:
             log.setLevel(logging.DEBUG)
-        warn_if_decommissioned(url)
+        if self.endpoint is None or not self.endpoint.routed:  # routed: the root is only a base
+            warn_if_decommissioned(url)
         self._router = router_for(self.config, self.endpoint)
         ssl_context = self._tls_context(ssl_context)
         if urlsplit(url).scheme == "ws" and not is_loopback_url(url):
