@@ -86,9 +86,10 @@ class UserDataWatch:
     def subscribe(self, manager: WSManager, url: str) -> None:
         manager.on_gap(self._gap)
         for key in self.keys:
-            manager.user_data(
-                self._receiver(key), api_key=key, api_secret=f"soak-secret-{key}", ws_api_url=url
-            )
+            secret = f"soak-secret-{key}"
+            manager.user_data(self._receiver(key), api_key=key, api_secret=secret, ws_api_url=url)
+            # hostile user code sharing the subscription: SystemExit on every event
+            manager.user_data(_exit, api_key=key, api_secret=secret, ws_api_url=url)
         self.thread.start()
 
     def _gap(self, gap: Gap) -> None:

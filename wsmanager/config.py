@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ._redact import API_KEY, SECRET_URL, redact_key, redact_url, redacted_repr
 from .errors import InvalidStreamNameError
@@ -99,8 +99,11 @@ def default_cache_dir() -> str:
 
 
 def stream_url(base_url: str, stream: str) -> str:
-    """Join the manager's base URL and a stream name with exactly one slash."""
-    return base_url.rstrip("/") + "/" + stream
+    """Join the manager's base URL and a stream name with exactly one slash; the base URL's
+    query (``?timeUnit=MICROSECOND``) stays at the end, a non-ASCII name is percent-encoded."""
+    base, question, query = base_url.partition("?")
+    name = stream if stream.isascii() else quote(stream, safe="@!~:+=,*-._")
+    return base.rstrip("/") + "/" + name + question + query
 
 
 def is_loopback_url(url: str) -> bool:

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from .backoff import BackoffPolicy, RetryDelayInfo
 from .book import BookStats, OrderBook, fetch_agg_trades
+from .book.rest import AGG_TRADES_PATH
 from .book.shelf import BookShelf
 from .config import WSManagerConfig, is_loopback_url, redact_url, validate_stream_name
 from .core._locks import make_lock
@@ -98,7 +99,8 @@ class WSManager(ClosesOnExit):
             _typed_module()  # ImportError naming the extra now, not at the first subscribe
         if self.config.debug:
             log.setLevel(logging.DEBUG)
-        warn_if_decommissioned(url)
+        if self.endpoint is None or not self.endpoint.routed:  # routed: the root is only a base
+            warn_if_decommissioned(url)
         self._router = router_for(self.config, self.endpoint)
         ssl_context = self._tls_context(ssl_context)
         if urlsplit(url).scheme == "ws" and not is_loopback_url(url):
@@ -329,6 +331,9 @@ class WSManager(ClosesOnExit):
             raise ManagerClosedError("the manager was destroyed; create a new WSManager")
         speed = book_speed(self.config.encoding, speed)
         options.setdefault("proxy", self.config.proxy)  # REST goes the way connections go
+        if self.endpoint is not None:  # the preset's procedure and REST path (futures: /fapi)
+            options.setdefault("market", self.endpoint.market)
+            options.setdefault("depth_path", self.endpoint.depth_path)
         book = OrderBook(
             plain_subscribe(self),
             symbol,
@@ -353,10 +358,17 @@ class WSManager(ClosesOnExit):
         closing = self._closing
 
         proxy = self.config.proxy
+        path = AGG_TRADES_PATH if self.endpoint is None else self.endpoint.agg_trades_path
 
         def backfill(gap: Gap) -> list[Any]:
             return fetch_agg_trades(
-                rest_url, symbol.upper(), gap.expected, gap.received - 1, stop=closing, proxy=proxy
+                rest_url,
+                symbol.upper(),
+                gap.expected,
+                gap.received - 1,
+                stop=closing,
+                proxy=proxy,
+                path=path,
             )
 
         return backfill

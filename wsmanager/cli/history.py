@@ -11,6 +11,7 @@ from typing import Any
 
 from ..config import BINANCE_WS_URL, redact_url
 from ..history import HistoryError, parse_since
+from ..history.api import iter_history
 from ..manager import WSManager
 from ..recording import RecordingWriter, encode_message
 
@@ -90,43 +91,45 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """0: written; 1: a source failed; 2: bad input."""
+    """0: written; 1: a source failed; 2: bad input. Written batch by batch, as loaded."""
     try:
         manager = WSManager(url=BINANCE_WS_URL, proxy=args.proxy, **manager_options(args))
     except (TypeError, ValueError) as exc:
         print(f"wsmanager: {exc}", file=sys.stderr)
         return 2
     progress = {"auto": None, "on": True, "off": False}[args.progress]
+    writer: RecordingWriter | None = None
+    count = 0
     with manager:
         try:
-            messages = manager.history(args.stream, args.since, args.until, progress)
-        except (TypeError, ValueError) as exc:
+            batches = iter_history(manager.config, args.stream, args.since, args.until, progress)
+            if args.output is not None:
+                writer = RecordingWriter(
+                    args.output,
+                    streams=[args.stream],
+                    url=redact_url(manager.config.effective_rest_url),
+                    overwrite=args.overwrite,
+                )
+        except (TypeError, ValueError, OSError) as exc:
             print(f"wsmanager: {exc}", file=sys.stderr)
             return 2
+        try:
+            for batch in batches:
+                count += len(batch)
+                if writer is None:
+                    sys.stdout.write(
+                        "".join(json.dumps(m, separators=(",", ":")) + "\n" for m in batch)
+                    )
+                    continue
+                for message in batch:  # timed by the message's own time, as if received then
+                    writer.write(encode_message(message["E"] / 1000, args.stream, message))
         except HistoryError as exc:
             print(f"wsmanager: {exc}", file=sys.stderr)
             return 1
-    if args.output is None:
-        write = sys.stdout.write
-        for message in messages:
-            write(json.dumps(message, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
-        return 0
-    try:
-        writer = RecordingWriter(
-            args.output,
-            streams=[args.stream],
-            url=redact_url(manager.config.effective_rest_url),
-            overwrite=args.overwrite,
-        )
-    except (OSError, ValueError) as exc:
-        print(f"wsmanager: {exc}", file=sys.stderr)
-        return 2
-    try:
-        for message in messages:  # timed by the message's own time, as if received then
-            writer.write(encode_message(message["E"] / 1000, args.stream, message))
-    finally:
-        writer.close()
-    count = len(messages)
-    print(f"wsmanager: {count} message(s) of {args.stream} in {args.output}", file=sys.stderr)
+        finally:
+            sys.stdout.flush()
+            if writer is not None:
+                writer.close()
+    if writer is not None:
+        print(f"wsmanager: {count} message(s) of {args.stream} in {args.output}", file=sys.stderr)
     return 0

@@ -27,6 +27,7 @@ from . import record
 from . import relay as relay_cli
 from . import user_data as user_data_cli
 from .demo import run_demo
+from .demo_futures import run_futures_demo
 from .keys import add_key_arguments, key_options
 from .view import LiveView
 
@@ -47,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seconds", type=float, default=20.0, help="how long (default 20)")
     demo.add_argument("--rate", type=float, default=25.0, help="messages/s per stream")
+    demo.add_argument(
+        "--futures",
+        action="store_true",
+        help="the USD-M scenario: routed streams and a futures order book on one manager",
+    )
     demo.add_argument(
         "--metrics-port",
         type=int,
@@ -157,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore = _end_cleanly_on_signals()
     try:
         if args.command == "demo":
+            if args.futures:
+                return run_futures_demo(args.seconds, args.rate)
             return run_demo(args.seconds, args.rate, args.metrics_port)
         if args.command == "stream":
             return _stream(

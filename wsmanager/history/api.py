@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..backoff import BackoffPolicy
@@ -19,7 +19,14 @@ from .rest import RestSource
 from .seam import HistorySeam, Subscribe
 from .streams import HistoryStream, check_time_unit, time_bounds
 
-__all__ = ["SeamShelf", "history", "history_frame", "make_loader", "subscribe_since"]
+__all__ = [
+    "SeamShelf",
+    "history",
+    "history_frame",
+    "iter_history",
+    "make_loader",
+    "subscribe_since",
+]
 
 
 def make_loader(
@@ -63,6 +70,31 @@ def _prepare(
     return parsed, start, end, check_time_unit(time_unit)
 
 
+def iter_history(
+    config: WSManagerConfig,
+    stream: str,
+    since: object,
+    until: object = None,
+    progress: bool | None = None,
+    time_unit: str | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[list[Any]]:
+    """:func:`history` in batches, oldest first, so a long load never sits in memory at once.
+    ``ValueError``/``TypeError`` for bad arguments are raised here, before any request."""
+    parsed, start, end, scale = _prepare(config, stream, since, until, time_unit)
+    bar = Progress(stream, start, end, progress)
+    loader = make_loader(config, parsed, stop=stop or threading.Event(), scale=scale, progress=bar)
+
+    def batches() -> Iterator[list[Any]]:
+        try:
+            yield from loader.load(start, end)
+        finally:
+            loader.close()
+            bar.close()
+
+    return batches()
+
+
 def history(
     config: WSManagerConfig,
     stream: str,
@@ -73,17 +105,10 @@ def history(
     stop: threading.Event | None = None,
 ) -> list[Any]:
     """Every message of ``stream`` from ``since`` to ``until`` (exclusive; default now)."""
-    parsed, start, end, scale = _prepare(config, stream, since, until, time_unit)
-    bar = Progress(stream, start, end, progress)
-    loader = make_loader(config, parsed, stop=stop or threading.Event(), scale=scale, progress=bar)
-    try:
-        messages: list[Any] = []
-        for batch in loader.load(start, end):
-            messages += batch
-        return messages
-    finally:
-        loader.close()
-        bar.close()
+    messages: list[Any] = []
+    for batch in iter_history(config, stream, since, until, progress, time_unit, stop):
+        messages += batch
+    return messages
 
 
 def history_frame(

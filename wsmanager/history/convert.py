@@ -34,7 +34,8 @@ def _lines(data: bytes, what: str) -> list[str]:
         data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
     if not _CSV_BYTES.fullmatch(data):
         raise ValueError(f"{what}: characters a Binance CSV never has")
-    return [line for line in data.decode("ascii").splitlines() if line]
+    lines = data.decode("ascii").splitlines()
+    return lines if all(lines[-1:]) else [line for line in lines if line]
 
 
 def _factor(first_time: str, scale: int) -> tuple[int, int]:

@@ -91,6 +91,18 @@ class WsApiControls:
         api = self._api()
         self._run_sync(lambda: setattr(api, "answer_requests", bool(answer)))
 
+    def refuse_user_data(
+        self,
+        status: int = 429,
+        code: int = -1003,
+        msg: str = "Too many requests; please use the websocket for live updates.",
+        count: int = 1,
+    ) -> None:
+        """Answer the next ``count`` subscribe requests with this error (429/-1003: the
+        exchange's rate limit; 503/-1008: the server busy)."""
+        api = self._api()
+        self._run_sync(lambda: api.refusals.extend([(status, code, msg)] * count))
+
     def user_subscriptions(self) -> dict[int, list[str]]:
         """Open WebSocket API connections (by id) and the API keys subscribed on each."""
         api = self._api()
