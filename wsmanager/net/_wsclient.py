@@ -7,11 +7,14 @@ What we rely on, and why:
   client messages and never blocks inside a frame. Without it wsmanager cannot work, so
   :func:`check_loop_installed` fails the connection loudly if ``run_forever`` did not call it.
 - ``WebSocket.frame_buffer`` / ``WebSocket.cont_frame`` and the classes
-  ``websocket._abnf.frame_buffer`` / ``continuous_frame``: we swap in a frame reader that parses
-  many frames from one large ``recv`` (about 5x the throughput of websocket-client's), refuses a
-  frame over ``max_message_size`` from its header, and tells the read loop whether a whole message
-  is buffered (so the loop never blocks inside a frame that trickles in), and a reassembler that is
-  linear in the number of fragments and bounded in size.
+  ``websocket._abnf.frame_buffer`` / ``continuous_frame``: we swap in a frame reader that reads
+  what the socket has (bounded: :data:`READ_BOUND` beyond the frame in progress) and parses
+  every whole frame in one pass (:meth:`FastFrameBuffer.parse`: data messages, fragments joined
+  and bounded by their running total as they arrive, the last ping for the read loop to answer
+  through its message gate), refuses a frame over ``max_message_size`` from its header, and
+  never blocks inside a frame that trickles in. A close frame is left to websocket-client's own
+  ``recv_frame`` path, which answers it and ends ``run_forever`` as it always does. The
+  reassembler swapped into ``cont_frame`` (linear, bounded) serves that path.
 
 At import we check the version range and that those names exist; after each connection opens,
 :func:`install_fast_reader` checks that the swap took. If either check fails, the connection runs on

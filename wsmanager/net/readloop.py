@@ -3,8 +3,12 @@
 ``WebSocketApp.run_forever`` calls :meth:`ReadLoop.read` (we are its dispatcher, see
 :mod:`wsmanager.net._wsclient`). The loop:
 
-- reads whatever the socket has into the frame reader and hands websocket-client one whole
-  message at a time, so it never blocks inside a frame that trickles in;
+- reads what the socket has into the frame reader (a few MiB at most), parses every whole frame
+  in one pass and hands the messages to the connection as one batch (:meth:`ReadLoop._batch`),
+  so it never blocks inside a frame that trickles in; a close frame goes to websocket-client;
+- answers the exchange's pings through the gate (the latest ping, as soon as the window allows);
+  time spent waiting for a full stream buffer (back-pressure) is not counted as the exchange's
+  silence;
 - sends the keep-alive pings and treats a ping without any frame back within ``ping_timeout``
   as a dead link (also when a frame in progress holds the pong back);
 - sends ``SUBSCRIBE``/``UNSUBSCRIBE`` for the streams the connection should carry, batched, and
