@@ -367,4 +367,3 @@ class UserDataSession(Inbound):
                 for a in self.accounts.values()
                 if a.waiting_since is not None
             ]
-
