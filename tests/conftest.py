@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from wsmanager import WSManager
+from wsmanager.net.limits import HOST_BUDGETS
 from wsmanager.testing import FakeExchange
 
 # Scale every time constant in the tests at once on a slow machine: WSMANAGER_TEST_TIMESCALE=3
@@ -74,6 +75,15 @@ def no_leaked_threads() -> Iterator[None]:
             return
         time.sleep(0.02)
     pytest.fail(f"threads left running: {[t.name for t in leaked]}")
+
+
+@pytest.fixture(autouse=True)
+def fresh_host_budgets() -> Iterator[None]:
+    """The connection budget counts per host, every port together (as the exchange counts per
+    IP), and every fake exchange is on 127.0.0.1: one test's attempts and ``Retry-After`` pauses
+    must not reach the next test."""
+    yield
+    HOST_BUDGETS.reset()
 
 
 @pytest.fixture

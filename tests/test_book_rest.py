@@ -206,7 +206,7 @@ def test_permanent_refusals_are_not_retried(
 @responses.activate
 def test_429_and_418_retry_after_pauses_every_client_of_the_host(status: int) -> None:
     host = new_host()
-    wait = 0.4 * SCALE
+    wait = 1  # delta-seconds are whole (RFC 9110): "0.4" would be ignored
     responses.get(
         depth_url(host), status=status, json={"code": -1003, "msg": "Too many requests"},
         headers={"Retry-After": f"{wait}"},

@@ -1,11 +1,53 @@
-"""Full-jitter exponential backoff as a value: a pure policy plus a preview of it."""
+"""How long to wait: full-jitter exponential backoff as a value (a pure policy plus a preview
+of it), and the exchange's own ``Retry-After``, read strictly (:func:`parse_retry_after`)."""
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+import math
 import random
+import re
+import time
 from dataclasses import dataclass
 
-__all__ = ["BackoffPolicy", "RetryDelayInfo"]
+__all__ = ["MAX_RETRY_AFTER", "BackoffPolicy", "RetryDelayInfo", "parse_retry_after"]
+
+MAX_RETRY_AFTER = 3 * 24 * 3600.0  # seconds: Binance bans last from 2 minutes to 3 days
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() also says yes to "\u00b2", "\uff13"
+_DATE = re.compile(r"[A-Za-z0-9 ,:+-]+")  # the characters of an HTTP date (RFC 9110's 3 forms)
+_MAX_DATE = 64  # characters: an HTTP date is 29 or 30
+
+
+def parse_retry_after(value: object, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header, or None: absent, or anything but ASCII
+    digits (delta-seconds) or an HTTP date (GMT when it names no zone); capped to
+    ``0 .. MAX_RETRY_AFTER``.
+
+    A header is what a server sends: whatever it holds, this returns a finite number in range
+    or None, and never raises (``inf``, ``1e20``, ``-5``, a superscript digit, a date in the
+    year 9999 or 99999 included). ``now``: the wall clock (``time.time()``) a date counts from.
+    """
+    if not isinstance(value, str):
+        return None
+    text = value.strip(" \t")
+    if _DIGITS.fullmatch(text):
+        digits = text.lstrip("0")
+        if len(digits) > 9:  # more than 31 years: capped anyway (and int() stays cheap)
+            return MAX_RETRY_AFTER
+        return min(float(int(digits or "0")), MAX_RETRY_AFTER)
+    if len(text) > _MAX_DATE or not _DATE.fullmatch(text):
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+        if when.tzinfo is None:  # "-0000" (email.utils.formatdate's) or none: HTTP dates are GMT
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "DECOMMISSIONED_ROOTS",
@@ -23,6 +24,7 @@ __all__ = [
     "USDM_ROUTES",
     "Endpoint",
     "apply_endpoint",
+    "check_message_rate",
     "get_endpoint",
     "route_refusal",
     "usdm_route",
@@ -371,5 +373,34 @@ def apply_endpoint(
     if endpoint is None:
         if url is None:
             raise TypeError(f"WSManager needs url= or endpoint= (a preset: {', '.join(ENDPOINTS)})")
-        return {**options, "url": url}
-    return {**endpoint.options(), **options, "url": endpoint.url if url is None else url}
+        settings = {**options, "url": url}
+    else:
+        settings = {**endpoint.options(), **options, "url": endpoint.url if url is None else url}
+    check_message_rate(endpoint, settings)
+    return settings
+
+
+def check_message_rate(endpoint: Endpoint | None, settings: Mapping[str, Any]) -> None:
+    """Refuse a ``max_client_messages_per_second`` at or above the exchange's published limit.
+
+    The limit is the preset's ``exchange_messages_per_second``; with a plain ``url=`` it is that
+    of the preset whose host the URL names (``stream.binance.com`` -> 5), and there is none for
+    any other host (only the config's own ``>= 1`` holds). Raises ``ValueError``.
+    """
+    rate = settings.get("max_client_messages_per_second")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
+        return  # the default, or not a number: the config says what is wrong
+    if endpoint is None:
+        url = settings.get("url")
+        host = urlsplit(url).hostname if isinstance(url, str) else None
+        found = [e for e in ENDPOINTS.values() if host and urlsplit(e.url).hostname == host]
+        endpoint = found[0] if found else None
+    if endpoint is None or endpoint.exchange_messages_per_second is None:
+        return
+    limit = endpoint.exchange_messages_per_second
+    if rate >= limit:
+        raise ValueError(
+            f"max_client_messages_per_second must be under the exchange's limit of {limit} "
+            f"messages per second ({endpoint.name!r}: {endpoint.source}), got {rate}; "
+            f"the preset uses {endpoint.max_client_messages_per_second:g}"
+        )

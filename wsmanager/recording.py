@@ -35,6 +35,7 @@ from .core.state import Gap
 
 __all__ = [
     "FORMAT",
+    "MAX_LINE_BYTES",
     "Dropped",
     "Ended",
     "Entry",
@@ -56,6 +57,9 @@ __all__ = [
 ]
 
 FORMAT = 1
+# The longest line a reader takes (a recorded message is at most max_message_size, 16 MiB by
+# default, plus its JSON): a longer one is a RecordingError, never a whole line in memory.
+MAX_LINE_BYTES = 64 * 2**20
 
 StrPath = str | os.PathLike[str]
 
@@ -316,9 +320,17 @@ def _entry(document: Any) -> Entry | None:
 class Reader:
     """The entries of one or more recordings, each read part after part; several recordings are
     merged by ``t``. Iterate once. A part cut short (a killed recorder) is read up to its last
-    complete line and listed in ``truncated_parts``."""
+    complete line and listed in ``truncated_parts``. A line over ``max_line_bytes`` is a
+    :class:`RecordingError` naming the file and the line (what came before it is read)."""
 
-    def __init__(self, paths: StrPath | Iterable[StrPath]) -> None:
+    def __init__(
+        self, paths: StrPath | Iterable[StrPath], *, max_line_bytes: int = MAX_LINE_BYTES
+    ) -> None:
+        if isinstance(max_line_bytes, bool) or not isinstance(max_line_bytes, int):
+            raise TypeError(f"max_line_bytes must be an int, not {type(max_line_bytes).__name__}")
+        if max_line_bytes < 1:
+            raise ValueError(f"max_line_bytes must be >= 1, got {max_line_bytes}")
+        self.max_line_bytes = max_line_bytes
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         self.paths = [Path(p) for p in paths]
@@ -351,9 +363,15 @@ class Reader:
         if part.stat().st_size == 0:  # killed as it was created
             self.truncated_parts.append(part)
             return
+        limit = self.max_line_bytes
         with gzip.open(part, "rb") as lines:
             try:
-                for number, line in enumerate(lines, 1):
+                while line := lines.readline(limit + 1):  # "\n" included: limit + 1 bytes
+                    number += 1
+                    if len(line) > limit:
+                        raise RecordingError(
+                            f"{part}:{number}: a line over {limit} bytes (max_line_bytes)"
+                        )
                     if not line.endswith(b"\n"):
                         self.truncated_parts.append(part)  # a trailer-less end mid-line
                         return
@@ -370,9 +388,9 @@ class Reader:
                 raise RecordingError(f"{part}: after line {number}: {exc}") from exc
 
 
-def read(paths: StrPath | Iterable[StrPath]) -> Reader:
+def read(paths: StrPath | Iterable[StrPath], *, max_line_bytes: int = MAX_LINE_BYTES) -> Reader:
     """The entries of the recording(s) ``paths`` (each with all its parts), in order."""
-    return Reader(paths)
+    return Reader(paths, max_line_bytes=max_line_bytes)
 
 
 def recorded_streams(paths: StrPath | Iterable[StrPath]) -> list[str]:
@@ -382,7 +400,7 @@ def recorded_streams(paths: StrPath | Iterable[StrPath]) -> list[str]:
     for parts in reader.parts:
         with gzip.open(parts[0], "rb") as lines:
             try:
-                first = lines.readline()
+                first = lines.readline(MAX_LINE_BYTES + 1)
                 entry = _entry(json.loads(first)) if first.endswith(b"\n") else None
             except (EOFError, OSError, zlib.error, ValueError, KeyError, TypeError):
                 entry = None

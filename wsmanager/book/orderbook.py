@@ -25,6 +25,7 @@ from ..backoff import BackoffPolicy
 from ..core.usercode import ErrorCounter, call_user, user_code_raised
 from ..net._closing import ClosesOnExit
 from .levels import Level
+from .reach import REACH_EVENTS, REACH_SECONDS, SnapshotReach
 from .rest import DEFAULT_RETRY, RestClient, RestRejectedError, SnapshotFetcher, WeightBudget
 from .sync import DepthSync, EventOutcome, SnapshotOutcome
 
@@ -85,6 +86,9 @@ class OrderBook(ClosesOnExit):
     ``"1000ms"``. While not synced the book reads as empty (``bids()`` is ``[]``, ``best_bid()``
     is None): it never shows a state the exchange never had. ``on_error(exc)`` is told when the
     book can never sync (its stream failed for good, or the exchange refused the snapshot).
+    A snapshot whose ``lastUpdateId`` the stream does not reach within
+    ``max(snapshot_reach_events events, snapshot_reach_seconds)`` is retaken (a book never stays
+    "synced" while frozen by a snapshot from the future).
     """
 
     def __init__(
@@ -105,6 +109,8 @@ class OrderBook(ClosesOnExit):
         budget: WeightBudget | None = None,
         # Limits
         max_buffered_events: int = 1000,
+        snapshot_reach_events: int = REACH_EVENTS,
+        snapshot_reach_seconds: float = REACH_SECONDS,
     ) -> None:
         self.stream = depth_stream(symbol, speed)
         self.symbol = symbol.upper()
@@ -121,6 +127,7 @@ class OrderBook(ClosesOnExit):
         self._lock = threading.Lock()  # guards everything below
         self._changed = threading.Condition(self._lock)  # sync state changes, for wait_synced
         self._sync = DepthSync(max_buffered_events)
+        self._reach = SnapshotReach(snapshot_reach_events, snapshot_reach_seconds)
         self._closed = False  # close() was called
         self._ended = False  # the stream completed (idle cleanup, destroy): nothing more comes
         self._error: Exception | None = None
@@ -161,6 +168,12 @@ class OrderBook(ClosesOnExit):
         """Syncs after the first (each one follows a gap or a malformed event)."""
         with self._lock:
             return max(0, self._sync.syncs - 1)
+
+    @property
+    def unreached_snapshots(self) -> int:
+        """Snapshots retaken because the stream never reached their ``lastUpdateId``."""
+        with self._lock:
+            return self._reach.retaken
 
     @property
     def closed(self) -> bool:
@@ -246,8 +259,8 @@ class OrderBook(ClosesOnExit):
     # -- lifecycle -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Unsubscribe the stream and end the worker (waiting for a snapshot request in flight,
-        at most ``request_timeout``). Idempotent; safe from callbacks."""
+        """Unsubscribe the stream and end the worker (a snapshot request in flight is cut
+        short). Idempotent; safe from callbacks."""
         with self._lock:
             if self._closed:
                 return
@@ -284,21 +297,38 @@ class OrderBook(ClosesOnExit):
                 return
             was_synced = self._sync.synced
             outcome = self._sync.on_event(event)
+            unreached = False
             if outcome is EventOutcome.APPLIED:  # the common case, kept short
+                if self._reach.armed:
+                    self._reach.disarm()
                 self._last_change = time.monotonic()
                 notify = self._request_notify(True)
             else:
+                if outcome is EventOutcome.IGNORED and self._reach.armed and was_synced:
+                    unreached = self._retake_if_unreached(event)
                 lost = was_synced and not self._sync.synced
                 if lost:
+                    self._reach.disarm()
                     self._changed.notify_all()
                 self._start_worker_if_needed()
                 notify = self._request_notify(lost)
+        if unreached:
+            log.warning("%s: %s: retaking the snapshot", self.symbol, self._reach.describe())
         if outcome is EventOutcome.GAP:
             log.info("%s: gap before update %s: resyncing", self.symbol, event.get("U"))
         elif outcome is EventOutcome.INVALID:
             log.warning("%s: malformed depth event (resyncing): %.200r", self.symbol, event)
         if notify:
             self._run_callbacks()
+
+    def _retake_if_unreached(self, event: Any) -> bool:
+        """Under the lock, ``event`` ignored as old by the synced book: if its snapshot is
+        overdue (see :mod:`.reach`), drop the sync and buffer ``event`` for the next one."""
+        if not self._reach.overdue(event["u"], time.monotonic()):
+            return False
+        self._sync.reset()
+        self._sync.on_event(event)  # buffered: the new snapshot is checked against it
+        return True
 
     def _on_stream_error(self, error: Exception) -> None:
         self._give_up(error, f"{self.stream} failed for good")
@@ -386,6 +416,9 @@ class OrderBook(ClosesOnExit):
                     outcome = self._sync.on_snapshot(snapshot)
                 if outcome is SnapshotOutcome.SYNCED:
                     self._last_change = time.monotonic()
+                    book_id = self._sync.last_update_id
+                    assert book_id is not None
+                    self._reach.synced(snapshot.last_update_id, book_id, self._last_change)
                     self._changed.notify_all()
                 notify = self._request_notify(outcome is SnapshotOutcome.SYNCED)
             if outcome is SnapshotOutcome.SYNCED:

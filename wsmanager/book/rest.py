@@ -11,7 +11,6 @@ remembers a ``Retry-After`` pause for everybody and follows the exchange's own c
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import random
@@ -25,10 +24,10 @@ from urllib.parse import urlsplit
 import requests
 
 from .._redact import redact_text, redact_url
-from ..backoff import BackoffPolicy
+from ..backoff import BackoffPolicy, parse_retry_after
 from ..errors import WSManagerError
-from ..proxy import requests_proxies
 from .sync import DepthSnapshot
+from .transfer import AnswerTooLarge, TransferCut, bounded_get, new_session
 
 __all__ = [
     "AGG_TRADES_PATH",
@@ -42,6 +41,7 @@ __all__ = [
     "WeightBudget",
     "depth_weight",
     "retry_delay",
+    "snapshot_bounds",
     "weight_budget",
 ]
 
@@ -53,7 +53,8 @@ AGG_TRADES_WEIGHT = 4
 DEFAULT_WEIGHT_LIMIT = 6000  # Binance spot, per IP
 DEFAULT_WEIGHT_WINDOW = 60.0  # seconds
 DEFAULT_RETRY = BackoffPolicy(base_delay=0.5, max_delay=30.0)
-MAX_ANSWER_BYTES = 32 * 2**20  # a 5000-level snapshot is about 0.4 MB
+MAX_ANSWER_BYTES = 32 * 2**20  # any answer; a snapshot's cap follows its limit (below)
+SNAPSHOT_LEVEL_BYTES = 128  # a cap per level: ["30551.23000000","1.44356000"], is 32 bytes
 _USED_WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
 _rng = random.Random()
 
@@ -226,18 +227,7 @@ def weight_budget(url: str) -> WeightBudget:
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return parse_retry_after(headers.get("Retry-After"))
 
 
 def _exchange_error(body: bytes) -> tuple[int | None, str]:
@@ -250,22 +240,14 @@ def _exchange_error(body: bytes) -> tuple[int | None, str]:
         return None, body[:200].decode("utf-8", "replace")
 
 
-def _session(proxy: str | None) -> requests.Session:
-    """A session that goes the way the manager's connections go."""
-    session = requests.Session()
-    session.trust_env = proxy == "env"
-    if proxy not in (None, "env"):
-        session.proxies.update({k: v for k, v in requests_proxies(proxy).items() if v is not None})
-    return session
-
-
 class RestClient:
     """GET requests to one exchange's REST API (``base_url`` like ``https://api.binance.com``).
 
     ``session`` is a ``requests.Session`` to reuse (default: a new one, closed by :meth:`close`);
-    ``timeout`` bounds the connection and each read, in seconds; ``budget`` defaults to the
-    process-wide budget of the host; ``proxy`` is the manager's ``proxy`` option (None: direct,
-    the environment ignored; ``"env"``; or a proxy URL) for a session made here.
+    ``timeout`` bounds each whole request (connect, headers and body), in seconds; ``budget``
+    defaults to the process-wide budget of the host; ``proxy`` is the manager's ``proxy``
+    option (None: direct, the environment ignored; ``"env"``; or a proxy URL) for a session
+    made here.
     """
 
     def __init__(
@@ -287,7 +269,7 @@ class RestClient:
         self.timeout = timeout
         self.budget = budget or weight_budget(base_url)
         self._own_session = session is None
-        self.session = session or _session(proxy)
+        self.session = session or new_session(proxy)
 
     def close(self) -> None:
         if self._own_session:
@@ -302,12 +284,16 @@ class RestClient:
         stop: threading.Event | None = None,
         deadline: float | None = None,
         on_send: Callable[[], object] | None = None,
+        max_bytes: int | None = None,
     ) -> Any:
         """GET ``base_url + path`` and decode its JSON, after reserving ``weight``.
 
         Raises :class:`RestRejectedError` (permanent), :class:`RestNotSentError` (``stop`` was
         set, or the budget would not allow the request before ``deadline``) or :class:`RestError`
-        (worth retrying). ``on_send()`` runs just before the request goes out.
+        (worth retrying; also when the whole answer did not arrive within ``timeout`` or by
+        ``deadline``, was over ``max_bytes`` (default :data:`MAX_ANSWER_BYTES`), or ``stop`` was
+        set while it was in flight: the request is cut short). ``on_send()`` runs just before the
+        request goes out.
         """
         target = self.base_url + path
         url = redact_url(self.base_url) + path  # for errors and logs: never the credentials
@@ -326,19 +312,26 @@ class RestClient:
         if on_send is not None:
             on_send()
         try:
-            response = self.session.get(
-                target, params=params, timeout=timeout, allow_redirects=False, stream=True
+            response, body = bounded_get(
+                self.session,
+                target,
+                params,
+                deadline=time.monotonic() + timeout,
+                max_bytes=MAX_ANSWER_BYTES if max_bytes is None else max_bytes,
+                stop=stop,
             )
-            body = _read_body(response)
+        except TransferCut as exc:
+            what = (
+                "stopped" if exc.reason == "stopped" else f"no complete answer within {timeout:g}s"
+            )
+            raise RestError(f"GET {url}: {what}", url=url) from None
         except requests.Timeout as exc:
             raise RestError(f"GET {url}: no answer within {timeout:g}s", url=url) from exc
         except requests.RequestException as exc:
             detail = redact_text(str(exc), self.base_url)
             raise RestError(f"GET {url}: {detail}", url=url) from exc
-        except _TooLarge:
-            raise RestError(
-                f"GET {url}: an answer over {MAX_ANSWER_BYTES} bytes", url=url
-            ) from None
+        except AnswerTooLarge as exc:
+            raise RestError(f"GET {url}: {exc}", url=url) from None
         used = response.headers.get(_USED_WEIGHT_HEADER)
         if used is not None and used.isdigit():
             self.budget.observe_used(int(used))
@@ -376,25 +369,12 @@ class RestClient:
         raise RestRejectedError(detail, url=url, status_code=status, code=code, reason=reason)
 
 
-class _TooLarge(Exception):
-    pass
-
-
-def _read_body(response: requests.Response) -> bytes:
-    """The whole body, at most :data:`MAX_ANSWER_BYTES` (an answer is untrusted input)."""
-    try:
-        length = int(response.headers.get("Content-Length", "0"))
-        if length > MAX_ANSWER_BYTES:
-            raise _TooLarge
-        body = bytearray()
-        for chunk in response.iter_content(65536):
-            body += chunk
-            if len(body) > MAX_ANSWER_BYTES:
-                raise _TooLarge
-        return bytes(body)
-    except (_TooLarge, ValueError, requests.RequestException):
-        response.close()
-        raise
+def snapshot_bounds(limit: int) -> tuple[int, int]:
+    """``(levels per side, body bytes)`` a depth snapshot of ``limit`` may hold: a little over
+    ``limit`` (the exchange sends at most ``limit``), and about 4 times the bytes they take.
+    A 5000-level snapshot is about 0.35 MB; its cap 1.5 MB."""
+    levels = limit + limit // 10 + 10
+    return levels, 65536 + 2 * levels * SNAPSHOT_LEVEL_BYTES
 
 
 def retry_delay(error: RestError, attempt: int, policy: BackoffPolicy) -> float:
@@ -419,6 +399,7 @@ class SnapshotFetcher:
         retry: BackoffPolicy = DEFAULT_RETRY,
     ) -> None:
         self.weight = depth_weight(limit)
+        self.max_levels, self.max_bytes = snapshot_bounds(limit)
         self.client = client
         self.params: dict[str, str | int] = {"symbol": symbol.upper(), "limit": limit}
         self.min_interval = min_interval
@@ -436,10 +417,15 @@ class SnapshotFetcher:
                 return None
             try:
                 document = self.client.get_json(
-                    DEPTH_PATH, self.params, weight=self.weight, stop=stop, on_send=self._sent
+                    DEPTH_PATH,
+                    self.params,
+                    weight=self.weight,
+                    stop=stop,
+                    on_send=self._sent,
+                    max_bytes=self.max_bytes,
                 )
                 self._answered()
-                return DepthSnapshot.parse(document)
+                return self._check_size(DepthSnapshot.parse(document))
             except RestRejectedError:
                 raise
             except (RestError, ValueError) as exc:
@@ -454,6 +440,15 @@ class SnapshotFetcher:
                 if stop.wait(delay):
                     return None
         return None
+
+    def _check_size(self, snapshot: DepthSnapshot) -> DepthSnapshot:
+        for side, levels in (("bids", snapshot.bids), ("asks", snapshot.asks)):
+            if len(levels) > self.max_levels:
+                raise ValueError(
+                    f"depth snapshot: {len(levels)} {side}, over the {self.max_levels} a snapshot "
+                    f"of limit={self.params['limit']} may hold"
+                )
+        return snapshot
 
     def _sent(self) -> None:
         self.requests += 1

@@ -46,7 +46,7 @@ class LiveView:
         infos = manager.get_stream_info()
         config = manager.config
         budget = config.connection_budget
-        key = host_key(config.url)
+        key = host_key(config.url, config.proxy)
         if budget is None:
             budget_text = "budget: off"
         else:

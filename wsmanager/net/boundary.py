@@ -5,19 +5,19 @@ websocket-client reports the end of a connection in ways that differ between its
 exception with ``status_code``), and raises its own exception classes. :func:`final_error` turns
 what one attempt saw into one :class:`~wsmanager.errors.ConnectionFailedError` (close code and
 reason kept, the original as ``__cause__``); :func:`is_permanent_status` and
-:func:`parse_retry_after` say what a failed handshake means for the next attempt.
+:func:`retry_after` (the one strict parser of :mod:`wsmanager.backoff`) say what a failed
+handshake means for the next attempt.
 """
 
 from __future__ import annotations
 
-import email.utils
 import socket
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import websocket
 
+from ..backoff import MAX_RETRY_AFTER, parse_retry_after
 from ..errors import ConnectionFailedError, ConnectionLostError, HandshakeFailedError
 from . import _wsclient
 
@@ -33,30 +33,11 @@ __all__ = [
 
 
 _RETRYABLE_4XX = frozenset({408, 418, 429})
-MAX_RETRY_AFTER = 3 * 24 * 3600.0  # seconds: Binance bans last from 2 minutes to 3 days
 
 
 def is_permanent_status(status: int) -> bool:
     """A handshake answered with this HTTP status will not succeed by retrying."""
     return 400 <= status < 500 and status not in _RETRYABLE_4XX
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), clamped to
-    :data:`MAX_RETRY_AFTER`; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    seconds = when.timestamp() - (time.time() if now is None else now)
-    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 @dataclass

@@ -99,7 +99,7 @@ class Connection:
         self._ssl_context = ssl_context
         self._rng = rng  # None: the random module's shared generator
         self._policy = BackoffPolicy(config.base_retry_delay, config.max_retry_delay)
-        self.host_key = host_key(config.url)
+        self.host_key = host_key(config.url, config.proxy)
         self.healthy_after = min(config.ping_interval, config.max_retry_delay)
         age = config.max_connection_age
         self.max_age = float("inf") if age is None else age * (1 - (rng or random).uniform(0, 0.1))

@@ -3,8 +3,9 @@
 - :class:`MessageGate` (one per connection, used by its reader thread only): no more than
   ``floor(rate)`` client messages (text, ping, pong, close) in any one-second window.
 - :class:`HostBudgets` (one per process, :data:`HOST_BUDGETS`): no more than ``n`` connection
-  attempts to one ``host:port`` in any ``window`` seconds, across every manager in the process,
-  and a pause of every attempt to a host that answered ``429``/``418`` with ``Retry-After``.
+  attempts to one host (every port, per client IP: see :func:`host_key`) in any ``window``
+  seconds, across every manager in the process, and a pause of every attempt to a host that
+  answered ``429``/``418`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from ..core._locks import make_lock
+from ..proxy import host_port, proxy_for
 
 __all__ = ["HOST_BUDGETS", "HostBudgets", "MessageGate", "host_key"]
 
@@ -31,11 +33,17 @@ MESSAGE_SLACK = 0.05
 BUDGET_SLACK = 0.5
 
 
-def host_key(url: str) -> str:
-    """``host:port`` of a ws/wss/http/https URL: the unit the connection budget counts."""
-    parts = urlsplit(url)
-    default = 443 if parts.scheme in ("wss", "https") else 80
-    return f"{parts.hostname}:{parts.port or default}"
+def host_key(url: str, proxy: str | None = None) -> str:
+    """The unit the connection budget counts, as the exchange does: per client IP towards it.
+
+    The exchange's host name without the port (``stream.binance.com:9443`` and ``:443`` share one
+    budget); through a proxy (the ``proxy`` option: a URL, or ``"env"`` resolved for ``url``)
+    the attempts leave from the proxy's address, so they count against that proxy:
+    ``stream.binance.com via proxy.example:3128``.
+    """
+    host = (urlsplit(url).hostname or "").lower()
+    via = proxy_for(proxy, url)
+    return host if via is None else f"{host} via {host_port(via.host.lower(), via.port)}"
 
 
 class MessageGate:
@@ -69,7 +77,7 @@ class _Host:
 
 
 class HostBudgets:
-    """Connection attempts per ``host:port``, shared by every manager in the process."""
+    """Connection attempts per :func:`host_key`, shared by every manager in the process."""
 
     def __init__(self) -> None:
         self._lock = make_lock("host-budgets")  # guards _hosts

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 from websockets.exceptions import ConnectionClosed
 
-from ..recording import StrPath
+from ..recording import MAX_LINE_BYTES, StrPath
 from .archive import FakeArchive
 from .book import TrueBook
 from .connection import Client
@@ -204,16 +204,28 @@ class FakeExchange(MarketControls, WsApiControls):
         )
 
     def replay(
-        self, path_or_paths: StrPath | Iterable[StrPath], speed: float = 1.0, *, loop: bool = False
+        self,
+        path_or_paths: StrPath | Iterable[StrPath],
+        speed: float = 1.0,
+        *,
+        loop: bool = False,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> Replay:
         """Publish a recording (``wsmanager record``; each path with its parts, several merged by
         time) with its timing divided by ``speed`` (``math.inf``: no waiting), each payload as
         recorded to the connections carrying its stream. ``loop``: start again at the end, with
-        sequence numbers shifted to continue. Returns the running :class:`Replay`
+        sequence numbers shifted to continue. A line over ``max_line_bytes`` ends the replay with
+        a ``RecordingError`` naming the file and line. Returns the running :class:`Replay`
         (``wait``/``stop``/``progress``); :meth:`close` stops it."""
         if not self._started or not self._thread.is_alive():
             raise RuntimeError("start the exchange (or enter its with block) before replaying")
-        replay = Replay(path_or_paths, self._publish_recorded, speed=speed, loop=loop)
+        replay = Replay(
+            path_or_paths,
+            self._publish_recorded,
+            speed=speed,
+            loop=loop,
+            max_line_bytes=max_line_bytes,
+        )
         with self._replays_lock:
             self._replays = [r for r in self._replays if not r.done]
             self._replays.append(replay)
@@ -417,12 +429,18 @@ class FakeExchange(MarketControls, WsApiControls):
 
         self._run_sync(run)
 
-    def rest_throttle(self, status: int = 429, retry_after: int = 1, count: int | None = 1) -> None:
+    def rest_throttle(
+        self, status: int = 429, retry_after: int | str = 1, count: int | None = 1
+    ) -> None:
         """Answer the next ``count`` REST requests with ``status`` (429 or 418) and
-        ``Retry-After: retry_after``."""
+        ``Retry-After: retry_after`` (seconds; a str is sent as it is: a hostile value such as
+        ``"inf"`` or a date in the year 9999)."""
         if status not in (429, 418):
             raise ValueError(f"status must be 429 or 418, not {status!r}")
-        if isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
+        if isinstance(retry_after, str):
+            if not retry_after.isascii() or "\r" in retry_after or "\n" in retry_after:
+                raise ValueError(f"retry_after must be one line of ASCII, not {retry_after!r}")
+        elif isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
             raise ValueError(f"retry_after must be an int >= 0 (seconds), not {retry_after!r}")
         _check_optional_count(count)
 
@@ -444,6 +462,13 @@ class FakeExchange(MarketControls, WsApiControls):
         if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
             raise ValueError(f"updates must be an int >= 0, not {updates!r}")
         self._run_sync(lambda: setattr(self._server.rest.faults, "snapshot_lag", updates))
+
+    def snapshot_ahead(self, updates: int) -> None:
+        """Serve depth snapshots whose ``lastUpdateId`` is ``updates`` ids *ahead* of the stream
+        (hostile: a book that trusts it stays frozen; 0: honest)."""
+        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+            raise ValueError(f"updates must be an int >= 0, not {updates!r}")
+        self._run_sync(lambda: setattr(self._server.rest.faults, "snapshot_ahead", updates))
 
     def rest_normal(self) -> None:
         """Undo every REST fault."""

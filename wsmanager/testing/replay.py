@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from ..net._closing import ClosesOnExit
 from ..recording import (
+    MAX_LINE_BYTES,
     Dropped,
     GapEntry,
     Message,
@@ -126,12 +127,14 @@ class Replay(ClosesOnExit):
         *,
         speed: float = 1.0,
         loop: bool = False,
+        max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
         check_speed(speed)
         if isinstance(paths, (str, bytes)) or not isinstance(paths, Iterable):
             paths = [paths]
         self._paths = list(paths)
-        Reader(self._paths)  # checks that the recording is there, now
+        self._max_line = max_line_bytes
+        Reader(self._paths, max_line_bytes=max_line_bytes)  # the recording is there, now
         self.speed = float(speed)
         self.loop = bool(loop)
         self._send = send
@@ -193,7 +196,7 @@ class Replay(ClosesOnExit):
 
     def _one_pass(self, state: _PassState) -> bool:
         """Send the recording once; False when stopped before its end."""
-        reader = Reader(self._paths)
+        reader = Reader(self._paths, max_line_bytes=self._max_line)
         state.messages_this_pass = 0
         batch: list[tuple[str, str]] = []
         batch_due = 0.0

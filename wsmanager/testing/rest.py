@@ -87,10 +87,11 @@ class RestFaults:
     error_status: int = 0
     error_count: int | None = 0  # answers left to fail; None: until rest_normal()
     throttle_status: int = 0
-    throttle_retry_after: int = 0
+    throttle_retry_after: int | str = 0
     throttle_count: int | None = 0
     delay: float = 0.0
     snapshot_lag: int = 0
+    snapshot_ahead: int = 0
 
     @staticmethod
     def _take(count: int | None) -> tuple[bool, int | None]:
@@ -176,12 +177,14 @@ class RestApi:
             limit = min(
                 _integer(params, "limit", 100 if not futures else 500, minimum=1), limit_max
             )
-            lag = self.faults.snapshot_lag
+            lag, ahead = self.faults.snapshot_lag, self.faults.snapshot_ahead
 
             def depth() -> Any:
                 book = self.market.book(symbol)
                 at = book.last_update_id - lag if lag else None
                 answer = book.depth_answer(limit, at)
+                if ahead:  # hostile: an id the stream will not reach for a long time
+                    answer["lastUpdateId"] += ahead
                 if futures:  # futures answers also say when (E: event, T: transaction)
                     now = int(time.time() * 1000)
                     answer = {
