@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-oldest lint docs soak bench bench-streams check clean
+.PHONY: demo test test-oldest lint docs soak bench bench-streams bench-sbe check clean
 
 # The lowest websocket-client that setup.cfg allows; CI runs the suite on it too.
 WSCLIENT_OLDEST := 1.8.0
@@ -18,6 +18,7 @@ $(STAMP): setup.cfg setup.py
 
 demo: $(STAMP)
 	$(BIN)/wsmanager demo
+	$(BIN)/wsmanager demo --futures --seconds 10
 
 test: $(STAMP)
 	$(BIN)/pytest -q
@@ -48,6 +49,9 @@ bench: $(BENCH_VENV)/.installed
 
 bench-streams: $(STAMP)
 	$(BIN)/python bench/streams.py --write-results
+
+bench-sbe: $(STAMP)
+	$(BIN)/python bench/sbe.py --write-results
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --seconds $${SOAK_SECONDS:-60}

@@ -9,6 +9,9 @@ send (``/ws/<name>``):
 - ``idle@trade``          nothing
 - ``drop-<N>@trade``      N messages, then an abrupt close, once per process (for recovery time)
 
+A combined URL (``/stream?streams=a/b``) gets ``{"stream", "data"}`` envelopes: ``burst-<N>@…``
+streams only, interleaved one message of each at a time.
+
 Run: ``python bench/exchange.py PORT`` (prints ``ready`` when listening).
 """
 
@@ -69,6 +72,17 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
         ).encode()
     )
+    if path.startswith("/stream?streams="):
+        drain = asyncio.create_task(_discard(reader, writer))
+        try:
+            await _combined(path.split("=", 1)[1].split("/"), writer)
+            await drain
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            drain.cancel()
+            writer.close()
+        return
     stream = path.rsplit("/", 1)[1]
     name = stream.split("@")[0]
     kind, *numbers = name.split("-")
@@ -107,6 +121,20 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
     finally:
         drain.cancel()
         writer.close()
+
+
+async def _combined(streams: list[str], writer: asyncio.StreamWriter) -> None:
+    counts = {s: int(s.split("@")[0].split("-")[1]) for s in streams if s.startswith("burst-")}
+    frames = []
+    for i in range(max(counts.values(), default=0)):
+        for stream, count in counts.items():
+            if i < count:
+                body = b'{"stream":"' + stream.encode() + b'","data":' + trade(i) + b"}"
+                frames.append(frame(body))
+    blob = b"".join(frames)
+    for start in range(0, len(blob), 1 << 20):
+        writer.write(blob[start : start + (1 << 20)])
+        await writer.drain()
 
 
 async def read_client_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:

@@ -26,8 +26,9 @@ from common import median, run_case
 HERE = Path(__file__).resolve().parent
 BASELINE = "wsapp"
 LABELS = {
-    "wsmanager": "wsmanager (buffer 1e6)",
-    "wsmanager-public": "wsmanager on websocket-client's public frame reader (buffer 1e6)",
+    "wsmanager": "wsmanager (default options)",
+    "wsmanager-buffered": "wsmanager, buffers raised to 1e6 (extra row)",
+    "wsmanager-public": "wsmanager on websocket-client's public frame reader (defaults)",
     "wsapp": "websocket-client WebSocketApp (defaults)",
     "websockets-sync": "websockets sync client",
     "websockets-asyncio": "websockets asyncio client",

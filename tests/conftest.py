@@ -29,6 +29,9 @@ FAST: dict[str, Any] = {
     "handshake_timeout": 1.0 * SCALE,
     "cleanup_interval": 60.0,
     "close_timeout": 0.5 * SCALE,
+    # A reader waits this long for a full buffer before dropping (under ping_interval +
+    # ping_timeout, as the option requires).
+    "max_backpressure": 0.5 * SCALE,
     # The first part's mode (one raw connection per stream); tests of many streams per
     # connection pass streams_per_connection themselves.
     "streams_per_connection": 1,

@@ -187,3 +187,37 @@ def test_the_stream_command_takes_an_endpoint(exchange: FakeExchange) -> None:
     exchange.set_rate(0)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 2
+
+
+def test_each_v3_row_of_the_docs_names_tests_that_exist() -> None:
+    text = DOC.read_text()
+    table = text[text.index("## What backs each row") :]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0] not in ("row", "---"):
+            rows[cells[0]] = re.findall(r"`(tests/[^`:]+)::([^`]+)`", cells[2])
+    assert set(rows) == {"futures", "routes", "µs time", "Unicode symbols", "id resets"}
+    root = DOC.parent.parent
+    for row, tests in rows.items():
+        assert tests, row
+        for path, name in tests:
+            assert f"def {name}(" in (root / path).read_text(), (row, path, name)
+
+
+def test_usdm_routes_and_refusals() -> None:
+    from wsmanager.endpoints import route_refusal, usdm_route
+
+    public = ["btcusdt@depth", "btcusdt@depth@100ms", "btcusdt@depth5@500ms", "!bookTicker",
+              "btcusdt@bookTicker", "btcusdt@rpiDepth@500ms"]  # fmt: skip
+    market = ["btcusdt@aggTrade", "btcusdt@markPrice@1s", "!markPrice@arr", "btcusdt@kline_1m",
+              "btcusdt_perp@continuousKline_1m", "!forceOrder@arr", "!contractInfo",
+              "btcusdt@miniTicker", "!ticker@arr"]  # fmt: skip
+    assert {usdm_route(s) for s in public} == {"public"}
+    assert {usdm_route(s) for s in market} == {"market"}
+    assert usdm_route("btcusdt@nothing") is None and usdm_route("!nothing") is None
+    both = ENDPOINTS["usdm"].routes
+    assert route_refusal("btcusdt@nothing", both) and not route_refusal("btcusdt@depth", both)
+    assert route_refusal("btcusdt@depth", ("market",))
+    assert not route_refusal("btcusdt@nothing", ("market",))  # unknown: let through
+    assert route_refusal("btcusdt@depth", ()) is None

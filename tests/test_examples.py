@@ -57,7 +57,9 @@ def test_the_quickstart_notebook_runs_and_keeps_its_tables_and_figures(tmp_path:
     (book,) = data("book-table", "text/html")
     assert "BTCUSDT" in book and "not synced" not in book  # the local book, synced
     assert "book resyncs:" in text("metrics")
-    figures = {tag: data(tag, "image/png") for tag in ("prices", "depth")}
+    assert "closed candles," in text("frame")
+    assert "candles, the last one live" in text("candles-live")
+    figures = {tag: data(tag, "image/png") for tag in ("prices", "depth", "candles")}
     for tag, pngs in figures.items():
         assert len(pngs) == 1, tag
         assert base64.b64decode(pngs[0]).startswith(b"\x89PNG\r\n\x1a\n"), tag

@@ -145,6 +145,7 @@ def test_a_decommissioned_root_is_warned_about(caplog: pytest.LogCaptureFixture)
     with caplog.at_level(logging.WARNING, logger="wsmanager"):
         WSManager(endpoint="usdm-market").destroy()
         WSManager(endpoint="usdm").destroy()
+        WSManager(url="wss://fstream.binance.com/ws", endpoint="usdm").destroy()  # routed
     assert "decommissioned" not in caplog.text
 
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import FAST, SCALE, Recorder
 
 from wsmanager import WSManager
-from wsmanager.history import HistoryError, HistoryOverflowError
+from wsmanager.history import ArchiveFileError, HistoryError, HistoryOverflowError
 from wsmanager.testing import FakeExchange, PastSpec
 from wsmanager.testing.past import SyntheticPast
 
@@ -161,8 +161,9 @@ def test_a_corrupted_file_is_named_when_rest_fails_too(market: FakeExchange, mak
     name = f"BTCUSDT-aggTrades-{_midnight(3):%Y-%m-%d}.zip"
     market.archive.corrupt(name)
     market.rest_errors(500, count=None)
-    with pytest.raises(HistoryError, match="unreachable"):
+    with pytest.raises(ArchiveFileError, match=f"{name}: SHA-256 .* REST instead failed") as info:
         make().history("btcusdt@aggTrade", since=_midnight(3), until=_midnight(2))
+    assert info.value.file == name and "unreachable" in str(info.value)
 
 
 def test_microsecond_archives_in_milliseconds_unless_asked() -> None:
@@ -252,13 +253,14 @@ def test_a_live_burst_during_a_long_history_load_is_held_and_nothing_lost(
     market: FakeExchange, make: Any
 ) -> None:
     past = _past(market)
-    market.rest_delay(0.3 * SCALE)  # every REST page is slow: the load takes a while
+    market.rest_delay(2 * SCALE)  # the first REST page is slow: the burst comes during the load
     recorder = Recorder()
     manager = make(archive_url=None)
     manager.subscribe("btcusdt@aggTrade", recorder, recorder.on_error, since=_midnight(2))
     assert market.wait_for_open("btcusdt@aggTrade")
     for _ in range(200):
         market.publish("btcusdt@aggTrade")
+    market.rest_normal()  # the pages after the first are quick
     assert not recorder.messages or recorder.messages[-1]["a"] < past.live_from  # still loading
     assert recorder.wait(lambda r: _last_id(r) >= past.live_from + 199, 30)
     ids = [m["a"] for m in recorder.messages]
@@ -270,13 +272,14 @@ def test_an_overflowing_hold_is_reported_and_trades_are_fetched_again(
     market: FakeExchange, make: Any
 ) -> None:
     past = _past(market)
-    market.rest_delay(0.3 * SCALE)
+    market.rest_delay(2 * SCALE)  # the first REST page is slow: the burst comes during the load
     recorder = Recorder()
     manager = make(archive_url=None, max_buffered_messages=20)
     manager.subscribe("btcusdt@aggTrade", recorder, recorder.on_error, since=_midnight(1))
     assert market.wait_for_open("btcusdt@aggTrade")
     for _ in range(60):
         market.publish("btcusdt@aggTrade")
+    market.rest_normal()
     assert recorder.wait(lambda r: _last_id(r) >= past.live_from + 59, 30)
     ids = [m["a"] for m in recorder.messages]
     assert ids == list(range(ids[0], past.live_from + 60))  # the dropped 40 came from REST
@@ -308,3 +311,49 @@ def test_unsubscribe_and_destroy_end_the_history_thread(market: FakeExchange, ma
     unsubscribe()
     unsubscribe()  # idempotent
     manager.destroy()  # ends the other one; the thread-leak guard checks both
+
+
+def test_trades_made_before_the_live_connection_opens_are_bridged(
+    market: FakeExchange, make: Any
+) -> None:
+    past = _past(market)
+    market.hang_handshakes()  # the live connection opens late
+    recorder = Recorder()
+    manager = make(archive_url=None)
+    manager.subscribe("btcusdt@aggTrade", recorder, recorder.on_error, since=timedelta(seconds=1))
+    assert market.wait_until(  # history found no trade since then, and where the market is
+        lambda: any(r.params.get("limit") == "1" for r in _rest(market, "/api/v3/aggTrades"))
+    )
+    for _ in range(3):  # trades nobody receives live
+        market.publish("btcusdt@aggTrade")
+    market.accept_normally()
+    assert market.wait_for_open("btcusdt@aggTrade", timeout=10)
+    for _ in range(2):
+        market.publish("btcusdt@aggTrade")
+    assert recorder.wait(lambda r: _last_id(r) >= past.live_from + 4, 10)
+    assert [m["a"] for m in recorder.messages] == list(range(past.live_from, past.live_from + 5))
+    assert recorder.errors == []
+
+
+def test_a_microsecond_manager_gets_history_and_live_in_microseconds(
+    market: FakeExchange, make: Any
+) -> None:
+    past = _past(market)
+    manager = make(time_unit="microsecond")  # the live stream in µs (timeUnit=MICROSECOND)
+    trades, candles = Recorder(), Recorder()
+    manager.subscribe("btcusdt@aggTrade", trades, trades.on_error, since=_midnight(1))
+    manager.subscribe("btcusdt@kline_1h", candles, candles.on_error, since=_midnight(1))
+    assert market.wait_for_open("btcusdt@aggTrade") and market.wait_for_open("btcusdt@kline_1h")
+    first = past.first_id_at(int(_midnight(1).timestamp()) * 10**6)
+    assert trades.wait_messages(past.live_from - first)
+    market.publish("btcusdt@aggTrade")
+    market.publish("btcusdt@kline_1h")
+    assert trades.wait(lambda r: _last_id(r) == past.live_from, 10)
+    assert candles.wait(lambda r: bool(r.messages) and not r.messages[-1]["k"]["x"], 10)
+    now_us = time.time() * 1e6
+    assert all(_midnight(1).timestamp() * 1e6 <= m["T"] <= now_us for m in trades.messages)
+    ids = [m["a"] for m in trades.messages]
+    assert ids == list(range(ids[0], past.live_from + 1))
+    opens = [m["k"]["t"] for m in candles.messages]
+    assert opens[0] == _midnight(1).timestamp() * 1e6 and opens == sorted(opens)
+    assert len(set(opens)) == len(opens) and trades.errors == candles.errors == []

@@ -50,6 +50,7 @@ def test_parse_since_for_the_command_line() -> None:
     assert parse_since("30m") == timedelta(minutes=30)
     assert parse_since("2026-11-01") == datetime(2026, 11, 1, tzinfo=timezone.utc)
     assert parse_since("2026-11-01T12:00+01:00").utcoffset() == timedelta(hours=1)
+    assert parse_since("2026-11-01T12:00Z") == datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
     with pytest.raises(ValueError, match="--since"):
         parse_since("yesterday")
 

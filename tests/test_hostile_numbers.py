@@ -431,3 +431,73 @@ def test_10_replaying_a_recording_with_a_line_over_the_bound_stops_with_that_err
         with pytest.raises(RecordingError, match=rf"{path}:3: a line over 1000 bytes"):
             replay.wait(5 * SCALE)
         assert replay.progress().messages == 1  # what came before it went out
+
+
+def test_11_the_check_waits_for_both_the_events_and_the_seconds() -> None:
+    from wsmanager.book.reach import SnapshotReach
+
+    reach = SnapshotReach(events=3, seconds=10.0)
+    reach.synced(snapshot_id=1000, book_id=1000, now=0.0)
+    assert [reach.overdue(5, now) for now in (1.0, 2.0, 3.0, 9.9)] == [False] * 4  # 4 events
+    assert reach.overdue(6, 10.0) and not reach.armed and reach.retaken == 1
+    reach.synced(snapshot_id=1000, book_id=1000, now=0.0)
+    assert not reach.overdue(7, 100.0) and not reach.overdue(8, 101.0)  # 2 events only
+    assert not reach.overdue(1000, 102.0) and not reach.armed  # reached: disarmed for good
+    reach.synced(snapshot_id=1000, book_id=1005, now=0.0)  # the buffer went past it
+    assert not reach.armed
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"snapshot_reach_events": 0},
+        {"snapshot_reach_events": 1.5},
+        {"snapshot_reach_seconds": 0},
+        {"snapshot_reach_seconds": "10"},
+    ],
+)
+def test_11_bad_reach_options_are_refused_before_anything_is_subscribed(
+    options: dict[str, Any],
+) -> None:
+    manager = WSManager(url="ws://127.0.0.1:9/ws", **FAST)
+    try:
+        with pytest.raises(ValueError, match="snapshot_reach_"):
+            manager.order_book("BTCUSDT", "http://127.0.0.1:9", **options)
+        assert manager.get_stream_info() == []
+    finally:
+        manager.destroy()
+
+
+def test_11_a_futures_snapshot_from_the_future_is_retaken_too() -> None:
+    """The check follows the book's outcomes, so the futures procedure (``pu`` chaining,
+    ``/fapi/v1/depth``) gets it as well."""
+    with FakeExchange(market="usdm", seed=5) as usdm:
+        routed = {k: v for k, v in FAST.items() if k != "streams_per_connection"}
+        with WSManager(
+            url=usdm.root_url, endpoint="usdm", rest_url=usdm.rest_url, **routed
+        ) as manager:
+            usdm.snapshot_ahead(10**9)
+            book = manager.order_book(
+                "BTCUSDT",
+                min_snapshot_interval=0.05,
+                snapshot_reach_events=5,
+                snapshot_reach_seconds=0.3 * SCALE,
+            )
+            assert usdm.wait_for_open(DEPTH)
+            assert _publish_until(usdm, DEPTH, book.wait_synced)
+            assert (book.last_update_id or 0) > 10**9
+            assert _publish_until(
+                usdm, DEPTH, lambda t: book.unreached_snapshots >= 1 or bool(time.sleep(t))
+            )
+            usdm.snapshot_ahead(0)
+            assert _publish_until(
+                usdm,
+                DEPTH,
+                lambda t: (
+                    book.wait_synced(t)
+                    and (book.last_update_id or 0) == usdm.book("BTCUSDT").last_update_id
+                ),
+            )
+            true = usdm.book("BTCUSDT")
+            assert book.bids() == true.bids(1000) and book.asks() == true.asks(1000)
+            assert {r.path for r in usdm.rest_requests()} == {"/fapi/v1/depth"}

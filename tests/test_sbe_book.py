@@ -131,16 +131,16 @@ def test_a_book_on_sbe_depth_equals_the_true_book_through_a_thousand_random_even
             rig.publish()
             exchange.repeat(STREAM)
         rig.publish()
-        if rng.random() < 0.2:  # a reader on another thread, at any moment
-            rig.compare(book.view())
+        rig.compare(book.view())  # a reader on another thread, after every step
     assert rig.caught_up()
     rig.compare(book.view())
     summary = (
         f"faults {dict(faults)}; resyncs {book.resyncs}; gaps {rig.gaps}; "
         f"compared {rig.checked}; mismatches {rig.mismatches[:3]}"
     )
+    print(summary)
     assert not rig.mismatches, summary
-    assert book.resyncs >= 1 and rig.gaps >= 1 and rig.checked > 500, summary
+    assert book.resyncs >= 1 and rig.gaps >= 1 and rig.checked > 100, summary
     assert book.best_bid() == exchange.book("BTCUSDT").best_bid()
 
 

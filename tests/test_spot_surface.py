@@ -174,3 +174,12 @@ def test_one_bogus_number_far_ahead_cannot_stop_the_stream(
     assert [m["t"] for m in recorder.messages] == [1, 10**15, 2, 3, 4]
     assert wait_for(lambda: len(gaps) == 2)
     assert [g.reset for g in gaps] == [False, True]
+
+
+def test_stream_url_keeps_the_query_at_the_end_and_encodes_unicode() -> None:
+    from wsmanager.config import stream_url
+
+    assert stream_url("wss://h/ws/?timeUnit=MICROSECOND", TRADE) == (
+        "wss://h/ws/btcusdt@trade?timeUnit=MICROSECOND"
+    )
+    assert stream_url("wss://h/ws", UNICODE) == "wss://h/ws/" + quote("币安人生usdt") + "@trade"

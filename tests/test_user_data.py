@@ -186,7 +186,7 @@ def test_the_spot_endpoints_know_their_websocket_api() -> None:
     assert (
         get_endpoint("spot-testnet").ws_api_url == "wss://ws-api.testnet.binance.vision/ws-api/v3"
     )
-    assert get_endpoint("coinm").ws_api_url is None
+    assert get_endpoint("spot-data").ws_api_url is None
 
 
 def test_destroy_ends_every_user_data_thread(
@@ -202,3 +202,31 @@ def test_destroy_ends_every_user_data_thread(
     assert recorder.wait_messages(1)
     manager.destroy()
     assert wait_for(lambda: exchange.open_connections() == 0, timeout=2 * SCALE)
+
+
+def test_rate_limits_and_a_busy_server_are_tried_again_a_bounded_number_of_times(
+    exchange: FakeExchange, make_manager: Callable[..., WSManager]
+) -> None:
+    exchange.refuse_user_data(429, -1003, count=2)
+    manager = make_manager()
+    recorder = Recorder()
+    options = {"api_key": HMAC_KEY, "api_secret": HMAC_SECRET, "ws_api_url": exchange.ws_api_url}
+    manager.user_data(recorder, on_error=recorder.on_error, **options)  # type: ignore[arg-type]
+    assert _subscribed(exchange, HMAC_KEY)
+    assert len(methods(exchange, SUBSCRIBE)) == 3 and recorder.errors == []
+    exchange.push_user_event(HMAC_KEY, event(1))
+    assert recorder.wait_messages(1)
+
+    exchange.refuse_user_data(503, -1008, "Server is currently overloaded", count=10)
+    other = Recorder()
+    exchange.add_account("BusyKey0001", secret="busy-secret")
+    manager.user_data(
+        other,
+        api_key="BusyKey0001",
+        api_secret="busy-secret",
+        on_error=other.on_error,
+        ws_api_url=exchange.ws_api_url,
+    )
+    assert other.wait(lambda r: bool(r.errors), timeout=10)
+    assert isinstance(other.errors[0], StreamRejectedError) and other.errors[0].code == -1008
+    assert len(methods(exchange, SUBSCRIBE)) == 3 + 4  # the first try and 3 retries, no more

@@ -165,3 +165,29 @@ def test_ed25519_and_rsa_signatures_are_verified(exchange: FakeExchange) -> None
 def test_the_ws_api_is_opt_in() -> None:
     with FakeExchange() as exchange, pytest.raises(RuntimeError, match="ws_api=True"):
         exchange.add_account(KEY, secret=SECRET)
+
+
+def test_futures_listen_keys_over_rest_and_the_private_route(exchange: FakeExchange) -> None:
+    import requests
+
+    url = exchange.futures_rest_url + "/fapi/v1/listenKey"
+    headers = {"X-MBX-APIKEY": KEY}
+    assert requests.post(url, timeout=5).json()["code"] == -2015
+    key = requests.post(url, headers=headers, timeout=5).json()["listenKey"]
+    assert requests.post(url, headers=headers, timeout=5).json()["listenKey"] == key  # the same
+    assert requests.put(url, headers=headers, timeout=5).status_code == 200
+    assert exchange.listen_key(KEY) == key
+    with connect(f"{exchange.private_url}?listenKey={key}") as ws:
+        assert exchange.push_futures_event(KEY, {"e": "ORDER_TRADE_UPDATE", "E": 1}) == 1
+        assert json.loads(ws.recv(5)) == {"e": "ORDER_TRADE_UPDATE", "E": 1}
+        assert exchange.expire_listen_key(KEY) == 1
+        expired = json.loads(ws.recv(5))
+        assert expired["e"] == "listenKeyExpired" and expired["listenKey"] == key
+    answer = requests.put(url, headers=headers, timeout=5)
+    assert answer.status_code == 400 and answer.json()["code"] == -1125
+    with pytest.raises(Exception, match="400"):
+        connect(f"{exchange.private_url}?listenKey={key}", open_timeout=5)
+    renewed = requests.post(url, headers=headers, timeout=5).json()["listenKey"]
+    assert renewed != key
+    assert requests.delete(url, headers=headers, timeout=5).json() == {}
+    assert exchange.listen_key(KEY) is None

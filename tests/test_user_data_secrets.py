@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import threading
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -100,3 +101,32 @@ def test_no_secret_key_or_signature_anywhere(
     assert any("Hmac…" in text for text in written)  # the key, masked, is what is shown
     leaks = [(secret[:12], text[:200]) for secret in secrets for text in written if secret in text]
     assert leaks == []
+
+
+def test_futures_listen_keys_and_the_api_key_are_never_logged(
+    exchange, make_manager: Callable[..., WSManager], caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    manager = make_manager(debug=True, endpoint="usdm-market", rest_url=exchange.futures_rest_url)
+    recorder = Recorder()
+    manager.user_data(
+        recorder, api_key=HMAC_KEY, ws_api_url=exchange.private_url, keepalive_interval=0.2
+    )
+    assert wait_for(lambda: exchange.futures_connections(HMAC_KEY) == 1)
+    keys = [exchange.listen_key(HMAC_KEY)]
+    exchange.expire_listen_key(HMAC_KEY)
+    assert wait_for(lambda: exchange.listen_key(HMAC_KEY) not in (None, keys[0]))
+    assert wait_for(lambda: exchange.futures_connections(HMAC_KEY) == 1)
+    keys.append(exchange.listen_key(HMAC_KEY))
+    exchange.drop()
+    assert wait_for(lambda: exchange.futures_connections(HMAC_KEY) == 1)
+    records = [r for r in caplog.records if not r.name.startswith("websockets")]
+    written = [
+        *(record.getMessage() for record in records),
+        repr(manager.get_metrics()),
+        manager.get_prometheus_metrics(),
+        repr(manager.health()),
+        *(thread.name for thread in threading.enumerate()),
+    ]
+    secrets = [HMAC_KEY, *(key for key in keys if key)]
+    assert [(s[:8], t[:200]) for s in secrets for t in written if s in t] == []

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ._redact import API_KEY, SECRET_URL, redact_key, redact_url, redacted_repr
 from .errors import InvalidStreamNameError
@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_REST_URL",
     "DEFAULT_SEQUENCE_RESET_THRESHOLD",
     "ENCODINGS",
+    "MAX_BACKPRESSURE",
     "MAX_STREAM_NAME_LENGTH",
     "TIME_UNITS",
     "WSManagerConfig",
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 MAX_STREAM_NAME_LENGTH = 200
+DEFAULT_BACKPRESSURE = 5.0
+MAX_BACKPRESSURE = 30.0  # seconds; the exchange closes a connection whose pong is 60 s late
 DEFAULT_REST_URL = "https://api.binance.com"
 DEFAULT_ARCHIVE_URL = "https://data.binance.vision"  # Binance's public data archive
 BINANCE_WS_URL = "wss://stream.binance.com:9443/ws/"  # spot market data
@@ -96,8 +99,11 @@ def default_cache_dir() -> str:
 
 
 def stream_url(base_url: str, stream: str) -> str:
-    """Join the manager's base URL and a stream name with exactly one slash."""
-    return base_url.rstrip("/") + "/" + stream
+    """Join the manager's base URL and a stream name with exactly one slash; the base URL's
+    query (``?timeUnit=MICROSECOND``) stays at the end, a non-ASCII name is percent-encoded."""
+    base, question, query = base_url.partition("?")
+    name = stream if stream.isascii() else quote(stream, safe="@!~:+=,*-._")
+    return base.rstrip("/") + "/" + name + question + query
 
 
 def is_loopback_url(url: str) -> bool:
@@ -181,6 +187,11 @@ class WSManagerConfig:
     max_buffered_messages: int = 10_000
     max_buffered_bytes: int = 64 * 1024 * 1024
     max_message_size: int = 16 * 1024 * 1024
+    # Seconds a reader waits for a full buffer before dropping; None: 5.0, or half of
+    # ping_interval + ping_timeout when that is shorter (see backpressure)
+    max_backpressure: float | None = None
+    # Decoding: typed messages (msgspec Structs) instead of dicts for the documented payloads
+    typed: bool = False
     # TLS
     verify_tls: bool = True
     # REST (order books, backfill, history)
@@ -264,11 +275,14 @@ class WSManagerConfig:
         _check_int("max_buffered_messages", self.max_buffered_messages)
         _check_int("max_message_size", self.max_message_size)
         _check_int("max_buffered_bytes", self.max_buffered_bytes)
+        self._check_backpressure()
         if self.max_buffered_bytes < self.max_message_size:
             raise ValueError(
                 f"max_buffered_bytes ({self.max_buffered_bytes}) must be at least "
                 f"max_message_size ({self.max_message_size})"
             )
+        if not isinstance(self.typed, bool):
+            raise ValueError(f"typed must be True or False, got {self.typed!r}")
         if not isinstance(self.verify_tls, bool):
             raise ValueError(f"verify_tls must be True or False, got {self.verify_tls!r}")
         if self.rest_url is not None:
@@ -319,6 +333,32 @@ class WSManagerConfig:
     def handshake_headers(self) -> dict[str, str]:
         """Headers sent with every opening handshake: the API key, when there is one."""
         return {} if self.api_key is None else {"X-MBX-APIKEY": self.api_key}
+
+    @property
+    def backpressure(self) -> float:
+        """Seconds a reader waits for a full stream buffer before dropping the oldest."""
+        if self.max_backpressure is not None:
+            return float(self.max_backpressure)
+        return min(DEFAULT_BACKPRESSURE, (self.ping_interval + self.ping_timeout) / 2)
+
+    def _check_backpressure(self) -> None:
+        wait = self.max_backpressure
+        if wait is None:
+            return
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)):
+            raise ValueError(f"max_backpressure must be a number of seconds, got {wait!r}")
+        if not math.isfinite(wait) or wait < 0:
+            raise ValueError(
+                f"max_backpressure must be 0 (drop at once) or a positive number of seconds, "
+                f"got {wait!r}"
+            )
+        liveness = self.ping_interval + self.ping_timeout
+        if wait >= liveness or wait > MAX_BACKPRESSURE:
+            raise ValueError(
+                f"max_backpressure ({wait:g}s) must be less than ping_interval + ping_timeout "
+                f"({liveness:g}s) and at most {MAX_BACKPRESSURE:g}s (half the exchange's pong "
+                "deadline of 60s): a reader waiting longer could not keep the connection alive"
+            )
 
     @property
     def effective_rest_url(self) -> str:

@@ -147,6 +147,20 @@ _WS_API_URLS = {
     "spot": "wss://ws-api.binance.com:443/ws-api/v3",
     "spot-testnet": "wss://ws-api.testnet.binance.vision/ws-api/v3",
 }
+_PRIVATE_URLS = {  # futures user data streams (listenKeys)
+    "usdm": "wss://fstream.binance.com/private/ws",
+    "usdm-testnet": "wss://fstream.binancefuture.com/ws/{listenKey}",
+    "usdm-public": "wss://fstream.binance.com/private/ws",
+    "usdm-market": "wss://fstream.binance.com/private/ws",
+    "coinm": "wss://dstream.binance.com/ws/{listenKey}",
+}
+_LISTEN_KEY_PATHS = {
+    "usdm": "/fapi/v1/listenKey",
+    "usdm-testnet": "/fapi/v1/listenKey",
+    "usdm-public": "/fapi/v1/listenKey",
+    "usdm-market": "/fapi/v1/listenKey",
+    "coinm": "/dapi/v1/listenKey",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,6 +207,9 @@ class Endpoint:
         return len(self.routes) > 1
     # The WebSocket API (user data streams, WSManager.user_data); None: the endpoint has none
     ws_api_url: str | None = None
+    # Futures user data: the listenKey REST path on rest_url (ws_api_url is then the private
+    # stream's URL, with {listenKey} or followed by ?listenKey=)
+    listen_key_path: str | None = None
 
     def options(self) -> dict[str, Any]:
         """The preset's rules as ``WSManager`` keyword arguments."""
@@ -256,6 +273,8 @@ def _futures(
         exchange_ping_interval=180.0,
         exchange_connection_lifetime=_DAY,
         source=source,
+        ws_api_url=_PRIVATE_URLS.get(name),
+        listen_key_path=_LISTEN_KEY_PATHS.get(name),
     )
 
 

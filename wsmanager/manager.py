@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import importlib
 import itertools
 import logging
 import os
@@ -19,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from .backoff import BackoffPolicy, RetryDelayInfo
 from .book import BookStats, OrderBook, fetch_agg_trades
+from .book.rest import AGG_TRADES_PATH
 from .book.shelf import BookShelf
 from .config import WSManagerConfig, is_loopback_url, redact_url, validate_stream_name
 from .core._locks import make_lock
@@ -30,6 +32,7 @@ from .core.delivery import (
     MessageCallback,
     Subscription,
 )
+from .core.flow import plain_subscribe
 from .core.state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
 from .core.usercode import call_user
 from .endpoints import Endpoint, apply_endpoint, get_endpoint
@@ -92,9 +95,12 @@ class WSManager(ClosesOnExit):
         except TypeError as exc:  # an unknown keyword: name it plainly
             raise TypeError(f"WSManager: {exc}".replace("__init__() ", "")) from None
         url = self.config.url
+        if self.config.typed:
+            _typed_module()  # ImportError naming the extra now, not at the first subscribe
         if self.config.debug:
             log.setLevel(logging.DEBUG)
-        warn_if_decommissioned(url)
+        if self.endpoint is None or not self.endpoint.routed:  # routed: the root is only a base
+            warn_if_decommissioned(url)
         self._router = router_for(self.config, self.endpoint)
         ssl_context = self._tls_context(ssl_context)
         if urlsplit(url).scheme == "ws" and not is_loopback_url(url):
@@ -123,6 +129,7 @@ class WSManager(ClosesOnExit):
             self.endpoint.ws_api_url if self.endpoint is not None else None,
             lambda: self._gap_listeners,
             ssl_context=ssl_context,
+            listen_key_path=self.endpoint.listen_key_path if self.endpoint is not None else None,
         )
         # Supervisor: delivers status changes, runs the idle sweep, finishes handovers.
         self._wake = threading.Condition(make_lock("supervisor"))  # guards the three flags below
@@ -167,7 +174,9 @@ class WSManager(ClosesOnExit):
         *,
         backfill: bool = False,
         since: Any = None,
-        time_unit: str = "millisecond",
+        time_unit: str | None = None,
+        batch: bool = False,
+        typed: bool | None = None,
     ) -> Unsubscribe:
         """Call ``callback(message)`` with each decoded JSON message of ``stream``.
 
@@ -176,7 +185,11 @@ class WSManager(ClosesOnExit):
         exchange's REST API before the message that revealed it. ``since`` (``@aggTrade`` and
         ``@kline_<interval>``: an aware datetime, epoch ms or a timedelta back from now) first
         delivers the stream's history from then, then live, with no gap and no duplicate at the
-        seam (``docs/history.md``); ``time_unit="microsecond"`` gives its times in µs.
+        seam (``docs/history.md``); ``time_unit`` (default the manager's ``time_unit`` option,
+        else milliseconds) is the unit of their times: ``"millisecond"`` or ``"microsecond"``.
+        ``batch=True`` calls ``callback(messages)`` with a non-empty list of every message
+        pending at its turn, in order. ``typed`` (default: the manager's ``typed``) delivers
+        immutable typed objects for the documented payloads (``docs/typed.md``).
         """
         validate_stream_name(stream)
         refusal = self._router.refusal(stream)
@@ -187,13 +200,20 @@ class WSManager(ClosesOnExit):
         _check_callable("on_complete", on_complete, optional=True)
         if self._forked_away:
             raise ManagerClosedError(_FORKED)
-        if since is not None or time_unit != "millisecond":
+        if not isinstance(batch, bool):
+            raise TypeError(f"batch must be True or False, not {batch!r}")
+        decode = typed_decoder(stream, self.config.typed if typed is None else typed)
+        if since is not None or time_unit is not None:
+            if batch or decode is not None:
+                raise ValueError("since= delivers dicts one by one: not with batch or typed")
             if since is None:
                 raise ValueError("time_unit applies to history: give since= as well")
             return history_api.subscribe_since(
                 self.config,
                 self._seams,
-                lambda cb, err, done: self.subscribe(stream, cb, err, done, backfill=backfill),
+                lambda cb, err, done: self.subscribe(
+                    stream, cb, err, done, backfill=backfill, typed=False
+                ),
                 stream,
                 callback,
                 on_error,
@@ -201,7 +221,9 @@ class WSManager(ClosesOnExit):
                 since,
                 time_unit,
             )
-        subscription = Subscription(stream, callback, on_error, on_complete, backfill)
+        subscription = Subscription(
+            stream, callback, on_error, on_complete, backfill, batch=batch, decode=decode
+        )
         self._registry.subscribe(subscription)
         registry = self._registry
 
@@ -219,11 +241,14 @@ class WSManager(ClosesOnExit):
         private_key: str | bytes | os.PathLike[str] | None = None,
         on_error: ErrorCallback | None = None,
         ws_api_url: str | None = None,
+        keepalive_interval: float | None = None,
     ) -> Unsubscribe:
         """Call ``callback(event)`` with each user data event of the account ``api_key``, signed
         with ``api_secret`` (HMAC-SHA256) or ``private_key`` (Ed25519 or RSA: PEM bytes or a
         path), through the WebSocket API at ``ws_api_url`` (default: the endpoint's). Calls with
-        the same API key share one subscription. See docs/user-data.md."""
+        the same API key share one subscription. Futures endpoints (``usdm-*``, ``coinm``) use a
+        listenKey from ``rest_url``, kept alive every ``keepalive_interval`` seconds (default 30
+        minutes), streamed from ``ws_api_url`` (the private route). See docs/user-data.md."""
         if self._destroyed:
             raise ManagerClosedError(_FORKED if self._forked_away else "the manager was destroyed")
         return self._user_data.subscribe(
@@ -233,6 +258,7 @@ class WSManager(ClosesOnExit):
             private_key=private_key,
             on_error=on_error,
             ws_api_url=ws_api_url,
+            keepalive_interval=keepalive_interval,
         )
 
     def history(
@@ -242,7 +268,7 @@ class WSManager(ClosesOnExit):
         until: Any = None,
         progress: bool | None = None,
         *,
-        time_unit: str = "millisecond",
+        time_unit: str | None = None,
     ) -> list[Any]:
         """The messages of ``stream`` (``@aggTrade``, ``@kline_<interval>``) from ``since`` to
         ``until`` (exclusive, default now; klines: the candles closed by then), as the live
@@ -257,7 +283,7 @@ class WSManager(ClosesOnExit):
         until: Any = None,
         progress: bool | None = None,
         *,
-        time_unit: str = "millisecond",
+        time_unit: str | None = None,
         exact: bool = False,
     ) -> Any:
         """:meth:`history` as a pandas DataFrame (``wsmanager[notebook]``): typed columns, times
@@ -305,8 +331,11 @@ class WSManager(ClosesOnExit):
             raise ManagerClosedError("the manager was destroyed; create a new WSManager")
         speed = book_speed(self.config.encoding, speed)
         options.setdefault("proxy", self.config.proxy)  # REST goes the way connections go
+        if self.endpoint is not None:  # the preset's procedure and REST path (futures: /fapi)
+            options.setdefault("market", self.endpoint.market)
+            options.setdefault("depth_path", self.endpoint.depth_path)
         book = OrderBook(
-            self.subscribe,
+            plain_subscribe(self),
             symbol,
             rest_url=rest_url or self.config.effective_rest_url,
             limit=limit,
@@ -329,10 +358,17 @@ class WSManager(ClosesOnExit):
         closing = self._closing
 
         proxy = self.config.proxy
+        path = AGG_TRADES_PATH if self.endpoint is None else self.endpoint.agg_trades_path
 
         def backfill(gap: Gap) -> list[Any]:
             return fetch_agg_trades(
-                rest_url, symbol.upper(), gap.expected, gap.received - 1, stop=closing, proxy=proxy
+                rest_url,
+                symbol.upper(),
+                gap.expected,
+                gap.received - 1,
+                stop=closing,
+                proxy=proxy,
+                path=path,
             )
 
         return backfill
@@ -574,6 +610,24 @@ class WSManager(ClosesOnExit):
 
 
 _FORKED = "this manager belongs to the parent process (os.fork): create a new one in the child"
+
+
+def typed_decoder(stream: str, typed: bool) -> Callable[[bytes, bool], Any] | None:
+    """The typed decoder of ``stream`` when ``typed`` (None for payloads without a class)."""
+    if not isinstance(typed, bool):
+        raise TypeError(f"typed must be True, False or None, not {typed!r}")
+    if not typed:
+        return None
+    decoder: Callable[[bytes, bool], Any] | None = _typed_module().decoder_for(stream)
+    return decoder
+
+
+def _typed_module() -> Any:
+    try:
+        typed = importlib.import_module(__package__ + ".typed")
+    except ImportError as exc:
+        raise ImportError("typed messages need msgspec: pip install 'wsmanager[typed]'") from exc
+    return typed
 
 
 def _check_callable(name: str, value: object, *, optional: bool = False) -> None:

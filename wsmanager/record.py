@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import redact_url, validate_stream_name
+from .core.flow import plain_subscribe
 from .core.state import Gap
 from .errors import ManagerClosedError
 from .manager import WSManager
@@ -131,7 +132,7 @@ class Recorder(ClosesOnExit):
             self._unsubscribes.append(manager.on_gap(self._on_gap))
             for name in self.streams:
                 self._unsubscribes.append(
-                    manager.subscribe(
+                    plain_subscribe(manager)(
                         name,
                         self._message_callback(name),
                         on_error=self._ended_callback(name),

@@ -92,6 +92,7 @@ def fetch_agg_trades(
     retry: BackoffPolicy = DEFAULT_RETRY,
     stop: threading.Event | None = None,
     proxy: str | None = None,
+    path: str = AGG_TRADES_PATH,
 ) -> list[dict[str, Any]]:
     """The aggregate trades ``from_id..to_id`` (inclusive) of ``symbol``, in order, each shaped
     like an ``<symbol>@aggTrade`` stream payload.
@@ -100,7 +101,8 @@ def fetch_agg_trades(
     honoured, for every client of the host) while ``timeout`` seconds, the deadline of the whole
     call, allow. Raises :class:`BackfillError` if the range cannot be covered: the exchange
     refused, ``timeout`` passed, ``stop`` was set, or the answer skipped ids. ``proxy`` is the
-    manager's ``proxy`` option, for a session made here.
+    manager's ``proxy`` option, for a session made here. ``path`` is the market's
+    (``/api/v3/aggTrades``; futures: ``/fapi/v1/aggTrades``, ``/dapi/v1/aggTrades``).
     """
     for name, value in (("from_id", from_id), ("to_id", to_id)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -129,7 +131,7 @@ def fetch_agg_trades(
             }
             try:
                 page = client.get_json(
-                    AGG_TRADES_PATH, params, weight=AGG_TRADES_WEIGHT, stop=stop, deadline=deadline
+                    path, params, weight=AGG_TRADES_WEIGHT, stop=stop, deadline=deadline
                 )
             except (RestRejectedError, RestNotSentError) as exc:
                 raise fail(str(exc)) from exc

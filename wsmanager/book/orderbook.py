@@ -26,7 +26,14 @@ from ..core.usercode import ErrorCounter, call_user, user_code_raised
 from ..net._closing import ClosesOnExit
 from .levels import Level
 from .reach import REACH_EVENTS, REACH_SECONDS, SnapshotReach
-from .rest import DEFAULT_RETRY, RestClient, RestRejectedError, SnapshotFetcher, WeightBudget
+from .rest import (
+    DEFAULT_RETRY,
+    DEPTH_PATHS,
+    RestClient,
+    RestRejectedError,
+    SnapshotFetcher,
+    WeightBudget,
+)
 from .sync import DepthSync, EventOutcome, SnapshotOutcome
 
 __all__ = ["BookStats", "BookView", "OrderBook", "SubscribeFunction", "depth_stream"]
@@ -41,16 +48,26 @@ ErrorCallback = Callable[[Exception], object]
 
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 _SPEEDS = {"100ms": "@depth@100ms", "1000ms": "@depth", "20ms": "@depth"}  # 20ms: SBE's @depth
+_FUTURES_SPEEDS = {"100ms": "@depth@100ms", "250ms": "@depth", "500ms": "@depth@500ms"}
+MARKETS = ("spot", "usdm", "coinm")
 
 
-def depth_stream(symbol: str, speed: str = "100ms") -> str:
+def depth_stream(symbol: str, speed: str = "100ms", market: str = "spot") -> str:
     """The diff depth stream of ``symbol``: ``btcusdt@depth@100ms``, or ``btcusdt@depth``
-    (speed ``"1000ms"`` on the JSON streams, ``"20ms"`` on the SBE streams)."""
+    (speed ``"1000ms"`` on the JSON streams, ``"20ms"`` on the SBE streams; futures:
+    ``"100ms"``, ``"250ms"`` (``@depth``) or ``"500ms"``)."""
     if not isinstance(symbol, str) or not _SYMBOL.fullmatch(symbol):
         raise ValueError(f"symbol must be letters and digits like 'BTCUSDT', got {symbol!r}")
-    if speed not in _SPEEDS:
-        raise ValueError(f"speed must be '100ms', '1000ms' or '20ms' (SBE), got {speed!r}")
-    return symbol.lower() + _SPEEDS[speed]
+    if market not in MARKETS:
+        raise ValueError(f"market must be one of {', '.join(MARKETS)}, got {market!r}")
+    if market == "spot":
+        if speed not in _SPEEDS:
+            raise ValueError(f"speed must be '100ms', '1000ms' or '20ms' (SBE), got {speed!r}")
+        return symbol.lower() + _SPEEDS[speed]
+    if speed not in _FUTURES_SPEEDS:
+        allowed = " or ".join(repr(s) for s in _FUTURES_SPEEDS)
+        raise ValueError(f"speed must be {allowed} on {market}, got {speed!r}")
+    return symbol.lower() + _FUTURES_SPEEDS[speed]
 
 
 @dataclass(frozen=True)
@@ -83,9 +100,12 @@ class OrderBook(ClosesOnExit):
     ``subscribe`` is :meth:`wsmanager.WSManager.subscribe` or anything with its signature;
     ``rest_url`` is the REST API's base (``https://api.binance.com``); ``limit`` the depth of
     each snapshot (1..5000; its request weight is 5, 25, 50 or 250); ``speed`` ``"100ms"`` or
-    ``"1000ms"``. While not synced the book reads as empty (``bids()`` is ``[]``, ``best_bid()``
-    is None): it never shows a state the exchange never had. ``on_error(exc)`` is told when the
-    book can never sync (its stream failed for good, or the exchange refused the snapshot).
+    ``"1000ms"``. ``market="usdm"`` or ``"coinm"`` follows the futures procedure (events
+    chained by ``pu``; snapshots from ``depth_path``, default ``/fapi/v1/depth`` or
+    ``/dapi/v1/depth``; speeds ``"100ms"``, ``"250ms"``, ``"500ms"``). While not synced the
+    book reads as empty (``bids()`` is ``[]``, ``best_bid()`` is None): it never shows a state
+    the exchange never had. ``on_error(exc)`` is told when the book can never sync (its stream
+    failed for good, or the exchange refused the snapshot).
     A snapshot whose ``lastUpdateId`` the stream does not reach within
     ``max(snapshot_reach_events events, snapshot_reach_seconds)`` is retaken (a book never stays
     "synced" while frozen by a snapshot from the future).
@@ -100,6 +120,8 @@ class OrderBook(ClosesOnExit):
         limit: int = 1000,
         speed: str = "100ms",
         on_error: ErrorCallback | None = None,
+        market: str = "spot",
+        depth_path: str | None = None,
         # REST
         session: requests.Session | None = None,
         proxy: str | None = None,
@@ -112,7 +134,8 @@ class OrderBook(ClosesOnExit):
         snapshot_reach_events: int = REACH_EVENTS,
         snapshot_reach_seconds: float = REACH_SECONDS,
     ) -> None:
-        self.stream = depth_stream(symbol, speed)
+        self.stream = depth_stream(symbol, speed, market)
+        self.market = market
         self.symbol = symbol.upper()
         if min_snapshot_interval < 0:
             raise ValueError(f"min_snapshot_interval must be >= 0, got {min_snapshot_interval}")
@@ -120,13 +143,18 @@ class OrderBook(ClosesOnExit):
             rest_url, session=session, timeout=request_timeout, budget=budget, proxy=proxy
         )
         self._fetcher = SnapshotFetcher(
-            self._client, self.symbol, limit, min_interval=min_snapshot_interval, retry=retry
+            self._client,
+            self.symbol,
+            limit,
+            min_interval=min_snapshot_interval,
+            retry=retry,
+            path=depth_path or DEPTH_PATHS[market],
         )
         self._on_error = on_error
         self._stop = threading.Event()  # set by close(): ends the worker's waits
         self._lock = threading.Lock()  # guards everything below
         self._changed = threading.Condition(self._lock)  # sync state changes, for wait_synced
-        self._sync = DepthSync(max_buffered_events)
+        self._sync = DepthSync(max_buffered_events, futures=market != "spot")
         self._reach = SnapshotReach(snapshot_reach_events, snapshot_reach_seconds)
         self._closed = False  # close() was called
         self._ended = False  # the stream completed (idle cleanup, destroy): nothing more comes

@@ -31,8 +31,10 @@ from .transfer import AnswerTooLarge, TransferCut, bounded_get, new_session
 
 __all__ = [
     "AGG_TRADES_PATH",
+    "AGG_TRADES_PATHS",
     "AGG_TRADES_WEIGHT",
     "DEPTH_PATH",
+    "DEPTH_PATHS",
     "RestClient",
     "RestError",
     "RestNotSentError",
@@ -49,6 +51,13 @@ log = logging.getLogger("wsmanager.book")
 
 DEPTH_PATH = "/api/v3/depth"
 AGG_TRADES_PATH = "/api/v3/aggTrades"
+# Each market's own paths (futures: nothing under /api/v3 exists there)
+DEPTH_PATHS = {"spot": DEPTH_PATH, "usdm": "/fapi/v1/depth", "coinm": "/dapi/v1/depth"}
+AGG_TRADES_PATHS = {
+    "spot": AGG_TRADES_PATH,
+    "usdm": "/fapi/v1/aggTrades",
+    "coinm": "/dapi/v1/aggTrades",
+}
 AGG_TRADES_WEIGHT = 4
 DEFAULT_WEIGHT_LIMIT = 6000  # Binance spot, per IP
 DEFAULT_WEIGHT_WINDOW = 60.0  # seconds
@@ -397,8 +406,10 @@ class SnapshotFetcher:
         *,
         min_interval: float = 1.0,
         retry: BackoffPolicy = DEFAULT_RETRY,
+        path: str = DEPTH_PATH,
     ) -> None:
         self.weight = depth_weight(limit)
+        self.path = path  # /api/v3/depth, or a futures market's
         self.max_levels, self.max_bytes = snapshot_bounds(limit)
         self.client = client
         self.params: dict[str, str | int] = {"symbol": symbol.upper(), "limit": limit}
@@ -417,7 +428,7 @@ class SnapshotFetcher:
                 return None
             try:
                 document = self.client.get_json(
-                    DEPTH_PATH,
+                    self.path,
                     self.params,
                     weight=self.weight,
                     stop=stop,

@@ -13,6 +13,13 @@ and, when :attr:`DepthSync.needs_snapshot` says so, a REST snapshot with
    book and start again at 1; else set every level (quantity 0 removes it) and ``id = u``.
 
 While not synced the book is empty: it never holds a state the exchange never had.
+
+Futures (``DepthSync(futures=True)``, the USD-M / COIN-M procedure): events carry ``pu``, the
+``u`` of the event before, and ``U`` jumps. Buffered events chain by ``pu``; a snapshot older than
+the first buffered event's ``pu`` is retaken; events with ``u < lastUpdateId`` are dropped; the
+first applied event has ``pu <= lastUpdateId <= u`` (which includes ``U <= lastUpdateId <= u``:
+the ids between ``pu`` and ``U`` change nothing the stream shows); every later event's ``pu``
+equals the previous event's ``u``, else the book resyncs.
 """
 
 from __future__ import annotations
@@ -94,9 +101,16 @@ def _event_ids(event: Any) -> tuple[int, int]:
 class DepthSync:
     """The book and its sync state. Not thread-safe: the caller holds one lock around it."""
 
-    def __init__(self, max_buffered_events: int = 1000) -> None:
+    def __init__(
+        self,
+        max_buffered_events: int = 1000,
+        *,
+        futures: bool = False,
+    ) -> None:
         if max_buffered_events < 1:
             raise ValueError(f"max_buffered_events must be >= 1, got {max_buffered_events}")
+        self.futures = futures  # chained by pu (USD-M, COIN-M), else by U = last u + 1
+        self._fresh = False  # synced from a snapshot alone: the next event starts the chain
         self.levels = Levels()
         self.synced = False
         self.last_update_id: int | None = None  # None while not synced
@@ -106,6 +120,7 @@ class DepthSync:
         self.too_old = 0  # snapshots older than the buffer
         self.invalid = 0  # malformed events and snapshots
         # Events waiting for a snapshot: (U, u, event), contiguous, oldest dropped when full.
+        # (Futures: (pu, u, event), chained by pu.)
         self._buffer: deque[tuple[int, int, Any]] = deque(maxlen=max_buffered_events)
 
     @property
@@ -132,15 +147,26 @@ class DepthSync:
                 first, last = _event_ids(event)  # raises, saying what is wrong
             if not (type(bids) is list and type(asks) is list):
                 raise ValueError("depthUpdate whose 'b' or 'a' is not a list")
+            if self.futures:
+                first = event["pu"]  # the chain: the u of the event before
+                if type(first) is not int:
+                    raise ValueError(f"futures depthUpdate with bad pu {first!r}")
         except (KeyError, TypeError, ValueError):
             self.invalid += 1
             self.reset()
             return EventOutcome.INVALID
+        # ``first`` is now U (spot: the next id must be first) or pu (futures: the id before).
         if self.synced:
             book_id: int = self.last_update_id  # type: ignore[assignment]
             if last <= book_id:
                 return EventOutcome.IGNORED
-            if first > book_id + 1:
+            if not self.futures:
+                broken = first > book_id + 1
+            elif self._fresh:  # the first event after a snapshot no buffered event reached
+                broken = first > book_id
+            else:
+                broken = first != book_id
+            if broken:
                 self.gaps += 1
                 self._lose_sync()
                 self._buffer.append((first, last, event))
@@ -153,12 +179,15 @@ class DepthSync:
                 self.reset()
                 return EventOutcome.INVALID
             self.last_update_id = last
+            self._fresh = False
             return EventOutcome.APPLIED
         if self._buffer:
             previous_last = self._buffer[-1][1]
             if last <= previous_last:
                 return EventOutcome.IGNORED
-            if first > previous_last + 1:  # what came before the gap can never be used
+            futures_break = self.futures and first != previous_last
+            broken = futures_break or (not self.futures and first > previous_last + 1)
+            if broken:  # what came before the gap can never be used
                 self.gaps += 1
                 self._buffer.clear()
         self._buffer.append((first, last, event))
@@ -170,7 +199,8 @@ class DepthSync:
         snapshot_id = snapshot.last_update_id
         # The first buffered event must not start after the snapshot's next id. (The exchange's
         # text retakes when lastUpdateId < U; lastUpdateId == U - 1 is followed without a gap.)
-        if snapshot_id < self._buffer[0][0] - 1:
+        # Futures: the snapshot must not be older than the event before the first buffered one.
+        if snapshot_id < self._buffer[0][0] - (0 if self.futures else 1):
             self.too_old += 1
             return SnapshotOutcome.TOO_OLD
         try:
@@ -181,9 +211,10 @@ class DepthSync:
             return SnapshotOutcome.INVALID
         book_id = snapshot_id
         for first, last, event in self._buffer:
-            if last <= book_id:
-                continue
-            # Contiguous buffer + the check above: first <= book_id + 1 always holds here.
+            if last < book_id or (last == book_id and not self.futures):
+                continue  # futures: drop u < lastUpdateId (an event ending at it is applied)
+            # Contiguous buffer + the check above: first <= book_id + 1 always holds here
+            # (futures: pu <= lastUpdateId <= u for the first applied event).
             assert first <= book_id + 1, (first, book_id)
             try:
                 self.levels.apply(event["b"], event["a"])
@@ -192,6 +223,7 @@ class DepthSync:
                 self.reset()
                 return SnapshotOutcome.INVALID
             book_id = last
+        self._fresh = book_id == snapshot_id  # futures: no buffered event reached it
         self._buffer.clear()
         self.last_update_id = book_id
         self.synced = True

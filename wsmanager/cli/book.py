@@ -1,9 +1,12 @@
 """``wsmanager book SYMBOL``: a live top of book in the terminal.
 
 By default against the bundled fake exchange, started in-process (no internet needed); with
-``--url`` (and ``--rest-url``) against a real exchange. Redrawn in place when stdout is a
-terminal, a block of plain lines per refresh otherwise. The lead wires :func:`add_parser` and
-:func:`run` into ``wsmanager.cli``.
+``--url`` (and ``--rest-url``) against a real exchange; with ``--endpoint`` against that preset's
+addresses. A futures preset (``--endpoint usdm``) follows the futures procedure (events chained
+by ``pu``, snapshots from ``/fapi/v1/depth``); ``--endpoint usdm --fake`` shows it on the bundled
+exchange in its USD-M mode.
+Redrawn in place when stdout is a terminal, a block of plain lines per refresh otherwise. The
+lead wires :func:`add_parser` and :func:`run` into ``wsmanager.cli``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..book.orderbook import BookView, OrderBook
-from ..endpoints import ENDPOINTS
+from ..endpoints import ENDPOINTS, get_endpoint
 from ..manager import WSManager
 from ..sbe.streams import book_speed
 from .keys import add_key_arguments, key_options
@@ -59,14 +62,21 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, default=1000, help="snapshot depth (1..5000)")
     parser.add_argument(
         "--speed",
-        choices=("100ms", "1000ms", "20ms"),
+        choices=("100ms", "1000ms", "20ms", "250ms", "500ms"),
         default=None,
-        help="diff depth speed (default 100ms; SBE: 20ms, its only one)",
+        help="diff depth speed (default 100ms; SBE: 20ms, its only one; futures: 100ms, 250ms "
+        "or 500ms)",
     )
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between redraws")
     parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
     parser.add_argument(
         "--rate", type=float, default=10.0, help="the fake exchange's updates per second"
+    )
+    parser.add_argument(
+        "--fake",
+        action="store_true",
+        help="with --endpoint: the bundled fake exchange in that preset's market "
+        "(e.g. --endpoint usdm --fake: USD-M routes, a futures book)",
     )
     return parser
 
@@ -82,13 +92,18 @@ def run(args: argparse.Namespace) -> int:
             options = key_options(args)
             url, rest_url = _endpoints(args, stack)
             manager = stack.enter_context(WSManager(url=url, endpoint=args.endpoint, **options))
-            book = stack.enter_context(
-                OrderBook(
+            endpoint = None if args.endpoint is None else get_endpoint(args.endpoint)
+            market = "spot" if endpoint is None else endpoint.market
+            speed = book_speed(manager.config.encoding, args.speed)
+            book = stack.enter_context(  # the preset's procedure and REST path (futures: /fapi)
+                manager.order_book(args.symbol, rest_url, limit=args.limit, speed=speed)
+                if market != "spot"
+                else OrderBook(
                     manager.subscribe,
                     args.symbol,
                     rest_url=rest_url,
                     limit=args.limit,
-                    speed=book_speed(manager.config.encoding, args.speed),
+                    speed=speed,
                 )
             )
         except (ValueError, RuntimeError) as exc:
@@ -101,19 +116,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _endpoints(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[str | None, str]:
-    if args.endpoint is not None:  # the preset's addresses, unless --url/--rest-url say others
-        return args.url, args.rest_url or ENDPOINTS[args.endpoint].rest_url
+    endpoint = None if args.endpoint is None else get_endpoint(args.endpoint)
+    if endpoint is not None and not args.fake:
+        # the preset's addresses, unless --url/--rest-url say others
+        return args.url, args.rest_url or endpoint.rest_url
     if args.url is None:
         from ..testing import FakeExchange
 
-        exchange = stack.enter_context(FakeExchange(rate=args.rate))
-        rest_url = getattr(exchange, "rest_url", None)
-        if rest_url is None:
-            raise RuntimeError(
-                "this version's fake exchange has no order books: pass --url and --rest-url"
-            )
-        print(f"fake exchange at {exchange.url} (REST {rest_url})", file=sys.stderr)
-        return exchange.url, args.rest_url or rest_url
+        market = "spot" if endpoint is None else endpoint.market
+        exchange = stack.enter_context(FakeExchange(rate=args.rate, market=market))
+        rest_url = exchange.rest_url
+        url = exchange.url
+        if endpoint is not None and endpoint.routed:
+            url = exchange.root_url
+        elif endpoint is not None and endpoint.routes:
+            url = exchange.route_url(endpoint.routes[0])
+        print(f"fake exchange at {url} (REST {rest_url}; market {market})", file=sys.stderr)
+        return url, args.rest_url or rest_url
     if args.rest_url is not None:
         return args.url, args.rest_url
     if urlsplit(args.url).hostname in _BINANCE_STREAM_HOSTS:

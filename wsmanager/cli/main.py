@@ -1,5 +1,5 @@
 """The ``wsmanager`` command line: ``demo``, ``stream``, ``health``, ``fake-exchange``, ``relay``,
-``book``, ``record``, ``user-data``.
+``book``, ``record``, ``user-data``, ``history``.
 
 This is the only module that configures logging handlers.
 """
@@ -22,10 +22,12 @@ from ..endpoints import ENDPOINTS
 from ..manager import WSManager
 from ..monitoring import serve_metrics
 from . import book as book_cli
+from . import history as history_cli
 from . import record
 from . import relay as relay_cli
 from . import user_data as user_data_cli
 from .demo import run_demo
+from .demo_futures import run_futures_demo
 from .keys import add_key_arguments, key_options
 from .view import LiveView
 
@@ -46,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seconds", type=float, default=20.0, help="how long (default 20)")
     demo.add_argument("--rate", type=float, default=25.0, help="messages/s per stream")
+    demo.add_argument(
+        "--futures",
+        action="store_true",
+        help="the USD-M scenario: routed streams and a futures order book on one manager",
+    )
     demo.add_argument(
         "--metrics-port",
         type=int,
@@ -85,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="P",
         help="also serve /api/ws/metrics on 127.0.0.1:P (0: any free port)",
     )
+    stream.add_argument(
+        "--since",
+        type=history_cli.since_option,
+        default=None,
+        help="history first (6h, 2d, 2026-11-01), then live: @aggTrade, @kline_<interval>",
+    )
+    history_cli.add_source_options(stream)
 
     health = commands.add_parser(
         "health", help="probe a metrics endpoint: exit 0 healthy, 1 unhealthy, 2 unreachable"
@@ -131,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     book_cli.add_parser(commands)
     record.add_parser(commands)
     user_data_cli.add_parser(commands)  # needs cryptography for Ed25519/RSA: wsmanager[userdata]
+    history_cli.add_parser(commands)
     return parser
 
 
@@ -148,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore = _end_cleanly_on_signals()
     try:
         if args.command == "demo":
+            if args.futures:
+                return run_futures_demo(args.seconds, args.rate)
             return run_demo(args.seconds, args.rate, args.metrics_port)
         if args.command == "stream":
             return _stream(
@@ -159,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.endpoint,
                 args.proxy,
                 args,
+                since=args.since,
+                history_options=history_cli.manager_options(args),
             )
         if args.command == "health":
             return probe_health(args.url, args.timeout)
@@ -170,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return record.run(args)
         if args.command == "user-data":
             return user_data_cli.run(args)
+        if args.command == "history":
+            return history_cli.run(args)
         return _fake_exchange(args)
     except KeyboardInterrupt:
         return 130
@@ -213,6 +234,8 @@ def _stream(
     endpoint: str | None = None,
     proxy: str | None = None,
     args: argparse.Namespace | None = None,
+    since: Any = None,
+    history_options: dict[str, Any] | None = None,
 ) -> int:
     done = threading.Event()
     printed = 0
@@ -239,6 +262,7 @@ def _stream(
         if url is None and endpoint is None:
             url = BINANCE_WS_URL
         options = key_options(args) if args is not None else {}
+        options.update(history_options or {})
         manager = WSManager(url=url, endpoint=endpoint, proxy=proxy, **options)
     except ValueError as exc:
         print(f"wsmanager: {exc}", file=sys.stderr)
@@ -249,8 +273,8 @@ def _stream(
             print(f"wsmanager: metrics at {server.url}", file=sys.stderr)
         try:
             for name in streams:
-                manager.subscribe(name, on_message, on_error=on_error)
-        except ValueError as exc:
+                manager.subscribe(name, on_message, on_error=on_error, since=since)
+        except (TypeError, ValueError) as exc:
             print(f"wsmanager: {exc}", file=sys.stderr)
             return 2
         live = LiveView(manager) if view else None

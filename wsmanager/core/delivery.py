@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from ..config import DEFAULT_SEQUENCE_RESET_THRESHOLD
 from ._locks import make_lock
+from .flow import Decoded, Pressure
 from .sequence import Sequencer, SequenceRule, Verdict
 from .state import Gap
 from .usercode import call_user, user_code_raised
@@ -55,6 +56,7 @@ class Subscribable(Protocol):
 
 
 TURN_SLICE = 0.01  # seconds a stream keeps the callback thread while others are waiting
+_ROOM_POLL = 0.05  # seconds between two looks at the reader's stop flag while it waits
 
 
 @dataclass(eq=False)
@@ -66,6 +68,9 @@ class Subscription:
     on_error: ErrorCallback | None = None
     on_complete: CompleteCallback | None = None
     backfill: bool = False
+    batch: bool = False  # callback(list): every message pending at its turn
+    # Typed messages: decode(frame, enveloped) -> a typed object, or None (the dict is given)
+    decode: Callable[[bytes, bool], Any] | None = None
     active: bool = field(default=True)
 
     def deactivate(self) -> None:
@@ -124,6 +129,7 @@ class StreamFeed:
         self._ending: tuple[Ending, Exception | None, tuple[Subscription, ...]] | None = None
         self._told = False  # the ending was handed to the loop
         self._dropping = False
+        self._pressed = False  # a reader waits for room in this buffer
         # Counters (written under the lock by readers, or by the loop thread only).
         self.received = 0
         self.dropped = 0
@@ -174,18 +180,69 @@ class StreamFeed:
         with self.loop.lock:
             if self._ending is not None:
                 return
-            if connection is self._source:
-                self._count_locked()
-                self._accept_locked(message, size, epoch)
-                if self._held:
-                    self._try_switch_locked()
-            elif connection is self._successor:
-                self._held.append((message, size, epoch))
-                if len(self._held) > self.capacity:  # bounded in every state: switch now
-                    self._switch_locked()
-                else:
-                    self._try_switch_locked()
-            # else: a connection this stream has left (unsubscribed, or a finished handover)
+            self._offer_locked(connection, epoch, message, size)
+
+    def offer_many(
+        self,
+        connection: object,
+        epoch: object,
+        batch: list[tuple[Any, int]],
+        pressure: Pressure | None = None,
+    ) -> None:
+        """Messages of this stream from ``connection``, in order: one lock round-trip and at
+        most one wake-up of the callback thread. With ``pressure``, a full buffer makes the
+        reader wait (up to the episode's deadline) before the oldest message is dropped."""
+        with self.loop.lock:
+            if self._ending is not None:
+                return
+            for message, size in batch:
+                if (
+                    pressure is not None
+                    and not self._dropping
+                    and connection is self._source
+                    and self._full_locked(size)
+                ):
+                    self._wait_for_room_locked(pressure, size)
+                    if self._ending is not None:
+                        return
+                self._offer_locked(connection, epoch, message, size)
+
+    def _full_locked(self, size: int) -> bool:
+        items = self._items
+        return bool(items) and (
+            len(items) >= self.capacity or self.buffered_bytes + size > self.max_bytes
+        )
+
+    def _wait_for_room_locked(self, pressure: Pressure, size: int) -> None:
+        """Wait (lock released) until the callback thread has taken what is buffered, the
+        episode's deadline passes, or the stream or the reader ends."""
+        started = time.monotonic()
+        deadline = pressure.start_wait(started)
+        self._pressed = True
+        room = self.loop.room
+        try:
+            while self._full_locked(size) and self._ending is None and not pressure.stopping():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                room.wait(min(remaining, _ROOM_POLL))
+        finally:
+            self._pressed = False
+            pressure.waited += time.monotonic() - started
+
+    def _offer_locked(self, connection: object, epoch: object, message: Any, size: int) -> None:
+        if connection is self._source:
+            self._count_locked()
+            self._accept_locked(message, size, epoch)
+            if self._held:
+                self._try_switch_locked()
+        elif connection is self._successor:
+            self._held.append((message, size, epoch))
+            if len(self._held) > self.capacity:  # bounded in every state: switch now
+                self._switch_locked()
+            else:
+                self._try_switch_locked()
+        # else: a connection this stream has left (unsubscribed, or a finished handover)
 
     def _count_locked(self) -> None:
         """One more message received from the stream's source (a handover's second copies are
@@ -251,24 +308,34 @@ class StreamFeed:
         while len(items) > self.capacity or (
             self.buffered_bytes > self.max_bytes and len(items) > 1
         ):
-            dropped = items.popleft()
-            self.buffered_bytes -= dropped[2]
-            if dropped[0] == _MESSAGE:
-                self.dropped += 1
-                if not self._dropping:
-                    self._dropping = True
-                    log.warning(
-                        "stream %s: callbacks are slower than the stream; dropping the oldest "
-                        "buffered messages (at most %d messages / %d bytes)",
-                        self.name,
-                        self.capacity,
-                        self.max_bytes,
-                    )
-            else:  # a gap event is never dropped silently: keep it in front
-                items.appendleft(dropped)
-                self.buffered_bytes += dropped[2]
+            if not self._drop_oldest_locked():
                 break
         self.loop.schedule_locked(self)
+
+    def _drop_oldest_locked(self) -> bool:
+        """Drop the oldest message; gap reports ahead of it stay (never dropped silently, and
+        never a reason to keep more messages than the bound). False when only reports are left."""
+        items = self._items
+        kept: list[tuple[int, Any, int]] = []
+        while items and items[0][0] != _MESSAGE:
+            kept.append(items.popleft())
+        if not items:
+            items.extendleft(reversed(kept))
+            return False
+        dropped = items.popleft()
+        items.extendleft(reversed(kept))
+        self.buffered_bytes -= dropped[2]
+        self.dropped += 1
+        if not self._dropping:
+            self._dropping = True
+            log.warning(
+                "stream %s: callbacks are slower than the stream; dropping the oldest "
+                "buffered messages (at most %d messages / %d bytes)",
+                self.name,
+                self.capacity,
+                self.max_bytes,
+            )
+        return True
 
     def add_gap(self, gap: Gap) -> None:
         """Hand ``gap`` to the ``on_gap`` listeners in its place among this feed's messages (a
@@ -279,6 +346,13 @@ class StreamFeed:
 
     def buffered(self) -> int:
         return len(self._items)
+
+    def typed_decoder(self) -> Callable[[bytes, bool], Any] | None:
+        """The decoder of this stream's typed subscribers (None: nobody wants typed messages)."""
+        for subscription in self.subscribers:
+            if subscription.decode is not None:
+                return subscription.decode
+        return None
 
     # -- the end --------------------------------------------------------------------------------
 
@@ -293,6 +367,8 @@ class StreamFeed:
             if self._ending is not None:
                 return
             self._ending = (ending, error, subscribers)
+            if self._pressed:
+                self.loop.room.notify_all()
             self._items.clear()
             self.buffered_bytes = 0
             self._source = self._successor = None
@@ -313,8 +389,10 @@ class StreamFeed:
         items = list(self._items)
         self._items.clear()
         self.buffered_bytes = 0
-        if self._dropping and not items:
-            self._dropping = False
+        if self._dropping and len(items) < self.capacity:
+            self._dropping = False  # the callbacks caught up: the next full buffer waits again
+        if self._pressed:
+            self.loop.room.notify_all()
         if self._ending is None or self._told:
             return items, None
         self._told = True
@@ -344,6 +422,7 @@ class DeliveryLoop:
         self.name = name
         self.lock = make_lock("delivery")  # guards _ready, _closed, thread and every feed's state
         self._wake = threading.Condition(self.lock)
+        self.room = threading.Condition(self.lock)  # a reader waits for a feed to be taken
         self._ready: deque[StreamFeed] = deque()
         self._closed = False
         self._gap_listeners = gap_listeners
@@ -399,9 +478,13 @@ class DeliveryLoop:
     def _turn(self, feed: StreamFeed, items: list[tuple[int, Any, int]]) -> None:
         started = time.monotonic()
         subscribers = feed.subscribers  # once per turn; an unsubscribe swaps in a no-op
+        singles = [s for s in subscribers if not s.batch and s.decode is None]
+        typed_singles = [s for s in subscribers if not s.batch and s.decode is not None]
+        batches = [s for s in subscribers if s.batch]
+        run: list[Any] = []  # messages since the last report, for the batch subscribers
         for index, (kind, value, _size) in enumerate(items):
             if kind == _MESSAGE:
-                for subscription in subscribers:
+                for subscription in singles:
                     if not subscription.active:
                         continue
                     try:
@@ -409,15 +492,55 @@ class DeliveryLoop:
                     except BaseException as exc:  # SystemExit and RecursionError included
                         feed.callback_errors += 1
                         user_code_raised(exc, f"stream {feed.name}", "a subscriber's callback")
-            elif kind == _BACKFILL and feed.backfill is not None:
+                if typed_singles:
+                    typed = value.typed if type(value) is Decoded else value
+                    for subscription in typed_singles:
+                        if not subscription.active:
+                            continue
+                        try:
+                            subscription.callback(typed)
+                        except BaseException as exc:
+                            feed.callback_errors += 1
+                            user_code_raised(exc, f"stream {feed.name}", "a subscriber's callback")
+                if batches:
+                    run.append(value)
+                if (
+                    self._ready
+                    and time.monotonic() - started > TURN_SLICE
+                    and index + 1 < len(items)
+                ):
+                    self._deliver_batch(feed, batches, run)
+                    with self.lock:
+                        feed._give_back_locked(items[index + 1 :])
+                    return
+                continue
+            self._deliver_batch(feed, batches, run)
+            run = []
+            if kind == _BACKFILL and feed.backfill is not None:
                 self._start_backfill(feed, value, items[index + 1 :])
                 return
+            self._gap(feed, kind, value)
+        self._deliver_batch(feed, batches, run)
+
+    @staticmethod
+    def _deliver_batch(feed: StreamFeed, batches: list[Subscription], run: list[Any]) -> None:
+        if not run:
+            return
+        typed: list[Any] | None = None
+        for subscription in batches:
+            if not subscription.active:
+                continue
+            if subscription.decode is not None:
+                if typed is None:
+                    typed = [v.typed if type(v) is Decoded else v for v in run]
+                messages = list(typed)
             else:
-                self._gap(feed, kind, value)
-            if self._ready and time.monotonic() - started > TURN_SLICE and index + 1 < len(items):
-                with self.lock:
-                    feed._give_back_locked(items[index + 1 :])
-                return
+                messages = list(run)
+            try:
+                subscription.callback(messages)
+            except BaseException as exc:  # SystemExit and RecursionError included
+                feed.callback_errors += 1
+                user_code_raised(exc, f"stream {feed.name}", "a subscriber's batch callback")
 
     def _start_backfill(self, feed: StreamFeed, gap: Gap, rest: list[tuple[int, Any, int]]) -> None:
         """Fetch the gap's messages on a thread of their own: the stream waits (its order is

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..backoff import BackoffPolicy
@@ -19,7 +19,14 @@ from .rest import RestSource
 from .seam import HistorySeam, Subscribe
 from .streams import HistoryStream, check_time_unit, time_bounds
 
-__all__ = ["SeamShelf", "history", "history_frame", "make_loader", "subscribe_since"]
+__all__ = [
+    "SeamShelf",
+    "history",
+    "history_frame",
+    "iter_history",
+    "make_loader",
+    "subscribe_since",
+]
 
 
 def make_loader(
@@ -52,11 +59,40 @@ def make_loader(
 
 
 def _prepare(
-    stream: str, since: object, until: object, time_unit: str
+    config: WSManagerConfig, stream: str, since: object, until: object, time_unit: str | None
 ) -> tuple[HistoryStream, int, int, int]:
+    """The stream, ``since``/``until`` in ms, and the scale of the times delivered: ``time_unit``,
+    by default the manager's (its ``time_unit`` option), else milliseconds."""
     parsed = HistoryStream.parse(stream)
     start, end = time_bounds(since, until)
+    if time_unit is None:
+        time_unit = (config.time_unit or "millisecond").lower()
     return parsed, start, end, check_time_unit(time_unit)
+
+
+def iter_history(
+    config: WSManagerConfig,
+    stream: str,
+    since: object,
+    until: object = None,
+    progress: bool | None = None,
+    time_unit: str | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[list[Any]]:
+    """:func:`history` in batches, oldest first, so a long load never sits in memory at once.
+    ``ValueError``/``TypeError`` for bad arguments are raised here, before any request."""
+    parsed, start, end, scale = _prepare(config, stream, since, until, time_unit)
+    bar = Progress(stream, start, end, progress)
+    loader = make_loader(config, parsed, stop=stop or threading.Event(), scale=scale, progress=bar)
+
+    def batches() -> Iterator[list[Any]]:
+        try:
+            yield from loader.load(start, end)
+        finally:
+            loader.close()
+            bar.close()
+
+    return batches()
 
 
 def history(
@@ -65,21 +101,14 @@ def history(
     since: object,
     until: object = None,
     progress: bool | None = None,
-    time_unit: str = "millisecond",
+    time_unit: str | None = None,
     stop: threading.Event | None = None,
 ) -> list[Any]:
     """Every message of ``stream`` from ``since`` to ``until`` (exclusive; default now)."""
-    parsed, start, end, scale = _prepare(stream, since, until, time_unit)
-    bar = Progress(stream, start, end, progress)
-    loader = make_loader(config, parsed, stop=stop or threading.Event(), scale=scale, progress=bar)
-    try:
-        messages: list[Any] = []
-        for batch in loader.load(start, end):
-            messages += batch
-        return messages
-    finally:
-        loader.close()
-        bar.close()
+    messages: list[Any] = []
+    for batch in iter_history(config, stream, since, until, progress, time_unit, stop):
+        messages += batch
+    return messages
 
 
 def history_frame(
@@ -88,11 +117,11 @@ def history_frame(
     since: object,
     until: object = None,
     progress: bool | None = None,
-    time_unit: str = "millisecond",
+    time_unit: str | None = None,
     exact: bool = False,
 ) -> Any:
     """:func:`history` as a pandas DataFrame (:mod:`.frame`)."""
-    parsed, start, end, scale = _prepare(stream, since, until, time_unit)
+    parsed, start, end, scale = _prepare(config, stream, since, until, time_unit)
     frame_from_batches(parsed, (), scale, exact)  # pandas missing: ImportError before any I/O
     bar = Progress(stream, start, end, progress)
     loader = make_loader(config, parsed, stop=threading.Event(), scale=scale, progress=bar)
@@ -138,11 +167,11 @@ def subscribe_since(
     on_error: Callable[[Exception], object] | None,
     on_complete: Callable[[], object] | None,
     since: object,
-    time_unit: str = "millisecond",
+    time_unit: str | None = None,
 ) -> Callable[[], None]:
     """Subscribe ``stream`` live, deliver its history from ``since``, then the live messages
     (:mod:`.seam`). Returns an idempotent ``unsubscribe()``."""
-    parsed, start, _end, scale = _prepare(stream, since, None, time_unit)
+    parsed, start, _end, scale = _prepare(config, stream, since, None, time_unit)
     stop = threading.Event()
     loader = make_loader(config, parsed, stop=stop, scale=scale)
     seam = HistorySeam(
@@ -154,6 +183,7 @@ def subscribe_since(
         on_complete,
         limit=config.max_buffered_messages,
         on_end=shelf.discard,
+        live_scale=1000 if (config.time_unit or "").lower() == "microsecond" else 1,
     )
     shelf.add(seam)
     try:

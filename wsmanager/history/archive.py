@@ -36,7 +36,7 @@ log = logging.getLogger("wsmanager.history")
 
 MAX_FILE_BYTES = 2**30  # a day of BTCUSDT aggregate trades is ~50 MB zipped
 MAX_CSV_BYTES = 4 * 2**30
-CHUNK_BYTES = 4 * 2**20  # about 60,000 aggregate trades
+CHUNK_BYTES = 2**19  # about 7,500 aggregate trades: a batch of messages
 _CHECKSUM = re.compile(r"([0-9a-f]{64})[ \t]+\*?(\S{1,200})\s*")
 _rng = random.Random()
 
@@ -98,7 +98,7 @@ class ArchiveSource:
         cached = None if self.cache is None else self.cache / path
         if cached is not None and cached.is_file():
             self.cache_hits += 1
-            return self._unzip(cached.read_bytes(), name)
+            return self._unzip(cached, name)  # read from disk as it is unzipped
         checksum = self._get(path + ".CHECKSUM", 4096)
         if checksum is None:
             return None
@@ -120,17 +120,22 @@ class ArchiveSource:
             _store(cached, data)
         return chunks
 
-    def _unzip(self, data: bytes, name: str) -> Iterator[bytes]:
+    def _unzip(self, data: bytes | Path, name: str) -> Iterator[bytes]:
         member = name.removesuffix(".zip") + ".csv"
         try:
-            archive = zipfile.ZipFile(io.BytesIO(data))
+            archive = zipfile.ZipFile(data if isinstance(data, Path) else io.BytesIO(data))
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ArchiveFileError(self.stream.name, name, f"not a zip: {exc}") from None
+        try:
             info = archive.getinfo(member)
-        except (zipfile.BadZipFile, KeyError, OSError, EOFError) as exc:
-            raise ArchiveFileError(
-                self.stream.name, name, f"not a zip holding {member}: {exc}"
-            ) from None
-        if info.file_size > MAX_CSV_BYTES:
-            raise ArchiveFileError(self.stream.name, name, "its CSV is too large")
+            if info.file_size > MAX_CSV_BYTES:
+                raise ArchiveFileError(self.stream.name, name, "its CSV is too large")
+        except KeyError:
+            archive.close()
+            raise ArchiveFileError(self.stream.name, name, f"it does not hold {member}") from None
+        except ArchiveFileError:
+            archive.close()
+            raise
         return self._chunks(archive, info, name)
 
     def _chunks(

@@ -12,6 +12,7 @@ first/last trade ids of a candle, so ``f`` and ``L`` are absent). Times are epoc
 from __future__ import annotations
 
 import re
+from itertools import repeat
 from typing import Any
 
 __all__ = [
@@ -33,7 +34,8 @@ def _lines(data: bytes, what: str) -> list[str]:
         data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
     if not _CSV_BYTES.fullmatch(data):
         raise ValueError(f"{what}: characters a Binance CSV never has")
-    return [line for line in data.decode("ascii").splitlines() if line]
+    lines = data.decode("ascii").splitlines()
+    return lines if all(lines[-1:]) else [line for line in lines if line]
 
 
 def _factor(first_time: str, scale: int) -> tuple[int, int]:
@@ -51,16 +53,14 @@ def agg_trades_from_csv(
     lines = _lines(data, what)
     if not lines:
         return []
-    messages = []
     try:
         multiply, divide = _factor(lines[0].split(",", 6)[5], scale)
-        for number, line in enumerate(lines, 1):  # noqa: B007 - named in the error
-            a, p, q, f, last, t, m, big = line.split(",")
-            at = int(t) * multiply // divide
-            messages.append(
+        flags = _BOOL
+        if divide == 1000:  # µs to ms: drop the last three digits (the times are positive)
+            messages = [
                 {
                     "e": "aggTrade",
-                    "E": at,
+                    "E": (at := int(t[:-3])),
                     "s": symbol,
                     "a": int(a),
                     "p": p,
@@ -68,14 +68,47 @@ def agg_trades_from_csv(
                     "f": int(f),
                     "l": int(last),
                     "T": at,
-                    "m": _BOOL[m],
-                    "M": _BOOL[big],
+                    "m": flags[m],
+                    "M": flags[big],
                 }
-            )
+                for a, p, q, f, last, t, m, big in map(str.split, lines, repeat(","))
+            ]
+        else:
+            messages = [
+                {
+                    "e": "aggTrade",
+                    "E": (at := int(t) * multiply),
+                    "s": symbol,
+                    "a": int(a),
+                    "p": p,
+                    "q": q,
+                    "f": int(f),
+                    "l": int(last),
+                    "T": at,
+                    "m": flags[m],
+                    "M": flags[big],
+                }
+                for a, p, q, f, last, t, m, big in map(str.split, lines, repeat(","))
+            ]
     except (ValueError, KeyError, IndexError):
-        raise ValueError(f"{what}: malformed row {number}: {line[:120]!r}") from None
+        raise ValueError(f"{what}: malformed row {_first_bad(lines)}") from None
     _check_decimals(messages[0], what)
     return messages
+
+
+def _first_bad(lines: list[str]) -> str:
+    """Which row failed (the slow path, after a failure)."""
+    for number, line in enumerate(lines, 1):
+        fields = line.split(",")
+        if (
+            len(fields) != 8
+            or not all(f.isascii() and f.isdigit() and f for f in fields[:1] + fields[3:6])
+            or fields[6] not in _BOOL
+            or fields[7] not in _BOOL
+            or len(fields[5]) < 4
+        ):
+            return f"{number}: {line[:120]!r}"
+    return "?"
 
 
 def _check_decimals(message: dict[str, Any], what: str) -> None:
@@ -193,15 +226,24 @@ def klines_from_rest(page: Any, symbol: str, interval: str, scale: int = 1) -> l
     return messages
 
 
-def rescaled(message: dict[str, Any], kind: str, scale: int) -> dict[str, Any]:
-    """A copy of a live message (milliseconds) with its times in ``scale`` (1000: µs); the
-    original is shared with the stream's other subscribers, so it is not changed."""
+def rescaled(message: dict[str, Any], kind: str, have: int, want: int) -> dict[str, Any]:
+    """A copy of a live message with its times from ``have`` to ``want`` (1: ms, 1000: µs);
+    the original is shared with the stream's other subscribers, so it is not changed."""
     copy = dict(message)
-    copy["E"] = message["E"] * scale
-    if kind == "kline":
-        k = copy["k"] = dict(message["k"])
-        k["t"] = k["t"] * scale
-        k["T"] = k["T"] * scale + scale - 1
+    if want > have:
+        copy["E"] = message["E"] * want
+        if kind == "kline":
+            k = copy["k"] = dict(message["k"])
+            k["t"] = k["t"] * want
+            k["T"] = k["T"] * want + want - 1
+        else:
+            copy["T"] = message["T"] * want
     else:
-        copy["T"] = message["T"] * scale
+        copy["E"] = message["E"] // have
+        if kind == "kline":
+            k = copy["k"] = dict(message["k"])
+            k["t"] = k["t"] // have
+            k["T"] = k["T"] // have
+        else:
+            copy["T"] = message["T"] // have
     return copy

@@ -73,10 +73,13 @@ def frame_from_batches(
             data[name] = pd.to_datetime(stamps, unit=unit, utc=True)
             continue
         if parts:
-            data[name] = np.concatenate(parts)
+            values = np.concatenate(parts)
+            # pandas 3 would make strings its own str dtype: keep them exactly, as objects
+            data[name] = pd.Series(values, dtype=object) if values.dtype == object else values
         else:
             dtype = object if exact and name not in ("n", *_TRADE_INTS, "m", "M") else None
-            data[name] = np.empty(0, dtype=dtype or _empty_dtype(name, trades))
+            empty = np.empty(0, dtype=dtype or _empty_dtype(name, trades))
+            data[name] = pd.Series(empty, dtype=object) if dtype is object else empty
         del parts
     return pd.DataFrame(data, copy=False)
 

@@ -83,6 +83,18 @@ class HistoryLoader:
             self.bad_files.append(exc.file)
             return exc
 
+    def _instead(self, bad: ArchiveFileError, batches: Iterator[Batch]) -> Iterator[Batch]:
+        """REST for the span of an unusable archive file; if that fails too, the error names
+        the file."""
+        try:
+            yield from batches
+        except HistoryError as exc:
+            if type(exc) is not HistoryError:
+                raise
+            raise ArchiveFileError(
+                self.stream.name, bad.file, f"{bad.detail}; REST instead failed: {exc.reason}"
+            ) from exc
+
     # -- aggregate trades ------------------------------------------------------------------------
 
     def _agg_trades(self, since: int, until: int) -> Iterator[Batch]:
@@ -96,7 +108,7 @@ class HistoryLoader:
             if data is None:
                 break  # not published (yet): REST from here
             if isinstance(data, ArchiveFileError):
-                yield from self._rest_trades(start, min(end, until))
+                yield from self._instead(data, self._rest_trades(start, min(end, until)))
             else:
                 name = path.rsplit("/")[-1]
                 for chunk in data:
@@ -142,6 +154,11 @@ class HistoryLoader:
         while True:
             if self.next_id is None:
                 rows = self._page({"startTime": start})
+                if not rows:  # none since start: where the live stream must go on from
+                    latest = self._page({"limit": 1})
+                    if latest and latest[-1]["T"] < start * scale:
+                        self.next_id = latest[-1]["a"] + 1
+                    return
             else:
                 rows = self._page({"fromId": self.next_id})
                 if rows and rows[0]["a"] != self.next_id:
@@ -195,7 +212,7 @@ class HistoryLoader:
             if data is None:
                 break
             if isinstance(data, ArchiveFileError):
-                yield from self._rest_klines(start, min(end, until))
+                yield from self._instead(data, self._rest_klines(start, min(end, until)))
             else:
                 name = path.rsplit("/")[-1]
                 symbol, interval = self.stream.symbol, self.stream.interval

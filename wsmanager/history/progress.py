@@ -48,7 +48,11 @@ class Progress:
                     "progress=True needs tqdm: pip install 'wsmanager[notebook]'"
                 ) from None
             return
-        self.bar = tqdm(
+
+        class Bar(tqdm):  # type: ignore[misc,valid-type]
+            monitor_interval = 0  # no monitor thread left running after the bar
+
+        self.bar = Bar(
             total=max(1, (until - since) // 1000),
             desc=description,
             unit="s",

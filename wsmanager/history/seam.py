@@ -55,6 +55,7 @@ class HistorySeam:
         *,
         limit: int,
         on_end: Callable[[HistorySeam], object] | None = None,
+        live_scale: int = 1,
     ) -> None:
         self.stream = stream
         self.since = since
@@ -64,7 +65,8 @@ class HistorySeam:
         self.on_complete = on_complete
         self.limit = limit
         self.on_end = on_end
-        self.scale = loader.scale
+        self.scale = loader.scale  # of what is delivered: 1 ms, 1000 µs
+        self.live_scale = live_scale  # of the live stream (the manager's time_unit option)
         self._lock = make_lock("history")  # guards _held, _dropped, _passing
         self._wake = threading.Condition(self._lock)
         self._held: deque[Any] = deque()
@@ -148,16 +150,16 @@ class HistorySeam:
                     return
                 self._last_id = number
             else:
-                opened = message["k"]["t"]
+                opened = message["k"]["t"] // self.live_scale
                 if self._last_closed is not None and opened <= self._last_closed:
                     return
                 if message["k"].get("x") is True:
                     self._last_closed = opened
         except (KeyError, TypeError):
             pass  # not a trade or candle (an error event): delivered as is
-        if self.scale != 1 and isinstance(message, dict):
+        if self.scale != self.live_scale and isinstance(message, dict):
             with contextlib.suppress(KeyError, TypeError):  # not a trade or candle: as is
-                message = rescaled(message, self.stream.kind, self.scale)
+                message = rescaled(message, self.stream.kind, self.live_scale, self.scale)
         if catch:
             self._call(message)
         else:
@@ -172,7 +174,7 @@ class HistorySeam:
                     for batch in self.loader.trades_between(self._last_id + 1, number - 1):
                         self._deliver_history(batch)
             else:
-                opened, length = message["k"]["t"], self.stream.interval_ms
+                opened, length = message["k"]["t"] // self.live_scale, self.stream.interval_ms
                 if self._last_closed is not None and opened > self._last_closed + length:
                     for batch in self.loader.klines_between(self._last_closed + length, opened):
                         self._deliver_history(batch)
@@ -188,6 +190,8 @@ class HistorySeam:
                     if self._stop.is_set():
                         return
                     self._deliver_history(batch)
+                if self._last_id is None and self.loader.next_id is not None:
+                    self._last_id = self.loader.next_id - 1  # no trade since: bridge from here
             except BaseException as exc:
                 if self._stop.is_set():
                     return

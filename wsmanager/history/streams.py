@@ -59,6 +59,7 @@ class ArchiveFileError(HistoryError):
     def __init__(self, stream: str, file: str, reason: str) -> None:
         super().__init__(stream, f"archive file {file}: {reason}")
         self.file = file
+        self.detail = reason
 
 
 class HistoryOverflowError(HistoryError):
@@ -157,8 +158,11 @@ def parse_since(text: str) -> datetime | timedelta:
     relative = _RELATIVE.fullmatch(text.strip())
     if relative:
         return timedelta(seconds=int(relative[1]) * _UNIT_SECONDS[relative[2]])
+    text = text.strip()
+    if text[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not take "Z"
+        text = text[:-1] + "+00:00"
     try:
-        moment = datetime.fromisoformat(text.strip())
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(
             f"--since {text!r}: give a duration back from now (6h, 30m, 2d) or an ISO date "

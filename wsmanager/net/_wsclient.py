@@ -32,6 +32,7 @@ import websocket
 
 __all__ = [
     "FAST_READER_AVAILABLE",
+    "READ_BOUND",
     "SUPPORTED_RANGE",
     "App",
     "FastFrameBuffer",
@@ -44,7 +45,7 @@ log = logging.getLogger("wsmanager")
 
 SUPPORTED_RANGE = ((1, 8, 0), (2, 0, 0))  # [lowest, highest) websocket-client we test
 _READ_SIZE = 256 * 1024  # bytes per recv(): fewer, larger reads per wake-up
-_COMPACT_AT = 1024 * 1024  # drop consumed bytes from the read buffer past this offset
+READ_BOUND = 2 * 1024 * 1024  # bytes buffered per connection before it parses and delivers
 
 OPCODE_CONT = 0x0
 OPCODE_TEXT = 0x1
@@ -52,6 +53,7 @@ OPCODE_BINARY = 0x2
 OPCODE_CLOSE = 0x8
 OPCODE_PING = 0x9
 OPCODE_PONG = 0xA
+_CONTROL = (OPCODE_PING, OPCODE_PONG)
 
 
 def version() -> tuple[int, int, int]:
@@ -116,29 +118,45 @@ _ContinuationBase: Any = websocket._abnf.continuous_frame if FAST_READER_AVAILAB
 class FastFrameBuffer(_FrameBufferBase):  # type: ignore[misc]
     """websocket-client's frame reader, replaced.
 
-    :meth:`feed` reads whatever the socket has (never blocking) into our buffer; :meth:`ready`
-    says whether ``recv_data_frame`` can return without reading more; :meth:`recv_frame` (called
-    by websocket-client) parses one frame from the buffer.
+    The read loop's side: :meth:`feed` reads whatever the socket has (never blocking, never more
+    than :data:`READ_BOUND` buffered beyond the frame in progress) and :meth:`parse` turns every
+    whole frame buffered into messages in one pass: data frames (fragments joined, bounded by
+    their running total as they arrive), pings remembered for the read loop to answer through
+    its message gate. A close frame is left in the buffer for websocket-client
+    (``recv_frame``), which answers it and ends the connection as it always does.
     """
 
     def __init__(self, sock: Any, leftover: bytes, limit: int) -> None:
         super().__init__(self._recv_blocking, skip_utf8_validation=True)
         self._sock = sock
         self._limit = limit
-        self._buffer = bytearray(leftover)
+        self._buffer = bytes(leftover)
         self._pos = 0
+        self._chunks: list[bytes] = []  # read since the last parse (joined once per parse)
+        self._chunked = 0
+        self._fragments: list[bytes] = []  # the message being reassembled
+        self._fragment_size = 0
+        self._fragment_opcode = 0
+        self.ping: bytes | None = None  # the latest ping's payload, not answered yet
+        self.pings = 0
+        self.close_next = False  # a close frame waits at the head (for recv_frame)
         self.frames_parsed = 0  # the self-check: websocket-client really reads through us
 
     # -- the read loop's side --------------------------------------------------------------------
 
     def feed(self) -> int:
-        """Append what the socket has now; return the byte count, -1 at end of stream."""
+        """Append what the socket has now; return the byte count, -1 at end of stream.
+
+        Reads stop at :data:`READ_BOUND` bytes buffered (more only for a frame in progress
+        that is longer, never more than ``max_message_size``): however fast the server writes,
+        a connection holds a few MiB between its socket and its streams' buffers."""
         sock = self._sock
         total = 0
+        bound = max(READ_BOUND, self._frame_needs())
         timeout = sock.gettimeout()
         sock.settimeout(0)
         try:
-            while True:
+            while self.buffered() < bound:
                 try:
                     data = sock.recv(_READ_SIZE)
                 except (BlockingIOError, InterruptedError):
@@ -149,7 +167,8 @@ class FastFrameBuffer(_FrameBufferBase):  # type: ignore[misc]
                     raise
                 if not data:
                     return total or -1
-                self._buffer += data
+                self._chunks.append(data)
+                self._chunked += len(data)
                 total += len(data)
                 pending = getattr(sock, "pending", None)
                 if len(data) < _READ_SIZE and not (pending is not None and pending()):
@@ -158,47 +177,148 @@ class FastFrameBuffer(_FrameBufferBase):  # type: ignore[misc]
             sock.settimeout(timeout)
         return total
 
+    def full(self) -> bool:
+        """As much is buffered as :meth:`feed` will hold: parse before reading more."""
+        return self.buffered() >= max(READ_BOUND, self._frame_needs())
+
     def buffered(self) -> int:
-        return len(self._buffer) - self._pos
+        return len(self._buffer) - self._pos + self._chunked
+
+    def _join(self) -> bytes:
+        if self._chunks:
+            rest = self._buffer[self._pos :] if self._pos else self._buffer
+            self._buffer = rest + b"".join(self._chunks) if rest else b"".join(self._chunks)
+            self._pos = 0
+            self._chunks.clear()
+            self._chunked = 0
+        return self._buffer
+
+    def _frame_needs(self) -> int:
+        """Bytes the frame at the head needs in all (0 when its header is not in yet)."""
+        buffer = self._join()
+        header = _header(buffer, self._pos, len(buffer))
+        if header is None:
+            return 0
+        return min(header[1], self._limit) + header[2]
 
     def ready(self) -> bool:
-        """A whole message (or a control frame, or a frame over the limit) is buffered."""
-        buffer, pos, end = self._buffer, self._pos, len(self._buffer)
-        while True:
-            header = _header(buffer, pos, end)
-            if header is None:
-                return False
-            first, length, size = header
-            if length > self._limit:
-                return True
-            if end - pos < size + length:
-                return False
-            if first & 0x80 or first & 0x08:  # FIN, or a control frame (opcode >= 8)
-                return True
-            pos += size + length  # a fragment without FIN: the rest must be buffered too
+        """A whole frame (or one over the limit) is buffered: :meth:`parse` makes progress."""
+        buffer = self._join()
+        pos = self._pos
+        header = _header(buffer, pos, len(buffer))
+        if header is None:
+            return False
+        _first, length, size = header
+        return length + self._fragment_size > self._limit or len(buffer) - pos >= size + length
+
+    def parse(self, out: list[tuple[int, bytes]]) -> int:
+        """Every whole frame buffered, in one pass: append each whole data message to ``out``
+        as ``(opcode, payload)``; remember the last ping (:attr:`ping`); stop before a close
+        frame (:attr:`close_next`). Return the number of frames consumed.
+
+        Raises :class:`MessageTooBigError` for a frame, or a fragmented message so far, over
+        ``max_message_size``, and ``WebSocketProtocolException`` for a frame RFC 6455 forbids
+        (as websocket-client's own reader would)."""
+        buffer = self._join()
+        pos = self._pos
+        end = len(buffer)
+        limit = self._limit
+        frames = 0
+        append = out.append
+        try:
+            while end - pos >= 2:
+                first = buffer[pos]
+                second = buffer[pos + 1]
+                length = second & 0x7F
+                size = 2
+                if length == 126:
+                    if end - pos < 4:
+                        break
+                    length = buffer[pos + 2] << 8 | buffer[pos + 3]
+                    size = 4
+                elif length == 127:
+                    if end - pos < 10:
+                        break
+                    length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
+                    size = 10
+                if second & 0x80:
+                    size += 4
+                if length + self._fragment_size > limit:
+                    raise MessageTooBigError(length + self._fragment_size, limit)
+                stop = pos + size + length
+                if stop > end:
+                    break
+                opcode = first & 0x0F
+                if first & 0x70:
+                    raise websocket.WebSocketProtocolException("rsv is not implemented, yet")
+                payload = buffer[pos + size : stop]
+                if second & 0x80:
+                    payload = websocket.ABNF.mask(buffer[pos + size - 4 : pos + size], payload)
+                if first & 0x80 and opcode in (OPCODE_TEXT, OPCODE_BINARY) and not self._fragments:
+                    append((opcode, payload))
+                elif opcode >= 8:
+                    if opcode == OPCODE_CLOSE:
+                        self.close_next = True
+                        break  # websocket-client answers it (recv_frame) and ends the connection
+                    if not first & 0x80 or length > 125 or opcode not in _CONTROL:
+                        raise websocket.WebSocketProtocolException(f"Invalid frame {opcode}")
+                    if opcode == OPCODE_PING:
+                        self.ping = payload
+                        self.pings += 1
+                else:
+                    self._fragment(first, opcode, payload, append)
+                pos = stop
+                frames += 1
+        finally:
+            self._pos = pos
+            if pos == len(buffer):
+                self._buffer = b""
+                self._pos = 0
+            self.frames_parsed += frames
+        return frames
+
+    def _fragment(
+        self, first: int, opcode: int, payload: bytes, append: Callable[[tuple[int, bytes]], None]
+    ) -> None:
+        if opcode == OPCODE_CONT:
+            if not self._fragments:
+                raise websocket.WebSocketProtocolException("Illegal frame")
+        elif opcode in (OPCODE_TEXT, OPCODE_BINARY):
+            if self._fragments:
+                raise websocket.WebSocketProtocolException("Illegal frame")
+            self._fragment_opcode = opcode
+        else:
+            raise websocket.WebSocketProtocolException(f"Invalid opcode {opcode!r}")
+        self._fragments.append(payload)
+        self._fragment_size += len(payload)
+        if first & 0x80:
+            append((self._fragment_opcode, b"".join(self._fragments)))
+            self._fragments.clear()
+            self._fragment_size = 0
 
     def peek(self) -> tuple[int, bytes] | None:
         """(opcode, unmasked payload) of the next whole frame, without consuming it."""
-        buffer, pos = self._buffer, self._pos
+        buffer, pos = self._join(), self._pos
         header = _header(buffer, pos, len(buffer))
         if header is None:
             return None
         first, length, size = header
         if len(buffer) - pos < size + length or length > self._limit:
             return None
-        payload = bytes(buffer[pos + size : pos + size + length])
+        payload = buffer[pos + size : pos + size + length]
         if buffer[pos + 1] & 0x80:
-            payload = websocket.ABNF.mask(bytes(buffer[pos + size - 4 : pos + size]), payload)
+            payload = websocket.ABNF.mask(buffer[pos + size - 4 : pos + size], payload)
         return first & 0x0F, payload
 
-    # -- websocket-client's side -----------------------------------------------------------------
+    # -- websocket-client's side (the close frame; a frame it asks for otherwise) ---------------
 
     def _recv_blocking(self, bufsize: int) -> bytes:
         return bytes(self._sock.recv(bufsize))
 
     def _fill(self, needed: int) -> None:
         # Only reached if websocket-client asks for a frame that is not whole yet (the read loop
-        # calls it only when ready() is true); the socket's timeout bounds the wait.
+        # hands it only a close frame that is whole); the socket's timeout bounds the wait.
+        self._join()
         while len(self._buffer) - self._pos < needed:
             data = self._sock.recv(_READ_SIZE)
             if not data:
@@ -218,17 +338,11 @@ class FastFrameBuffer(_FrameBufferBase):  # type: ignore[misc]
             self._fill(size + length)
             buffer, pos = self._buffer, self._pos
             masked = buffer[pos + 1] & 0x80
-            payload = bytes(buffer[pos + size : pos + size + length])
+            payload = buffer[pos + size : pos + size + length]
             if masked:
-                payload = websocket.ABNF.mask(bytes(buffer[pos + size - 4 : pos + size]), payload)
-            end = pos + size + length
-            if end == len(buffer):
-                buffer.clear()
-                end = 0
-            elif end > _COMPACT_AT:
-                del buffer[:end]
-                end = 0
-            self._pos = end
+                payload = websocket.ABNF.mask(buffer[pos + size - 4 : pos + size], payload)
+            self._pos = pos + size + length
+            self.close_next = False
             self.frames_parsed += 1
         frame = websocket.ABNF(
             first >> 7 & 1,
@@ -243,7 +357,7 @@ class FastFrameBuffer(_FrameBufferBase):  # type: ignore[misc]
         return frame
 
 
-def _header(buffer: bytearray, pos: int, end: int) -> tuple[int, int, int] | None:
+def _header(buffer: bytes, pos: int, end: int) -> tuple[int, int, int] | None:
     """(first byte, payload length, header size) of the frame at ``pos``, or None if partial."""
     if end - pos < 2:
         return None

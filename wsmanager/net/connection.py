@@ -28,6 +28,7 @@ from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig, redact_url
 from ..core._locks import make_lock
 from ..core.delivery import StreamFeed
+from ..core.flow import Decoded, Pressure
 from ..core.state import ConnectionState
 from ..core.targets import Target
 from ..decode import decode_json
@@ -424,15 +425,54 @@ class Connection:
         log.debug("connection %s: connected to %s", self.name, redact_url(app.url))
         self._set_state(ConnectionState.CONNECTED, socket_open=True)
 
+    def deliver(self, messages: list[tuple[int, bytes]], pressure: Pressure) -> None:
+        """Whole messages the read loop parsed in one pass: decoded, routed, and handed to each
+        stream's feed as one batch (the reader waits there while a feed is full)."""
+        self.messages_received += len(messages)
+        batches: dict[StreamFeed, list[tuple[Any, int]]] = {}
+        decoders: dict[StreamFeed, Callable[[bytes, bool], Any] | None] = {}
+        loop = self._attempt.loop
+        enveloped = self.target.combined
+        for opcode, data in messages:
+            if opcode != _wsclient.OPCODE_TEXT:
+                self._binary(data)
+                continue
+            try:
+                value = decode_json(data)
+            except BaseException as exc:  # ValueError, RecursionError, MemoryError...
+                self.invalid_messages += 1
+                log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
+                continue
+            routed = self._route(value, loop)
+            if routed is None:
+                continue
+            feed, payload = routed
+            batch = batches.get(feed)
+            if batch is None:
+                batches[feed] = batch = []
+                decoders[feed] = feed.typed_decoder()
+            decode = decoders[feed]
+            if decode is not None:
+                payload = _typed(decode, payload, data, enveloped)
+            batch.append((payload, len(data)))
+        epoch = self.epoch
+        for feed, batch in batches.items():
+            feed.offer_many(self, epoch, batch, pressure)
+
+    def _binary(self, data: bytes) -> None:
+        """A binary frame: SBE market data with ``encoding="sbe"``, else skipped."""
+        if self.config.encoding == "sbe":
+            self._route_sbe(data)
+            return
+        self.invalid_messages += 1
+        log.warning("connection %s: skipped a binary frame of %d bytes", self.name, len(data))
+
     def _on_data(self, app: _wsclient.App, data: bytes, opcode: int, fin: bool) -> None:
+        """websocket-client's own reading path (its frame reader could not be replaced)."""
         self.messages_received += 1
         loop = self._attempt.loop
         if opcode != _wsclient.OPCODE_TEXT:
-            if self.config.encoding == "sbe":
-                self._route_sbe(data)
-                return
-            self.invalid_messages += 1
-            log.warning("connection %s: skipped a binary frame of %d bytes", self.name, len(data))
+            self._binary(data)
             return
         if loop is not None and loop.reader is None:  # the public reading path: check late
             too_big = _wsclient.over_limit(data, self.config.max_message_size)
@@ -445,9 +485,17 @@ class Connection:
             self.invalid_messages += 1
             log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
             return
-        self._route(value, len(data), loop)
+        routed = self._route(value, loop)
+        if routed is not None:
+            feed, payload = routed
+            decode = feed.typed_decoder()
+            if decode is not None:
+                payload = _typed(decode, payload, data, self.target.combined)
+            feed.offer_many(self, self.epoch, [(payload, len(data))], loop and loop.pressure)
 
-    def _route(self, value: Any, size: int, loop: ReadLoop | None) -> None:
+    def _route(self, value: Any, loop: ReadLoop | None) -> tuple[StreamFeed, Any] | None:
+        """The feed a decoded message goes to, and its payload; None when it is not a stream's
+        (an answer, ``serverShutdown``, or skipped)."""
         if type(value) is dict:
             if self.target.combined:
                 name = value.get("stream")
@@ -455,27 +503,24 @@ class Connection:
                     payload = value["data"]
                     if type(payload) is dict and payload.get("e") == "serverShutdown":
                         self.shutdown_announced()
-                        return
+                        return None
                     feed = self.feeds.get(name)
-                    if feed is not None:
-                        feed.offer(self, self.epoch, payload, size)
-                    return
+                    return None if feed is None else (feed, payload)
                 if "id" in value and ("result" in value or "error" in value):
                     if loop is not None:
                         loop.answer(value)
-                    return
+                    return None
             if value.get("e") == "serverShutdown":
                 self.shutdown_announced()
-                return
+                return None
         if not self.target.combined:
             feed = self.feeds.get(self.name)
-            if feed is not None:
-                feed.offer(self, self.epoch, value, size)
-            return
+            return None if feed is None else (feed, value)
         self.invalid_messages += 1
         log.warning(
             "connection %s: skipped a message that is not a stream's: %.200r", self.name, value
         )
+        return None
 
     def _route_sbe(self, data: bytes) -> None:
         """A binary SBE frame: each decoded payload to the feed of the stream it names (no
@@ -524,6 +569,18 @@ class Connection:
     def _set_state(self, state: ConnectionState, *, socket_open: bool) -> None:
         self.state = state
         self._listener.connection_state_changed(self, state, socket_open)
+
+
+def _typed(decode: Callable[[bytes, bool], Any], payload: Any, data: bytes, enveloped: bool) -> Any:
+    """``payload`` with its typed form, decoded from the frame's bytes (not from the dict)."""
+    if type(payload) is not dict:
+        return payload
+    typed = decode(data, enveloped)
+    if typed is None:  # not the documented shape, or another event: the dict is delivered
+        return payload
+    both = Decoded(payload)
+    both.typed = typed
+    return both
 
 
 def _internal(stream: str, error: ConnectionFailedError) -> WSManagerError:

@@ -19,6 +19,7 @@ websocket-client's ``run_forever`` turns either into ``on_error``/``on_close`` a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import select
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 
 from ..config import WSManagerConfig
 from ..core.delivery import StreamFeed
+from ..core.flow import Pressure
 from ..core.subscriptions import SubscriptionBook
 from ..core.targets import Target
 from ..errors import ConnectionLostError
@@ -63,6 +65,8 @@ class LoopOwner(Protocol):
 
     def note_resubscribe(self, stream: str) -> None: ...
 
+    def deliver(self, messages: list[tuple[int, bytes]], pressure: Pressure) -> None: ...
+
 
 __all__ = ["ReadLoop"]
 
@@ -72,7 +76,6 @@ log = logging.getLogger("wsmanager")
 # have not changed for SETTLE seconds (at most MAX_SETTLE after the first change it waits for).
 SETTLE = 0.05
 MAX_SETTLE = 0.5
-_BURST = 64  # messages handled between two looks at the timers, in a flood
 _READ_EVENTS = select.POLLIN | select.POLLPRI | select.POLLHUP | select.POLLERR
 
 
@@ -98,6 +101,8 @@ class ReadLoop:
         self.closing = False
         self.failure: BaseException | None = None  # raised by the loop at its next turn
         self.work_since: float | None = None  # when requests became due (for MAX_SETTLE)
+        self.pong_due: bytes | None = None  # a ping's payload, answered through the gate
+        self.pressure = Pressure(connection.config.backpressure, connection.stopping)
 
     # -- set-up, from on_open --------------------------------------------------------------------
 
@@ -121,12 +126,8 @@ class ReadLoop:
         reader = self.reader
         try:
             while self.app.keep_running:
-                if reader is not None and reader.ready():
-                    for _burst in range(_BURST):
-                        if not self._handle(read_callback):
-                            return
-                        if not reader.ready():
-                            break
+                if reader is not None and reader.ready() and not self._batch(reader, read_callback):
+                    return
                 now = time.monotonic()
                 if self.failure is not None:
                     raise self.failure
@@ -143,7 +144,11 @@ class ReadLoop:
                     else:
                         readable = True
                 if reader is not None:
-                    if (readable or self.guard.pending()) and reader.feed() < 0:
+                    if (
+                        (readable or self.guard.pending())
+                        and not reader.full()
+                        and reader.feed() < 0
+                    ):
                         raise ConnectionLostError(
                             "the exchange closed the connection without a close frame"
                         )
@@ -156,6 +161,40 @@ class ReadLoop:
                         self.guard.read_deadline = None
         finally:
             poller.unregister(wake)
+
+    def _batch(self, reader: _wsclient.FastFrameBuffer, read_callback: Callable[[], Any]) -> bool:
+        """Every whole frame buffered, parsed in one pass and delivered as one batch per stream;
+        a close frame goes to websocket-client. False when the connection ended."""
+        messages: list[tuple[int, bytes]] = []
+        error: Exception | None = None
+        try:
+            parsed = reader.parse(messages)
+        except Exception as exc:  # too big, or a frame RFC 6455 forbids: after the good ones
+            error, parsed = exc, 1
+        if parsed:
+            self.last_frame_at = time.monotonic()
+        if reader.ping is not None:
+            self.pong_due, reader.ping = reader.ping, None
+        if messages:
+            pressure = self.pressure
+            before = pressure.waited
+            self.connection.deliver(messages, pressure)
+            pressure.batch_done()
+            if pressure.waited > before:
+                self._paused(pressure.waited - before)
+        if error is not None:
+            raise error
+        if reader.close_next:
+            return self._handle(read_callback)
+        return True
+
+    def _paused(self, seconds: float) -> None:
+        """The reader waited for full buffers: that time is not the peer's silence."""
+        if self.ping_sent_at is not None:
+            self.ping_sent_at += seconds
+        pending = self.subscriptions.pending
+        for request_id, request in pending.items():
+            pending[request_id] = dataclasses.replace(request, sent_at=request.sent_at + seconds)
 
     def _buffered(self) -> bool:
         """Bytes we hold that poll() cannot see (our frame buffer, TLS, the handshake's tail)."""
@@ -204,6 +243,8 @@ class ReadLoop:
 
     def _next_wakeup(self, now: float) -> float:
         wakeups = [self.next_ping, now + 1.0]
+        if self.pong_due is not None:
+            wakeups.append(now + self.gate.wait_time(now))
         if self.ping_sent_at is not None:
             wakeups.append(self.ping_sent_at + self._config.ping_timeout)
         if not self.proved:
@@ -221,6 +262,11 @@ class ReadLoop:
     # -- sending ---------------------------------------------------------------------------------
 
     def _send_due(self, now: float) -> None:
+        if self.pong_due is not None:
+            if self.gate.wait_time(now) > 0:
+                return  # the pong goes first, as soon as the window allows
+            payload, self.pong_due = self.pong_due, None
+            self._send(lambda ws: ws.pong(payload), now)
         if now >= self.next_ping:
             if self.gate.wait_time(now) > 0:
                 return  # the ping goes first, as soon as the window allows
@@ -345,12 +391,11 @@ class ReadLoop:
         while (remaining := deadline - time.monotonic()) > 0:
             if reader is not None:
                 while reader.ready():
-                    frame = reader.peek()
-                    if frame is not None and frame[0] == _wsclient.OPCODE_CLOSE:
-                        return
                     try:
-                        read_callback()  # a message still on its way; dropped by the feeds
+                        reader.parse([])  # messages still on their way: not delivered
                     except Exception:
+                        return
+                    if reader.close_next:
                         return
                 if not poller.poll(int(remaining * 1000) + 1):
                     return

@@ -35,7 +35,13 @@ DEFAULT_KEY_PREFIX = "wsmanager:"
 EntryId = tuple[int, int]
 
 # Payload fields that number a stream's messages, by the kind of stream (Binance's rules).
-_SEQUENCE_FIELDS = {"trade": "t", "aggTrade": "a", "depth": "u", "bookTicker": "u"}
+_SEQUENCE_FIELDS = {
+    "trade": "t",
+    "aggTrade": "a",
+    "depth": "u",
+    "bookTicker": "u",
+    "bestBidAsk": "u",  # SBE
+}
 _ID = re.compile(rb"(\d+)-(\d+)")
 _START = re.compile(r"\$|\d+(-\d+)?")
 
@@ -49,8 +55,9 @@ def sequence_field(stream: str) -> str | None:
     """The payload field that numbers ``stream``'s messages, or None.
 
     ``btcusdt@trade`` -> ``t``, ``btcusdt@aggTrade`` -> ``a``, ``btcusdt@depth`` and
-    ``btcusdt@depth@100ms`` -> ``u``, ``btcusdt@bookTicker`` -> ``u``. All-market streams
-    (``!bookTicker``) and partial depth (``btcusdt@depth5``) have no single sequence.
+    ``btcusdt@depth@100ms`` -> ``u``, ``btcusdt@bookTicker`` and (SBE) ``btcusdt@bestBidAsk``
+    -> ``u``. All-market streams (``!bookTicker``) and partial depth (``btcusdt@depth5``) have
+    no single sequence.
     """
     if stream.startswith("!") or "@" not in stream:
         return None

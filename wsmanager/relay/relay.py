@@ -17,6 +17,7 @@ from typing import Any
 
 from ..backoff import BackoffPolicy
 from ..config import redact_url, validate_stream_name
+from ..core.flow import plain_subscribe
 from ..core.state import Gap, Health, StreamInfo
 from ..manager import WSManager
 from ..net._closing import ClosesOnExit
@@ -129,7 +130,7 @@ class Relay(RelayWriter, ClosesOnExit):
                 self._streams[stream] = state
             state.removed = False
             self._failed.pop(stream, None)
-        state.unsubscribe = self.manager.subscribe(
+        state.unsubscribe = plain_subscribe(self.manager)(
             stream,
             lambda message: self._on_message(state, message),
             on_error=lambda error: self._on_stream_error(state, error),

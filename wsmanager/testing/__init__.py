@@ -1,5 +1,6 @@
 """Test helpers: a fake Binance-style exchange (``FakeExchange``, needs ``websockets``:
-``pip install wsmanager[testing]``), its rules, and a fault-injecting TCP proxy
+``pip install wsmanager[testing]``; ``history=True``: a past, its public archive and REST
+history), its rules, and a fault-injecting TCP proxy
 (:mod:`wsmanager.testing.faultproxy`, standard library only).
 
 See ``docs/testing.md``.

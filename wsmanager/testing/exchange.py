@@ -16,7 +16,8 @@ true order book per symbol, and answers REST requests on the same port. Fault co
 live connections or on the handshakes that follow. ``rules=BINANCE_SPOT_RULES`` enforces the
 exchange's limits and records every violation. ``ws_api=True`` also serves the WebSocket API's
 user data streams on ``/ws-api/v3`` (:mod:`wsmanager.testing.wsapi`: accounts, signed
-subscriptions, events). ``market="usdm"`` (or ``"coinm"``) is a futures exchange
+subscriptions, events) and futures listenKeys (:mod:`wsmanager.testing.listenkeys`).
+``market="usdm"`` (or ``"coinm"``) is a futures exchange
 (:mod:`wsmanager.testing.futures`: USD-M's routes, ``pu``-chained depth, ``/fapi/v1`` REST).
 Every thread it starts ends on :meth:`close`.
 
@@ -41,6 +42,7 @@ from .book import TrueBook
 from .connection import Client
 from .futures import MARKETS
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
+from .listenkeys import ListenKeys
 from .market import ENCODINGS, Market, MarketMessage
 from .market_controls import MarketControls
 from .past import PastSpec
@@ -110,6 +112,8 @@ class FakeExchange(MarketControls, WsApiControls):
         # ws_api: also serve the WebSocket API's user data streams (wsapi_controls.py)
         self._wsapi = WsApi(self._ledger) if ws_api else None
         self._server.wsapi = self._wsapi
+        self._listen_keys = ListenKeys(self._wsapi.accounts, self._ledger) if self._wsapi else None
+        self._server.listen_keys = self._listen_keys
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="wsmanager-fake-exchange", daemon=True
@@ -194,14 +198,20 @@ class FakeExchange(MarketControls, WsApiControls):
 
     # -- publishing ----------------------------------------------------------------------------
 
-    def publish(self, stream: str, payload: Any = None) -> int:
+    def publish(self, stream: str, payload: Any = None, *, count: int = 1) -> int:
         """Make ``stream``'s next message (``payload`` None: the next of its sequence; else
         ``payload`` as given) and send it to every connection carrying the stream, raw or
         enveloped; return how many connections it went to. The sequence advances even when no
-        connection carries the stream."""
-        return self._run_sync(
-            lambda: self._server.streams.send(stream, self._market.publish(stream, payload))
-        )
+        connection carries the stream. ``count`` > 1: that many messages back to back, in one
+        write per connection (a burst)."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be a positive int, got {count!r}")
+
+        def run() -> int:
+            texts = [t for _ in range(count) for t in self._market.publish(stream, payload)]
+            return self._server.streams.send(stream, texts)
+
+        return self._run_sync(run)
 
     def replay(
         self,

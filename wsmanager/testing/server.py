@@ -33,6 +33,7 @@ from .control import (
 )
 from .futures import route_of, routed_path
 from .ledger import ControlEntry, Ledger
+from .listenkeys import ListenKeys
 from .market import Market, dumps
 from .rest import RestApi, json_response
 from .rules import AttemptGate, ExchangeRules, SlidingWindow, Violation
@@ -101,6 +102,7 @@ class ExchangeServer:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.connection_class = type("ExchangeConnection", (HookedConnection,), {"listener": self})
         self.wsapi: WsApi | None = None  # the WebSocket API, when the exchange serves it
+        self.listen_keys: ListenKeys | None = None  # futures user data, with the WebSocket API
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -121,12 +123,16 @@ class ExchangeServer:
             ssl=self.ssl_context,
         )
         self.port = self.server.sockets[0].getsockname()[1]
+        if self.listen_keys is not None:
+            await self.listen_keys.serve_http(self.host, self.listen_keys.port)
 
     async def stop_listening(self) -> None:
         server, self.server = self.server, None
         if server is None:
             return
         server.close(close_connections=False)
+        if self.listen_keys is not None:
+            await self.listen_keys.stop_http()
         for client in self.streams.targets(None):
             client.ws.transport.abort()
         for connection in list(server.all_connections):  # in the handshake too (a client that
@@ -209,6 +215,13 @@ class ExchangeServer:
         is_upgrade = "websocket" in request.headers.get("Upgrade", "").lower()
         if not is_upgrade and request.path.startswith(("/api/", "/fapi/", "/dapi/")):
             return await self.rest.answer(ws, request)
+        listen_key = self.listen_keys.key_of(request.path) if self.listen_keys else None
+        if listen_key is not None and self.listen_keys is not None:
+            self.ledger.attempt(())
+            if not self.listen_keys.valid(listen_key):
+                return json_response(400, {"code": -1125, "msg": "This listenKey does not exist."})
+            self._new_client(ws, request.path, Route((), False))
+            return None
         routed_to, found = self._route(request.path)
         if found is None and self.wsapi is not None and _path(request.path) == WS_API_PATH:
             found = Route((), False)
@@ -307,6 +320,9 @@ class ExchangeServer:
         self.streams.opened(client)
         if self.wsapi is not None and _path(client.path) == WS_API_PATH:
             self.wsapi.opened(client)
+        key = self.listen_keys.key_of(client.path) if self.listen_keys else None
+        if key is not None and self.listen_keys is not None:
+            self.listen_keys.opened(client, key)
         client.registered = True
         for at in client.early_frames:
             self.ledger.client_message(client.id, at)
@@ -332,6 +348,8 @@ class ExchangeServer:
                 task.cancel()
             if self.wsapi is not None:
                 self.wsapi.closed(client)
+            if self.listen_keys is not None:
+                self.listen_keys.closed(client)
             received = ws.protocol.close_rcvd
             self.streams.closed(client, received.code if received is not None else None)
 

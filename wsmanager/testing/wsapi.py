@@ -116,6 +116,7 @@ class WsApi:
         self.clock_offset_ms = 0  # the server's clock minus the real one
         self.answer_requests = True
         self.events_sent = 0
+        self.refusals: list[tuple[int, int, str]] = []  # (status, code, msg): next subscribes
 
     # -- connections -------------------------------------------------------------------------
 
@@ -202,6 +203,8 @@ class WsApi:
         raise ApiError(400, -1100, f"Unknown method '{method}'.")
 
     def _subscribe(self, session: Session, params: dict[str, Any]) -> dict[str, int]:
+        if self.refusals:
+            raise ApiError(*self.refusals.pop(0))
         for name in ("apiKey", "timestamp", "signature"):
             if name not in params:
                 raise ApiError(

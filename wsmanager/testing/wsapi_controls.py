@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from .listenkeys import PRIVATE_PATH, ListenKeys
 from .wsapi import WS_API_PATH, Account, WsApi
 
 __all__ = ["WsApiControls"]
@@ -18,6 +19,7 @@ class WsApiControls:
     """Mixed into ``FakeExchange``; every call runs on the exchange's loop thread."""
 
     _wsapi: WsApi | None
+    _listen_keys: ListenKeys | None
 
     def _run_sync(self, function: Callable[[], T], timeout: float = 10) -> T:
         raise NotImplementedError
@@ -89,6 +91,18 @@ class WsApiControls:
         api = self._api()
         self._run_sync(lambda: setattr(api, "answer_requests", bool(answer)))
 
+    def refuse_user_data(
+        self,
+        status: int = 429,
+        code: int = -1003,
+        msg: str = "Too many requests; please use the websocket for live updates.",
+        count: int = 1,
+    ) -> None:
+        """Answer the next ``count`` subscribe requests with this error (429/-1003: the
+        exchange's rate limit; 503/-1008: the server busy)."""
+        api = self._api()
+        self._run_sync(lambda: api.refusals.extend([(status, code, msg)] * count))
+
     def user_subscriptions(self) -> dict[int, list[str]]:
         """Open WebSocket API connections (by id) and the API keys subscribed on each."""
         api = self._api()
@@ -97,3 +111,47 @@ class WsApiControls:
     def user_subscription_count(self, api_key: str) -> int:
         """How many open connections carry a subscription of ``api_key``."""
         return sum(keys.count(api_key) for keys in self.user_subscriptions().values())
+
+    # -- futures: listenKeys ------------------------------------------------------------------
+
+    def _keys(self) -> ListenKeys:
+        if self._listen_keys is None:
+            raise RuntimeError("user data is off: make the exchange with ws_api=True")
+        return self._listen_keys
+
+    @property
+    def futures_rest_url(self) -> str:
+        """The base URL of the listenKey REST API (``POST/PUT/DELETE /fapi/v1/listenKey``):
+        its own port, as python-websockets serves GET only."""
+        return f"http://{self.host}:{self._keys().port}"
+
+    @property
+    def private_url(self) -> str:
+        """``ws://127.0.0.1:<port>/private/ws`` (add ``?listenKey=<key>``)."""
+        return f"{self._scheme()}://{self.host}:{self.port}{PRIVATE_PATH}"
+
+    def listen_key(self, api_key: str) -> str | None:
+        """``api_key``'s active listenKey (None: none)."""
+        keys = self._keys()
+        return self._run_sync(lambda: keys.active_key(api_key))
+
+    def push_futures_event(self, api_key: str, event: Mapping[str, Any]) -> int:
+        """Send ``event`` to every connection on ``api_key``'s active listenKey."""
+        keys = self._keys()
+        return self._run_sync(lambda: keys.push(api_key, dict(event)))
+
+    def expire_listen_key(self, api_key: str) -> int:
+        """Expire ``api_key``'s listenKey: ``listenKeyExpired`` to its connections, then nothing;
+        a keep-alive of it is answered -1125."""
+        keys = self._keys()
+        return self._run_sync(lambda: keys.expire(api_key))
+
+    def futures_connections(self, api_key: str) -> int:
+        """Open connections on ``api_key``'s active listenKey."""
+        keys = self._keys()
+
+        def count() -> int:
+            key = keys.active_key(api_key)
+            return sum(1 for _, k in keys.clients.values() if k == key)
+
+        return self._run_sync(count)

@@ -30,6 +30,7 @@ from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig, redact_url
 from ..core._locks import make_lock
 from ..core.delivery import StreamFeed
+from ..core.flow import Pressure
 from ..core.targets import Target
 from ..decode import decode_json
 from ..errors import ConnectionFailedError, HandshakeFailedError
@@ -167,6 +168,12 @@ class WsApiConnection:
         else:
             shutdown_quietly(sock)
 
+    def restart(self) -> None:
+        """Cut the socket: the reconnect loop opens ``self.url`` again (after a short wait)."""
+        with self._lock:
+            sock = self._socket
+        shutdown_quietly(sock)
+
     def stopping(self) -> bool:
         return self._stop.is_set()
 
@@ -229,6 +236,7 @@ class WsApiConnection:
             if not acquired:
                 return
             self.attempts += 1
+            url = self.url
             attempt = self._connect_and_read()
             if self._stop.is_set():
                 return
@@ -238,7 +246,7 @@ class WsApiConnection:
                 return
             self.retry_attempt += 1
             status = error.status_code if isinstance(error, HandshakeFailedError) else None
-            if status is not None and is_permanent_status(status):
+            if status is not None and is_permanent_status(status) and url == self.url:
                 self.owner.failed(self, error)
                 return
             limit = self.config.max_retry_attempts
@@ -336,7 +344,12 @@ class WsApiConnection:
         log.debug("user data connection %s: connected to %s", self.number, self.display_url)
         self.owner.opened(self)
 
-    def _on_data(self, app: _wsclient.App, data: bytes, opcode: int, fin: bool) -> None:
+    def deliver(self, messages: list[tuple[int, bytes]], pressure: Pressure) -> None:
+        """Whole messages the read loop parsed in one pass, in order."""
+        for opcode, data in messages:
+            self._on_data(None, data, opcode, True)
+
+    def _on_data(self, app: _wsclient.App | None, data: bytes, opcode: int, fin: bool) -> None:
         self.messages_received += 1
         self.last_frame_ms = int(time.time() * 1000)
         if opcode != _wsclient.OPCODE_TEXT:

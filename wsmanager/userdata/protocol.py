@@ -81,6 +81,7 @@ class Answer:
     result: Any = None
     code: int | None = None
     msg: str = ""
+    retry_after_ms: int | None = None  # the error's data.retryAfter, when the exchange sends it
 
     @property
     def ok(self) -> bool:
@@ -108,11 +109,16 @@ def classify(message: Any) -> Answer | Event | None:
         error = message.get("error")
         if isinstance(error, dict):
             code = error.get("code")
+            data = error.get("data")
+            wait = data.get("retryAfter") if isinstance(data, dict) else None
+            if isinstance(wait, bool) or not isinstance(wait, int):
+                wait = None
             return Answer(
                 message["id"],
                 status if isinstance(status, int) else None,
                 code=code if isinstance(code, int) else -1,
                 msg=str(error.get("msg", "")),
+                retry_after_ms=wait,
             )
         return Answer(
             message["id"], status if isinstance(status, int) else None, message.get("result")

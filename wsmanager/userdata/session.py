@@ -20,87 +20,50 @@ when the new subscription was confirmed; so ``missing`` is the window's length i
 
 A refusal (bad key, bad signature, ...) ends the account's subscription with
 ``on_error(StreamRejectedError("userData", code, msg))``; a timestamp outside ``recvWindow``
-(-1021) first measures the clock offset with the ``time`` request and tries once more.
+(-1021) first measures the clock offset with the ``time`` request and tries once more; the
+exchange's rate limits and a busy server (429/418/5xx, -1003, -1007, -1008) are tried again up to
+:data:`~wsmanager.userdata.accounts.MAX_TRANSIENT_RETRIES` times, after a backoff delay (or the
+``retryAfter`` the exchange gives, if longer).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import ssl
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
+from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig
 from ..core._locks import make_lock
 from ..core.delivery import DeliveryLoop, Ending, StreamFeed, Subscription
-from ..core.state import Gap
 from ..errors import (
     ConnectionFailedError,
     HandshakeFailedError,
     HandshakeRejectedError,
     RetriesExhaustedError,
-    StreamRejectedError,
     WSManagerError,
 )
 from . import protocol
+from .accounts import (
+    STREAM,
+    Account,
+    PendingRequest,
+)
 from .connection import WsApiConnection
+from .inbound import Inbound
 from .keys import Credentials
 
 __all__ = ["STREAM", "Account", "UserDataSession"]
 
 log = logging.getLogger("wsmanager")
 
-STREAM = "userData"
-REMEMBERED_EVENTS = 256  # per account: an event seen again within these is a duplicate
-CLOCK_ERROR = -1021
-_EPOCH = object()
 _numbers = itertools.count(1)
 _request_ids = itertools.count(1)
 
 
-@dataclass(eq=False)
-class Account:
-    """One API key's subscription (reference counted by its ``user_data`` calls)."""
-
-    credentials: Credentials
-    feed: StreamFeed
-    live: dict[WsApiConnection, int] = field(default_factory=dict)  # -> subscriptionId
-    asked: set[WsApiConnection] = field(default_factory=set)  # subscribe (or time) in flight
-    lost_at_ms: int | None = None  # exchange time since which events may be missing
-    waiting_since: float | None = None  # monotonic: since when no subscription is live
-    clock_retried: bool = False
-    recent: deque[str] = field(default_factory=deque)
-    recent_set: set[str] = field(default_factory=set)
-    events: int = 0
-    duplicates: int = 0
-    gaps: int = 0
-    resubscribes: int = 0
-
-    def first_time(self, key: str) -> bool:
-        if key in self.recent_set:
-            self.duplicates += 1
-            return False
-        self.recent.append(key)
-        self.recent_set.add(key)
-        if len(self.recent) > REMEMBERED_EVENTS:
-            self.recent_set.discard(self.recent.popleft())
-        return True
-
-
-@dataclass(frozen=True)
-class _Request:
-    connection: WsApiConnection
-    method: str
-    api_key: str | None
-    sent_at: float  # monotonic
-    sent_ms: int  # our epoch ms
-
-
-class UserDataSession:
+class UserDataSession(Inbound):
     """The accounts of one WebSocket API URL and the connection(s) carrying them."""
 
     def __init__(
@@ -116,10 +79,11 @@ class UserDataSession:
         self._loop = loop
         self._ssl_context = ssl_context
         self._lock = make_lock("userdata")
+        self._policy = BackoffPolicy(config.base_retry_delay, config.max_retry_delay)
         self.accounts: dict[str, Account] = {}
         self.current: WsApiConnection | None = None
         self.successor: WsApiConnection | None = None
-        self._pending: dict[int, _Request] = {}
+        self._pending: dict[int, PendingRequest] = {}
         self._ours: set[tuple[WsApiConnection, int]] = set()  # subscriptions we are ending
         self._threads: list[Any] = []
         self.offset_ms = 0  # the exchange's clock minus ours, once measured
@@ -213,7 +177,7 @@ class UserDataSession:
     ) -> None:
         request_id = next(_request_ids)
         now = time.monotonic()
-        self._pending[request_id] = _Request(
+        self._pending[request_id] = PendingRequest(
             connection, method, api_key, now, int(time.time() * 1000)
         )
         if log.isEnabledFor(logging.DEBUG):
@@ -293,6 +257,8 @@ class UserDataSession:
         self._ours = {entry for entry in self._ours if entry[0] is not connection}
         for account in self.accounts.values():
             account.asked.discard(connection)
+            if account.retry_on is connection:  # subscribed again when it opens
+                account.retry_at = account.retry_on = None
             if account.live.pop(connection, None) is not None and not account.live:
                 account.lost_at_ms = connection.last_frame_ms + self.offset_ms
                 account.waiting_since = now
@@ -333,8 +299,16 @@ class UserDataSession:
         self.successor = self._start_locked()
 
     def overdue(self, connection: WsApiConnection, now: float) -> str | None:
+        """The read loop's timer (at least once a second): due retries are sent; a request
+        unanswered for ``handshake_timeout`` means the connection is dead."""
         limit = self.config.handshake_timeout
         with self._lock:
+            for account in self.accounts.values():
+                if account.retry_on is connection and (account.retry_at or 0.0) <= now:
+                    account.retry_at = account.retry_on = None
+                    account.asked.discard(connection)
+                    if connection.is_open:
+                        self._subscribe_locked(account, connection)
             for request_id, request in self._pending.items():
                 if request.connection is connection and now - request.sent_at > limit:
                     return (
@@ -350,99 +324,6 @@ class UserDataSession:
             if connection is self.successor:
                 self.successor = None
 
-    def received(self, connection: WsApiConnection, message: Any) -> None:
-        item = protocol.classify(message)
-        with self._lock:
-            if isinstance(item, protocol.Answer):
-                self._answer_locked(connection, item)
-            elif isinstance(item, protocol.Event):
-                self._event_locked(connection, item, message)
-            else:
-                connection.invalid_messages += 1
-                log.warning("user data connection %s: an unknown message", connection.number)
-
-    # -- answers -----------------------------------------------------------------------------
-
-    def _answer_locked(self, connection: WsApiConnection, answer: protocol.Answer) -> None:
-        request = self._pending.pop(answer.id, None) if isinstance(answer.id, int) else None
-        if request is None or request.connection is not connection:
-            return
-        account = self.accounts.get(request.api_key) if request.api_key else None
-        if request.method == protocol.UNSUBSCRIBE:
-            if not answer.ok:
-                log.warning("user data: unsubscribe refused (code %s): %s", answer.code, answer.msg)
-            if not self.accounts and not self._waits_locked(connection):
-                self._retire_locked(connection)
-            return
-        if request.method == protocol.TIME:
-            self._clock_answer_locked(connection, request, answer, account)
-            return
-        number = answer.result.get("subscriptionId") if isinstance(answer.result, dict) else None
-        if account is None or connection not in account.asked:
-            if answer.ok and isinstance(number, int):  # unsubscribed meanwhile
-                self._ours.add((connection, number))
-                self._unsubscribe_locked(connection, number)
-            return
-        account.asked.discard(connection)
-        if answer.ok and isinstance(number, int):
-            self._subscribed_locked(account, connection, number)
-        elif answer.code == CLOCK_ERROR and not account.clock_retried:
-            account.clock_retried = True
-            account.asked.add(connection)
-            log.warning(
-                "user data: account %s: the exchange says our clock is off (%s); measuring it",
-                account.credentials.masked,
-                answer.msg,
-            )
-            self._send_locked(connection, protocol.TIME, None, account.credentials.api_key)
-        else:
-            self.rejections += 1
-            error = StreamRejectedError(STREAM, answer.code, answer.msg)
-            log.error("user data: account %s: %s", account.credentials.masked, error)
-            self._drop_locked(account, Ending.FAILED, error)
-
-    def _clock_answer_locked(
-        self,
-        connection: WsApiConnection,
-        request: _Request,
-        answer: protocol.Answer,
-        account: Account | None,
-    ) -> None:
-        server = answer.result.get("serverTime") if isinstance(answer.result, dict) else None
-        if isinstance(server, int):
-            now_ms = int(time.time() * 1000)
-            self.offset_ms = server - (request.sent_ms + now_ms) // 2
-            self.clock_corrections += 1
-            log.warning("user data: the exchange's clock is %+d ms from ours", self.offset_ms)
-        if account is None:
-            return
-        account.asked.discard(connection)
-        if connection.is_open:
-            self._subscribe_locked(account, connection)
-
-    def _subscribed_locked(
-        self, account: Account, connection: WsApiConnection, number: int
-    ) -> None:
-        was_down = not account.live
-        account.live[connection] = number
-        account.clock_retried = False
-        if was_down:
-            account.waiting_since = None
-            if account.lost_at_ms is not None:
-                now_ms = int(time.time() * 1000) + self.offset_ms
-                gap = Gap(STREAM, account.lost_at_ms, max(now_ms, account.lost_at_ms), True)
-                account.lost_at_ms = None
-                account.gaps += 1
-                account.resubscribes += 1
-                account.feed.add_gap(gap)
-        log.info(
-            "user data: account %s subscribed on connection %s (subscription %d)",
-            account.credentials.masked,
-            connection.number,
-            number,
-        )
-        self._promote_if_ready_locked()
-
     def _promote_if_ready_locked(self) -> None:
         """The successor carries every account: it takes over, the old connection closes."""
         successor, old = self.successor, self.current
@@ -457,46 +338,6 @@ class UserDataSession:
                 account.asked.discard(old)
             old.stop()
         log.info("user data: connection %s took over", successor.number)
-
-    # -- events ------------------------------------------------------------------------------
-
-    def _event_locked(
-        self, connection: WsApiConnection, item: protocol.Event, message: Any
-    ) -> None:
-        if item.subscription_id is None:
-            if item.kind == "serverShutdown":
-                self._rotate_locked(connection, "the exchange announced serverShutdown")
-            return
-        number = item.subscription_id
-        account = next(
-            (a for a in self.accounts.values() if a.live.get(connection) == number), None
-        )
-        if account is None:
-            if item.kind == "eventStreamTerminated":
-                self._ours.discard((connection, number))
-            return
-        if item.kind == "eventStreamTerminated":
-            self._terminated_locked(account, connection, item)
-            return
-        key = json.dumps(item.event, sort_keys=True, separators=(",", ":"))
-        if account.first_time(key):
-            account.events += 1
-            account.feed.offer(self, _EPOCH, item.event, len(key))
-
-    def _terminated_locked(
-        self, account: Account, connection: WsApiConnection, item: protocol.Event
-    ) -> None:
-        del account.live[connection]
-        log.warning(
-            "user data: the exchange ended the subscription of account %s; subscribing again",
-            account.credentials.masked,
-        )
-        if not account.live:
-            when = item.event.get("E")
-            account.lost_at_ms = when if isinstance(when, int) else connection.last_frame_ms
-            account.waiting_since = time.monotonic()
-        if connection.is_open and connection in (self.current, self.successor):
-            self._subscribe_locked(account, connection)
 
     # -- figures -----------------------------------------------------------------------------
 
