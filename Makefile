@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-oldest lint docs soak bench bench-streams bench-sbe check clean
+.PHONY: demo test test-oldest lint docs soak bench bench-streams bench-sbe bench-history check clean
 
 # The lowest websocket-client that setup.cfg allows; CI runs the suite on it too.
 WSCLIENT_OLDEST := 1.8.0
@@ -52,6 +52,9 @@ bench-streams: $(STAMP)
 
 bench-sbe: $(STAMP)
 	$(BIN)/python bench/sbe.py --write-results
+
+bench-history: $(STAMP)
+	$(BIN)/python bench/history.py --write-results
 
 soak: $(STAMP)
 	$(BIN)/python bench/soak.py --seconds $${SOAK_SECONDS:-60}

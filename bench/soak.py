@@ -271,9 +271,7 @@ def main() -> int:
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.CRITICAL)  # faults are the point; keep the report readable
-    report = soak(
-        args.seconds, args.streams, args.subscribers, args.rate, args.seed, args.accounts
-    )
+    report = soak(args.seconds, args.streams, args.subscribers, args.rate, args.seed, args.accounts)
     print(json.dumps(report, indent=2))
     if args.json:
         with open(args.json, "w") as out:

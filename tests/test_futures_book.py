@@ -86,9 +86,7 @@ def _caught_up(book: Any, exchange: FakeExchange) -> bool:
 
 def test_a_futures_book_equals_the_true_book_through_faults(usdm: FakeExchange) -> None:
     rng = random.Random(18)
-    with WSManager(
-        url=usdm.root_url, endpoint="usdm", rest_url=usdm.rest_url, **ROUTED
-    ) as manager:
+    with WSManager(url=usdm.root_url, endpoint="usdm", rest_url=usdm.rest_url, **ROUTED) as manager:
         book = manager.order_book("BTCUSDT", min_snapshot_interval=0.0)
         assert usdm.wait_for_open(STREAM)
         usdm.publish(STREAM)
@@ -124,9 +122,7 @@ def test_a_futures_book_equals_the_true_book_through_faults(usdm: FakeExchange) 
 
 
 def test_futures_backfill_asks_the_futures_path(usdm: FakeExchange) -> None:
-    with WSManager(
-        url=usdm.root_url, endpoint="usdm", rest_url=usdm.rest_url, **ROUTED
-    ) as manager:
+    with WSManager(url=usdm.root_url, endpoint="usdm", rest_url=usdm.rest_url, **ROUTED) as manager:
         recorder = Recorder()
         manager.subscribe("btcusdt@aggTrade", recorder, backfill=True)
         assert usdm.wait_for_open("btcusdt@aggTrade")
@@ -170,9 +166,10 @@ def test_the_futures_demo_finishes_and_keeps_every_promise() -> None:
 
 
 def test_a_coinm_book_follows_the_futures_procedure_on_dapi() -> None:
-    with FakeExchange(market="coinm", seed=9) as coinm, WSManager(
-        url=coinm.url, endpoint="coinm", rest_url=coinm.rest_url, **FAST
-    ) as manager:
+    with (
+        FakeExchange(market="coinm", seed=9) as coinm,
+        WSManager(url=coinm.url, endpoint="coinm", rest_url=coinm.rest_url, **FAST) as manager,
+    ):
         gaps: list[Any] = []
         manager.on_gap(gaps.append)
         book = manager.order_book("BTCUSD_PERP", speed="500ms", min_snapshot_interval=0.0)

@@ -230,3 +230,45 @@ def test_rate_limits_and_a_busy_server_are_tried_again_a_bounded_number_of_times
     assert other.wait(lambda r: bool(r.errors), timeout=10)
     assert isinstance(other.errors[0], StreamRejectedError) and other.errors[0].code == -1008
     assert len(methods(exchange, SUBSCRIBE)) == 3 + 4  # the first try and 3 retries, no more
+
+
+def test_a_handshake_refused_for_good_reaches_on_error(
+    exchange: FakeExchange, make_manager: Callable[..., WSManager]
+) -> None:
+    from wsmanager.errors import HandshakeRejectedError
+
+    exchange.reject(403)
+    manager = make_manager()
+    recorder = Recorder()
+    manager.user_data(
+        recorder,
+        api_key=HMAC_KEY,
+        api_secret=HMAC_SECRET,
+        on_error=recorder.on_error,
+        ws_api_url=exchange.ws_api_url,
+    )
+    assert recorder.wait(lambda r: bool(r.errors))
+    (error,) = recorder.errors
+    assert isinstance(error, HandshakeRejectedError) and error.status_code == 403
+    assert exchange.total_attempts() == 1
+    assert manager.get_metrics().user_data_accounts == 0
+
+
+def test_retries_exhausted_reach_on_error(
+    exchange: FakeExchange, make_manager: Callable[..., WSManager]
+) -> None:
+    from wsmanager.errors import RetriesExhaustedError
+
+    exchange.reject(503)
+    manager = make_manager(max_retry_attempts=3)
+    recorder = Recorder()
+    manager.user_data(
+        recorder,
+        api_key=HMAC_KEY,
+        api_secret=HMAC_SECRET,
+        on_error=recorder.on_error,
+        ws_api_url=exchange.ws_api_url,
+    )
+    assert recorder.wait(lambda r: bool(r.errors))
+    assert isinstance(recorder.errors[0], RetriesExhaustedError)
+    assert exchange.total_attempts() == 3

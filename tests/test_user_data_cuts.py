@@ -144,3 +144,20 @@ def test_unhealthy_while_an_account_has_no_subscription(watch: Watch) -> None:
     assert watch.subscribed()
     assert wait_for(lambda: watch.manager.health().healthy)
     watch.flows()
+
+
+def test_an_event_both_connections_carry_during_a_handover_is_delivered_once(
+    watch: Watch,
+) -> None:
+    exchange = watch.exchange
+    # The successor's first subscribe (the first account's) is refused for a while: meanwhile
+    # the other account is live on both connections, and both deliver its events.
+    exchange.refuse_user_data(429, -1003, retry_after=1.0 * SCALE)
+    exchange.server_shutdown()
+    assert wait_for(lambda: exchange.user_subscription_count(OTHER_KEY) == 2)
+    assert exchange.user_subscription_count(HMAC_KEY) == 1
+    watch.flows()  # the other account's event reaches two connections, its callback once
+    assert watch.subscribed()  # the retry: both accounts on the successor, the old one closed
+    assert wait_for(lambda: len(exchange.connections()) == 1)
+    watch.flows()
+    assert watch.gaps == []

@@ -104,7 +104,9 @@ def test_no_secret_key_or_signature_anywhere(
 
 
 def test_futures_listen_keys_and_the_api_key_are_never_logged(
-    exchange, make_manager: Callable[..., WSManager], caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+    exchange,
+    make_manager: Callable[..., WSManager],
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
 ) -> None:
     caplog.set_level(logging.DEBUG)
     manager = make_manager(debug=True, endpoint="usdm-market", rest_url=exchange.futures_rest_url)

@@ -142,6 +142,8 @@ def route_refusal(stream: str, routes: tuple[str, ...]) -> str | None:
             f"/{'/'.join(routes)}: use endpoint='usdm' (both routes) or 'usdm-{route}'"
         )
     return None
+
+
 # The WebSocket API of each spot preset (user data streams; web-socket-api.md of the spot docs)
 _WS_API_URLS = {
     "spot": "wss://ws-api.binance.com:443/ws-api/v3",
@@ -205,6 +207,7 @@ class Endpoint:
     def routed(self) -> bool:
         """Each stream goes to its route under the root ``url`` (``usdm``)."""
         return len(self.routes) > 1
+
     # The WebSocket API (user data streams, WSManager.user_data); None: the endpoint has none
     ws_api_url: str | None = None
     # Futures user data: the listenKey REST path on rest_url (ws_api_url is then the private

@@ -10,13 +10,11 @@ Binance spot: ``GET /api/v3/aggTrades`` weighs 4, ``GET /api/v3/klines`` 2; both
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import random
 import re
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +22,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ..backoff import BackoffPolicy
+from ..backoff import parse_retry_after as strict_retry_after
 from ..book.rest import weight_budget
 from ..config import redact_url
 from ..proxy import requests_proxies
@@ -46,28 +45,15 @@ PAGE_LIMIT = 1000
 MAX_RETRY_AFTER = 300.0  # seconds: a longer Retry-After is waited this long, then retried
 MAX_ANSWER_BYTES = 16 * 2**20
 _DIGITS = re.compile(r"[0-9]{1,10}")
-_HTTP_DATE = re.compile(
-    r"[A-Za-z]{3}, [0-9]{2} [A-Za-z]{3} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT"
-)
 _rng = random.Random()
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: ASCII digits (seconds) or an IMF-fixdate
-    HTTP date, capped at :data:`MAX_RETRY_AFTER`; None for anything else."""
-    if value is None:
-        return None
-    value = value.strip()
-    if _DIGITS.fullmatch(value):
-        return min(float(value), MAX_RETRY_AFTER)
-    if not _HTTP_DATE.fullmatch(value):
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    now = time.time() if now is None else now
-    return min(max(0.0, when.timestamp() - now), MAX_RETRY_AFTER)
+    """Seconds to wait from a ``Retry-After`` header (the one strict parser,
+    :func:`wsmanager.backoff.parse_retry_after`), here capped at :data:`MAX_RETRY_AFTER`: a
+    history load waits that long, then tries again."""
+    seconds = strict_retry_after(value, now)
+    return None if seconds is None else min(seconds, MAX_RETRY_AFTER)
 
 
 class RestSource:

@@ -89,11 +89,12 @@ class Account:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: int, msg: str) -> None:
+    def __init__(self, status: int, code: int, msg: str, retry_after_ms: int = 0) -> None:
         super().__init__(msg)
         self.status = status
         self.code = code
         self.msg = msg
+        self.retry_after_ms = retry_after_ms  # > 0: the error carries data.retryAfter
 
 
 @dataclass
@@ -116,7 +117,7 @@ class WsApi:
         self.clock_offset_ms = 0  # the server's clock minus the real one
         self.answer_requests = True
         self.events_sent = 0
-        self.refusals: list[tuple[int, int, str]] = []  # (status, code, msg): next subscribes
+        self.refusals: list[tuple[int, int, str, int]] = []  # next subscribes: ApiError args
 
     # -- connections -------------------------------------------------------------------------
 
@@ -156,7 +157,10 @@ class WsApi:
             answer = {"id": request_id, "status": 200, "result": result}
         except ApiError as exc:
             session.weight += 2
-            error = {"code": exc.code, "msg": exc.msg}
+            error: dict[str, Any] = {"code": exc.code, "msg": exc.msg}
+            if exc.retry_after_ms:
+                now = self.now_ms()
+                error["data"] = {"serverTime": now, "retryAfter": now + exc.retry_after_ms}
             answer = {"id": request_id, "status": exc.status, "error": error}
         answer["rateLimits"] = [
             {

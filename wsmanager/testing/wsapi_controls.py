@@ -97,11 +97,14 @@ class WsApiControls:
         code: int = -1003,
         msg: str = "Too many requests; please use the websocket for live updates.",
         count: int = 1,
+        retry_after: float = 0.0,
     ) -> None:
         """Answer the next ``count`` subscribe requests with this error (429/-1003: the
-        exchange's rate limit; 503/-1008: the server busy)."""
+        exchange's rate limit; 503/-1008: the server busy); ``retry_after`` seconds > 0: with
+        ``data: {serverTime, retryAfter}`` as the exchange sends on 429/418."""
         api = self._api()
-        self._run_sync(lambda: api.refusals.extend([(status, code, msg)] * count))
+        refusal = (status, code, msg, int(retry_after * 1000))
+        self._run_sync(lambda: api.refusals.extend([refusal] * count))
 
     def user_subscriptions(self) -> dict[int, list[str]]:
         """Open WebSocket API connections (by id) and the API keys subscribed on each."""

@@ -81,7 +81,7 @@ class Answer:
     result: Any = None
     code: int | None = None
     msg: str = ""
-    retry_after_ms: int | None = None  # the error's data.retryAfter, when the exchange sends it
+    retry_after_ms: int | None = None  # data.retryAfter - data.serverTime, when both are sent
 
     @property
     def ok(self) -> bool:
@@ -100,6 +100,10 @@ class Event:
         return self.event.get("e")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def classify(message: Any) -> Answer | Event | None:
     """What a decoded message is (None: none of the documented shapes)."""
     if type(message) is not dict:
@@ -110,9 +114,11 @@ def classify(message: Any) -> Answer | Event | None:
         if isinstance(error, dict):
             code = error.get("code")
             data = error.get("data")
-            wait = data.get("retryAfter") if isinstance(data, dict) else None
-            if isinstance(wait, bool) or not isinstance(wait, int):
-                wait = None
+            wait = None  # retryAfter is the exchange's time (ms) when to try again
+            if isinstance(data, dict):
+                until, server = data.get("retryAfter"), data.get("serverTime")
+                if isinstance(until, int) and isinstance(server, int) and _is_int(until):
+                    wait = max(0, until - server)
             return Answer(
                 message["id"],
                 status if isinstance(status, int) else None,

@@ -45,6 +45,7 @@ from ..errors import (
     RetriesExhaustedError,
     WSManagerError,
 )
+from ..net.boundary import is_permanent_status
 from . import protocol
 from .accounts import (
     STREAM,
@@ -277,8 +278,9 @@ class UserDataSession(Inbound):
                 return
             self.current = None
             final: WSManagerError
-            if isinstance(error, HandshakeFailedError) and error.status_code is not None:
-                final = HandshakeRejectedError(STREAM, error.status_code, error.headers)
+            status = error.status_code if isinstance(error, HandshakeFailedError) else None
+            if isinstance(error, HandshakeFailedError) and status and is_permanent_status(status):
+                final = HandshakeRejectedError(STREAM, status, error.headers)
             else:
                 final = RetriesExhaustedError(STREAM, connection.retry_attempt, error)
             log.error("user data: %s", final)
@@ -365,4 +367,3 @@ class UserDataSession(Inbound):
                 for a in self.accounts.values()
                 if a.waiting_since is not None
             ]
-
