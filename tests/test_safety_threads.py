@@ -33,9 +33,10 @@ def _exit_off_the_main_thread(*_: object) -> None:
 
 
 def test_a_status_listener_calling_sys_exit_does_not_stop_the_supervisor(
-    exchange: FakeExchange, make_manager: MakeManager
+    exchange: FakeExchange, manager_for: MakeManager
 ) -> None:
-    manager = make_manager(idle_timeout=0.5 * SCALE, cleanup_interval=0.1 * SCALE)
+    exchange.set_rate(20)  # not idle until silenced below
+    manager = manager_for(exchange, idle_timeout=0.5 * SCALE, cleanup_interval=0.1 * SCALE)
     states: list[ConnectionState] = []
     manager.on_connection_status(_exit_off_the_main_thread)
     manager.on_connection_status(states.append)
@@ -43,9 +44,13 @@ def test_a_status_listener_calling_sys_exit_does_not_stop_the_supervisor(
     manager.subscribe(TRADE, recorder, on_complete=recorder.on_complete)
     assert exchange.wait_for_open(TRADE, 1, 5 * SCALE)
     assert wait_for(lambda: states[-1:] == [ConnectionState.CONNECTED])
-    # Status is still delivered after the listener's sys.exit() ...
+    # A handover completes (the supervisor finishes it: the old connection closes) ...
+    exchange.server_shutdown(enveloped=True)
+    assert wait_for(lambda: manager.get_metrics().rotations == 1)
+    assert exchange.wait_until(lambda: len(exchange.connections()) == 1, 5 * SCALE)
+    # ... status is still delivered after the listener's sys.exit() ...
     exchange.drop()
-    assert wait_for(lambda: states.count(ConnectionState.CONNECTED) >= 2)
+    assert wait_for(lambda: states.count(ConnectionState.CONNECTED) >= 2), states
     # ... and the idle sweep still runs.
     exchange.silence(TRADE)
     assert recorder.wait(lambda r: r.completed == 1)

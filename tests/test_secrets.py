@@ -16,7 +16,7 @@ from wsmanager.cli.main import main
 from wsmanager.config import redact_url
 from wsmanager.monitoring import serve_metrics
 from wsmanager.proxy import parse_proxy
-from wsmanager.relay import RelayClient
+from wsmanager.relay import Relay, RelayClient
 from wsmanager.relay.redis_server import RedisServer
 from wsmanager.testing import FakeExchange
 
@@ -65,6 +65,7 @@ def test_no_credential_in_any_repr_log_error_metric_or_cli_output(
     exchange: FakeExchange,
     make_manager: Callable[..., WSManager],
     redis_server: RedisServer,
+    make_relay: Callable[..., Relay],
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -104,6 +105,15 @@ def test_no_credential_in_any_repr_log_error_metric_or_cli_output(
     for client in (refused, missing):
         texts += [repr(client), repr(client.health()), client.get_prometheus_metrics()]
         client.close()
+    relay = make_relay(TRADE, redis_url=f"redis://me:{SECRET}@127.0.0.1:1/0")
+    assert wait_for(lambda: not relay.health().healthy, 10)
+    texts += [repr(relay), repr(relay.health()), relay.get_prometheus_metrics()]
+    # A proxy with credentials that is not there: the attempts fail and are logged.
+    proxied = make_manager(proxy=f"http://me:{SECRET}@127.0.0.1:1", max_retry_attempts=2)
+    failed = Recorder()
+    proxied.subscribe(TRADE, failed, on_error=failed.on_error)
+    assert failed.wait(lambda r: bool(r.errors))
+    texts += [repr(proxied.config), repr(proxied), *(f"{e!s} {e!r}" for e in failed.errors)]
     # The CLI: wsmanager health, reachable and not.
     with serve_metrics(manager, port=0) as server:
         assert main(["health", _with_secret(server.url)]) == 0

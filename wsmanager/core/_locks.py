@@ -29,6 +29,7 @@ RANKS = {
     "history-seams": 66,  # WSManager: its running history seams (subscribe(..., since=...))
     "host-budgets": 70,  # HostBudgets: attempts per host, process-wide
     "history": 90,  # HistorySeam: live messages held while history loads (a leaf)
+    "user-errors": 95,  # ErrorCounter: what user code raised (a leaf)
 }
 
 CHECKING = os.environ.get("WSMANAGER_CHECK_LOCKS") == "1"

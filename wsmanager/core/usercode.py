@@ -20,6 +20,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from ._locks import make_lock
+
 __all__ = ["ErrorCounter", "call_user", "user_code_raised"]
 
 log = logging.getLogger("wsmanager")
@@ -31,7 +33,7 @@ class ErrorCounter:
     __slots__ = ("_lock", "count")
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()  # guards count (a leaf lock: nothing is called under it)
+        self._lock = make_lock("user-errors")  # guards count (a leaf: nothing is called under it)
         self.count = 0
 
     def add(self) -> None:

@@ -135,6 +135,8 @@ class ExchangeServer:
             await self.listen_keys.stop_http()
         for client in self.streams.targets(None):
             client.ws.transport.abort()
+        for connection in list(server.all_connections):  # in the handshake too (a client that
+            connection.transport.abort()  # went silent there would hold wait_closed for ever)
         self.release_hung()
         await server.wait_closed()
 
