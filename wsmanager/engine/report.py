@@ -1,5 +1,5 @@
-"""What the registry reports, built from its records: one stream's snapshot, and the manager's
-counters (pure functions; the registry calls them under its lock)."""
+"""What a manager reports, built from its records: one stream's snapshot, the manager's counters
+and why it is unhealthy (pure functions; the registry calls the first two under its lock)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from ..core.state import StreamInfo, WSManagerMetrics
 from .groups import Counters, Stream, Totals
 
-__all__ = ["manager_metrics", "stream_info"]
+__all__ = ["health_reasons", "manager_metrics", "stream_info"]
 
 
 def stream_info(stream: Stream) -> StreamInfo:
@@ -74,3 +74,30 @@ def manager_metrics(
         backfilled_messages=totals.backfilled,
         connections=groups,
     )
+
+
+def health_reasons(
+    limit: float,
+    disconnected: Iterable[tuple[str, float]],
+    failures: Iterable[tuple[str, str, float]],
+    user_data_waiting: Iterable[tuple[str, float]],
+) -> list[str]:
+    """Why a manager is unhealthy: streams without a connection for longer than ``limit``
+    (``max_retry_delay``) seconds, streams that failed for good within ``limit``, and user data
+    accounts without a subscription for longer than ``limit``."""
+    reasons = [
+        f"stream {name!r} has had no connection for {seconds:.1f}s "
+        f"(more than max_retry_delay, {limit:g}s)"
+        for name, seconds in disconnected
+        if seconds > limit
+    ]
+    reasons += [
+        f"stream {name!r} failed {ago:.1f}s ago: {reason}" for name, reason, ago in failures
+    ]
+    reasons += [
+        f"user data of account {key} has had no subscription for {seconds:.1f}s "
+        f"(more than max_retry_delay, {limit:g}s)"
+        for key, seconds in user_data_waiting
+        if seconds > limit
+    ]
+    return reasons
