@@ -17,9 +17,10 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..book import OrderBook
 from ..manager import WSManager
 from ..monitoring import serve_metrics
 from .view import LiveView
@@ -91,31 +92,7 @@ def run_demo(seconds: float, rate: float, metrics_port: int) -> int:
                 lambda: exchange.server_shutdown(close_after=3.0),
             ),
         ]
-        next_view = time.monotonic()
-        try:
-            while (now := time.monotonic()) < started + seconds:
-                time.sleep(min(0.1, started + seconds - now))  # the faults' and view's clock
-                connected = manager.get_connection_status().value == "connected"
-                if faults and connected and time.monotonic() >= started + faults[0][0] * seconds:
-                    _, what, inject = faults.pop(0)
-                    inject()
-                    view.notes.append(f"*** fault injected: {what} ***")
-                    if not view.interactive:
-                        print(view.notes[-1])
-                if time.monotonic() < next_view:
-                    continue
-                next_view += 1.0
-                best = book.view(1)
-                if best.bids and best.asks:
-                    line = (
-                        f"order book {BOOK_SYMBOL}: {'synced' if best.synced else 'resyncing'}, "
-                        f"bid {best.bids[0][0]} / ask {best.asks[0][0]}, resyncs {book.resyncs}"
-                    )
-                    view.notes = [n for n in view.notes if not n.startswith("order book")]
-                    view.notes.insert(0, line)
-                view.tick()
-        except KeyboardInterrupt:
-            print("\ninterrupted")
+        play(manager, view, book, faults, started, seconds, f"order book {BOOK_SYMBOL}")
         metrics = manager.get_metrics()
         endpoint = _fetch_json(server.url)
         violations = exchange.violations()
@@ -225,3 +202,45 @@ def _fetch_json(url: str) -> tuple[int, str, object]:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(run_demo(20.0, 25.0, 0))
+
+
+Fault = tuple[float, str, Callable[[], object]]  # (fraction of the run, what, how)
+
+
+def play(
+    manager: WSManager,
+    view: LiveView,
+    book: OrderBook,
+    faults: list[Fault],
+    started: float,
+    seconds: float,
+    label: str,
+) -> None:
+    """Run a demo for ``seconds`` from ``started``: inject each fault at its fraction of the run
+    (once the manager is connected), and once a second put the book's top (``label``) on the
+    live view. Ctrl-C ends it early."""
+    next_view = time.monotonic()
+    try:
+        while (now := time.monotonic()) < started + seconds:
+            time.sleep(min(0.1, started + seconds - now))  # the faults' and view's clock
+            connected = manager.get_connection_status().value == "connected"
+            if faults and connected and time.monotonic() >= started + faults[0][0] * seconds:
+                _, what, inject = faults.pop(0)
+                inject()
+                view.notes.append(f"*** fault injected: {what} ***")
+                if not view.interactive:
+                    print(view.notes[-1])
+            if time.monotonic() < next_view:
+                continue
+            next_view += 1.0
+            top = book.view(1)
+            if top.bids and top.asks:
+                line = (
+                    f"{label}: {'synced' if top.synced else 'resyncing'}, "
+                    f"bid {top.bids[0][0]} / ask {top.asks[0][0]}, resyncs {book.resyncs}"
+                )
+                view.notes = [n for n in view.notes if not n.startswith(label)]
+                view.notes.insert(0, line)
+            view.tick()
+    except KeyboardInterrupt:
+        print("\ninterrupted")

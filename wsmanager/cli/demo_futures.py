@@ -17,6 +17,7 @@ from collections import Counter
 from typing import Any
 
 from ..manager import WSManager
+from .demo import play
 from .view import LiveView
 
 __all__ = ["FUTURES_STREAMS", "run_futures_demo"]
@@ -70,32 +71,7 @@ def run_futures_demo(seconds: float, rate: float) -> int:
              lambda: exchange.skip(BROKEN, 3)),
             (0.65, "the exchange dropped every connection", exchange.drop),
         ]  # fmt: skip
-        next_view = time.monotonic()
-        try:
-            while (now := time.monotonic()) < started + seconds:
-                time.sleep(min(0.1, started + seconds - now))
-                connected = manager.get_connection_status().value == "connected"
-                if faults and connected and time.monotonic() >= started + faults[0][0] * seconds:
-                    _, what, inject = faults.pop(0)
-                    inject()
-                    view.notes.append(f"*** fault injected: {what} ***")
-                    if not view.interactive:
-                        print(view.notes[-1])
-                if time.monotonic() < next_view:
-                    continue
-                next_view += 1.0
-                top = book.view(1)
-                if top.bids and top.asks:
-                    line = (
-                        f"futures order book {BOOK_SYMBOL}: "
-                        f"{'synced' if top.synced else 'resyncing'}, bid {top.bids[0][0]} / ask "
-                        f"{top.asks[0][0]}, resyncs {book.resyncs}"
-                    )
-                    view.notes = [n for n in view.notes if not n.startswith("futures order")]
-                    view.notes.insert(0, line)
-                view.tick()
-        except KeyboardInterrupt:
-            print("\ninterrupted")
+        play(manager, view, book, faults, started, seconds, f"futures order book {BOOK_SYMBOL}")
         equal, checked_at = _book_matches(book, exchange)
         metrics = manager.get_metrics()
         withheld = exchange.withheld()

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from ..history.streams import INTERVAL_MS as HISTORY_INTERVAL_MS
+
 __all__ = [
     "INTERVAL_MS",
     "MICROSECONDS_SINCE",
@@ -31,21 +33,8 @@ __all__ = [
 
 DAY_MS = 86_400_000
 MICROSECONDS_SINCE = 1_735_689_600_000  # 2025-01-01: spot archives use microseconds from here
-INTERVAL_MS = {
-    "1s": 1_000,
-    "1m": 60_000,
-    "3m": 180_000,
-    "5m": 300_000,
-    "15m": 900_000,
-    "30m": 1_800_000,
-    "1h": 3_600_000,
-    "2h": 7_200_000,
-    "4h": 14_400_000,
-    "6h": 21_600_000,
-    "8h": 28_800_000,
-    "12h": 43_200_000,
-    "1d": DAY_MS,
-}
+# the archive's intervals the fake serves: up to a day (3d and 1w come from REST only)
+INTERVAL_MS = {name: ms for name, ms in HISTORY_INTERVAL_MS.items() if ms <= DAY_MS}
 _MASK = (1 << 64) - 1
 
 # (a, price cents, qty in 1e-5 lots, first trade id, last trade id, time in µs, buyer is maker)
