@@ -199,8 +199,10 @@ def soak(
         expected = streams + (1 if accounts else 0)
         exchange.wait_until(lambda: exchange.open_connections() == expected, 10)
         kinds = ["cut", "reset", "blackhole", "drop", "drop1001", "503", "restart"]
+        # handovers: serverShutdown, a flood of it, and replacements refused or hanging
+        kinds += ["shutdown", "shutdown_flood", "handover_refused", "handover_hangs"]
         if accounts:
-            kinds += ["terminate", "shutdown"]
+            kinds += ["terminate"]
         began = time.monotonic()
         while time.monotonic() - began < seconds:
             fault = rng.choice(kinds)
@@ -218,7 +220,21 @@ def soak(
             elif fault == "terminate":
                 exchange.terminate_user_stream(rng.choice(user.keys))
             elif fault == "shutdown":
-                exchange.server_shutdown(close_after=rng.uniform(0.0, 1.0))
+                exchange.server_shutdown(enveloped=True, close_after=rng.uniform(0.0, 1.0))
+            elif fault == "shutdown_flood":
+                for _ in range(20):  # every 50 ms for 1 s: one handover at most
+                    exchange.server_shutdown(enveloped=True)
+                    time.sleep(0.05)
+            elif fault in ("handover_refused", "handover_hangs"):
+                if fault == "handover_refused":
+                    exchange.reject(503)
+                else:
+                    exchange.hang_handshakes()
+                exchange.server_shutdown(enveloped=True)
+                time.sleep(rng.uniform(0.2, 1.5))  # the replacement fails meanwhile
+                if rng.random() < 0.5:
+                    exchange.drop(rng.choice(names))  # and the old connection goes too
+                exchange.accept_normally()
             elif fault == "503":
                 hostile = rng.choice(HOSTILE_RETRY_AFTER)
                 exchange.reject(503, headers={"Retry-After": hostile})

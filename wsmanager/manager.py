@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
-import importlib
 import itertools
 import logging
 import os
 import ssl
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,7 +16,8 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry
 
 from .backoff import BackoffPolicy, RetryDelayInfo
-from .book import BookStats, OrderBook, fetch_agg_trades
+from .book import BookStats, OrderBook
+from .book.backfill import gap_backfill
 from .book.rest import AGG_TRADES_PATH
 from .book.shelf import BookShelf
 from .config import WSManagerConfig, is_loopback_url, redact_url, validate_stream_name
@@ -34,18 +32,22 @@ from .core.delivery import (
 )
 from .core.flow import plain_subscribe
 from .core.state import ConnectionState, Gap, Health, StreamInfo, WSManagerMetrics
-from .core.usercode import call_user
 from .endpoints import Endpoint, apply_endpoint, get_endpoint
+from .engine import lifecycle
 from .engine.registry import StreamRegistry
+from .engine.report import health_reasons
 from .engine.routes import router_for, warn_if_decommissioned
 from .engine.status import StatusCallback, StatusFeed
+from .engine.supervisor import Supervisor
 from .errors import InvalidStreamNameError, ManagerClosedError
 from .history import api as history_api
 from .iterate import StreamIterator, collect
 from .metrics import PrometheusExporter
 from .net._closing import ClosesOnExit
+from .net.transport import tls_context
 from .notebook import manager_html
 from .sbe.streams import book_speed
+from .typed_loading import require_typed, typed_decoder
 from .userdata import UserDataStreams
 
 __all__ = ["Unsubscribe", "WSManager"]
@@ -54,16 +56,7 @@ log = logging.getLogger("wsmanager")
 
 Unsubscribe = Callable[[], None]
 
-_AT_EXIT_JOIN_TIMEOUT = 2.0
-_live_managers: weakref.WeakSet[WSManager] = weakref.WeakSet()
-_at_exit_registered = False
-_at_exit_lock = threading.Lock()
 _manager_numbers = itertools.count(1)
-
-
-def _destroy_live_managers() -> None:
-    for manager in list(_live_managers):
-        manager._shutdown(join_timeout=_AT_EXIT_JOIN_TIMEOUT)
 
 
 class WSManager(ClosesOnExit):
@@ -96,13 +89,13 @@ class WSManager(ClosesOnExit):
             raise TypeError(f"WSManager: {exc}".replace("__init__() ", "")) from None
         url = self.config.url
         if self.config.typed:
-            _typed_module()  # ImportError naming the extra now, not at the first subscribe
+            require_typed()  # ImportError naming the extra now, not at the first subscribe
         if self.config.debug:
             log.setLevel(logging.DEBUG)
         if self.endpoint is None or not self.endpoint.routed:  # routed: the root is only a base
             warn_if_decommissioned(url)
         self._router = router_for(self.config, self.endpoint)
-        ssl_context = self._tls_context(ssl_context)
+        ssl_context = tls_context(self.config.verify_tls, ssl_context, self.config.url)
         if urlsplit(url).scheme == "ws" and not is_loopback_url(url):
             log.warning(
                 "%s is not encrypted (ws://) and not on this machine; use wss:// in production",
@@ -120,7 +113,7 @@ class WSManager(ClosesOnExit):
             self._status_changed,
             lambda: self._gap_listeners,
             ssl_context=ssl_context,
-            on_handover=self._wake_supervisor,
+            on_handover=lambda: self._supervisor.wake(),
             backfill_for=self._backfill_for,
             router=self._router,
         )
@@ -131,37 +124,22 @@ class WSManager(ClosesOnExit):
             ssl_context=ssl_context,
             listen_key_path=self.endpoint.listen_key_path if self.endpoint is not None else None,
         )
-        # Supervisor: delivers status changes, runs the idle sweep, finishes handovers.
-        self._wake = threading.Condition(make_lock("supervisor"))  # guards the three flags below
-        self._status_dirty = False
-        self._stopping = False
         self._destroyed = False
         self._forked_away = False
-        self._supervisor = threading.Thread(
-            target=self._supervise, name="wsmanager-supervisor", daemon=True
-        )
         self.metrics_name = metrics_name or f"manager-{next(_manager_numbers)}"
+        self._supervisor = Supervisor(
+            self._status,
+            next_deadline=self._registry.next_handover_deadline,
+            advance=self._registry.advance_handovers,
+            sweep=self.force_cleanup_idle_streams,
+            interval=self.config.cleanup_interval,
+            idle_cleanup=self.config.idle_timeout is not None,
+            name=f"manager {self.metrics_name}",
+            errors=self._status.errors,
+        )
         self._exporter = PrometheusExporter(self, self.metrics_name, registry)
         self._supervisor.start()
-        _register_for_exit(self)
-
-    def _tls_context(self, given: ssl.SSLContext | None) -> ssl.SSLContext | None:
-        if self.config.verify_tls:
-            return given
-        if given is not None:
-            raise ValueError(
-                "verify_tls=False cannot be combined with ssl_context: wsmanager never changes "
-                "a context it is given; turn verification off on your own context instead"
-            )
-        log.warning(
-            "TLS certificate and hostname verification is OFF for %s (verify_tls=False): "
-            "anyone on the path can read and forge this data",
-            redact_url(self.config.url),
-        )
-        context = ssl.create_default_context()  # our own: nobody else shares it
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
+        lifecycle.register(self)
 
     # -- subscriptions ---------------------------------------------------------------------------
 
@@ -351,27 +329,10 @@ class WSManager(ClosesOnExit):
 
     def _backfill_for(self, stream: str) -> Backfill | None:
         """For ``@aggTrade`` streams: fetch a gap's trades from the REST API."""
-        symbol, _, kind = stream.partition("@")
-        if kind != "aggTrade":
-            return None
-        rest_url = self.config.effective_rest_url
-        closing = self._closing
-
-        proxy = self.config.proxy
         path = AGG_TRADES_PATH if self.endpoint is None else self.endpoint.agg_trades_path
-
-        def backfill(gap: Gap) -> list[Any]:
-            return fetch_agg_trades(
-                rest_url,
-                symbol.upper(),
-                gap.expected,
-                gap.received - 1,
-                stop=closing,
-                proxy=proxy,
-                path=path,
-            )
-
-        return backfill
+        return gap_backfill(
+            stream, self.config.effective_rest_url, path, self.config.proxy, self._closing
+        )
 
     # -- status --------------------------------------------------------------------------------
 
@@ -383,7 +344,7 @@ class WSManager(ClosesOnExit):
         _check_callable("callback", callback)
         listener, moved_on = self._status.add(callback)
         if moved_on:
-            self._wake_supervisor()
+            self._supervisor.wake()
         status = self._status
 
         def unsubscribe() -> None:
@@ -414,12 +375,7 @@ class WSManager(ClosesOnExit):
     def _status_changed(self, state: ConnectionState) -> None:
         # Called under the registry lock: record and signal, nothing more.
         if self._status.set(state):
-            self._wake_supervisor()
-
-    def _wake_supervisor(self) -> None:
-        with self._wake:
-            self._status_dirty = True
-            self._wake.notify()
+            self._supervisor.wake()
 
     # -- introspection and cleanup ---------------------------------------------------------------
 
@@ -479,23 +435,12 @@ class WSManager(ClosesOnExit):
             return Health(False, [_FORKED])
         if self._destroyed:
             return Health(False, ["the manager was destroyed"])
-        limit = self.config.max_retry_delay
-        reasons = [
-            f"stream {name!r} has had no connection for {seconds:.1f}s "
-            f"(more than max_retry_delay, {limit:g}s)"
-            for name, seconds in self._registry.disconnected_for()
-            if seconds > limit
-        ]
-        reasons += [
-            f"stream {name!r} failed {ago:.1f}s ago: {reason}"
-            for name, reason, ago in self._registry.recent_failures(limit)
-        ]
-        reasons += [
-            f"user data of account {key} has had no subscription for {seconds:.1f}s "
-            f"(more than max_retry_delay, {limit:g}s)"
-            for key, seconds in self._user_data.waiting()
-            if seconds > limit
-        ]
+        reasons = health_reasons(
+            self.config.max_retry_delay,
+            self._registry.disconnected_for(),
+            self._registry.recent_failures(self.config.max_retry_delay),
+            self._user_data.waiting(),
+        )
         return Health(not reasons, reasons)
 
     @property
@@ -512,8 +457,7 @@ class WSManager(ClosesOnExit):
     def _shutdown(self, join_timeout: float | None) -> None:
         if self._forked_away:
             return  # the parent's connections: not ours to close
-        with self._wake:
-            self._destroyed = True
+        self._destroyed = True
         self._closing.set()
         self._books.close_all()
         self._seams.close_all()
@@ -521,9 +465,7 @@ class WSManager(ClosesOnExit):
         # stop the supervisor, which delivers that status before it ends.
         closing = self._registry.close()
         self._user_data.close(self.config.close_timeout + 0.5)
-        with self._wake:
-            self._stopping = True
-            self._wake.notify()
+        self._supervisor.stop()
         self._exporter.close()
         current = threading.current_thread()
         deadline = None if join_timeout is None else time.monotonic() + join_timeout
@@ -534,19 +476,19 @@ class WSManager(ClosesOnExit):
                 connection.thread.join(max(0.0, grace - time.monotonic()))
             if connection.thread.is_alive():
                 connection.kill()
-        threads = [*self._registry.threads(), self._supervisor]
+        threads = [*self._registry.threads(), self._supervisor.thread]
         for thread in threads:
             if thread is current or not thread.is_alive():
                 continue
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(remaining)
-        _live_managers.discard(self)
+        lifecycle.forget(self)
 
     def _forget_after_fork(self) -> None:
         """In a forked child: drop the parent's streams without touching their sockets."""
         self._forked_away = True
         self._destroyed = True
-        self._wake = threading.Condition(make_lock("supervisor"))
+        self._supervisor.after_fork()
         self._registry.forget_after_fork()
 
     def close(self) -> None:
@@ -562,72 +504,8 @@ class WSManager(ClosesOnExit):
         """The manager and its streams as HTML tables, for Jupyter (``notebook.manager_html``)."""
         return manager_html(self)
 
-    # -- the supervisor thread -------------------------------------------------------------------
-
-    def _supervise(self) -> None:
-        """The supervisor thread: a step that raised (whatever it is) is reported and counted,
-        and the supervisor goes on, so status delivery, idle cleanup and handovers never stop."""
-        while not call_user(
-            self._supervise_loop,
-            where=f"manager {self.metrics_name}",
-            what="the supervisor",
-            counter=self._status.errors,
-        ):
-            with self._wake:  # a step that fails every time must not spin
-                if not self._stopping:
-                    self._wake.wait(0.05)
-
-    def _supervise_loop(self) -> None:
-        """Deliver status changes, run the idle sweep, and finish handovers: woken by a change
-        (a state, a handover's replacement open, a stream switched) or by the next deadline."""
-        interval = self.config.cleanup_interval
-        next_sweep = time.monotonic() + interval
-        registry = self._registry
-        while True:
-            handover_at = registry.next_handover_deadline()  # before the lock: lock order
-            wake_at = next_sweep if handover_at is None else min(next_sweep, handover_at)
-            with self._wake:
-                while not (self._status_dirty or self._stopping):
-                    remaining = wake_at - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    self._wake.wait(remaining)
-                stopping = self._stopping
-                self._status_dirty = False
-            if stopping:
-                break
-            registry.advance_handovers()
-            self._status.deliver()
-            if time.monotonic() >= next_sweep:
-                next_sweep = time.monotonic() + interval
-                if self.config.idle_timeout is not None:
-                    try:
-                        self.force_cleanup_idle_streams()
-                    except Exception:  # never let the sweep kill status delivery
-                        log.exception("the idle sweep failed")
-        self._status.deliver()  # the final "disconnected"
-        self._status.clear()
-
 
 _FORKED = "this manager belongs to the parent process (os.fork): create a new one in the child"
-
-
-def typed_decoder(stream: str, typed: bool) -> Callable[[bytes, bool], Any] | None:
-    """The typed decoder of ``stream`` when ``typed`` (None for payloads without a class)."""
-    if not isinstance(typed, bool):
-        raise TypeError(f"typed must be True, False or None, not {typed!r}")
-    if not typed:
-        return None
-    decoder: Callable[[bytes, bool], Any] | None = _typed_module().decoder_for(stream)
-    return decoder
-
-
-def _typed_module() -> Any:
-    try:
-        typed = importlib.import_module(__package__ + ".typed")
-    except ImportError as exc:
-        raise ImportError("typed messages need msgspec: pip install 'wsmanager[typed]'") from exc
-    return typed
 
 
 def _check_callable(name: str, value: object, *, optional: bool = False) -> None:
@@ -635,28 +513,3 @@ def _check_callable(name: str, value: object, *, optional: bool = False) -> None
         return
     if not callable(value):
         raise TypeError(f"{name} must be callable, got {type(value).__name__}")
-
-
-def _register_for_exit(manager: WSManager) -> None:
-    global _at_exit_registered
-    with _at_exit_lock:
-        _live_managers.add(manager)
-        if not _at_exit_registered:
-            atexit.register(_destroy_live_managers)
-            _at_exit_registered = True
-
-
-def _forget_managers_in_child() -> None:
-    """After ``os.fork()``, in the child: its managers' threads do not exist there and their
-    sockets are the parent's, so the child neither uses, reports nor closes them (not even at
-    exit); the child creates its own managers."""
-    global _at_exit_lock
-    _at_exit_lock = threading.Lock()
-    managers = list(_live_managers)
-    _live_managers.clear()
-    for manager in managers:
-        manager._forget_after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_managers_in_child)

@@ -16,6 +16,7 @@ from typing import Any
 import requests
 
 from ..backoff import BackoffPolicy
+from ..core.state import Gap
 from ..errors import WSManagerError
 from .rest import (
     AGG_TRADES_PATH,
@@ -28,7 +29,13 @@ from .rest import (
     retry_delay,
 )
 
-__all__ = ["PAGE_SIZE", "BackfillError", "agg_trade_payload", "fetch_agg_trades"]
+__all__ = [
+    "PAGE_SIZE",
+    "BackfillError",
+    "agg_trade_payload",
+    "fetch_agg_trades",
+    "gap_backfill",
+]
 
 PAGE_SIZE = 1000  # the endpoint's maximum limit
 
@@ -175,3 +182,26 @@ def _take_page(
         trades.append(payload)
         next_id += 1
     return next_id
+
+
+def gap_backfill(
+    stream: str, rest_url: str, path: str, proxy: str | None, stop: threading.Event
+) -> Callable[[Gap], list[Any]] | None:
+    """For an ``@aggTrade`` stream: a function fetching a gap's trades from ``rest_url`` (the
+    manager's ``backfill=True``); None for any other stream."""
+    symbol, _, kind = stream.partition("@")
+    if kind != "aggTrade":
+        return None
+
+    def backfill(gap: Gap) -> list[Any]:
+        return fetch_agg_trades(
+            rest_url,
+            symbol.upper(),
+            gap.expected,
+            gap.received - 1,
+            stop=stop,
+            proxy=proxy,
+            path=path,
+        )
+
+    return backfill

@@ -7,13 +7,16 @@ lock (:mod:`wsmanager.engine.registry`), which owns these records.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from ..core.delivery import DeliveryLoop, StreamFeed, Subscription
 from ..net.connection import Connection
-from .handover import Handover
+from .handover import REARM_AFTER, Event, Handover, Phase
 
-__all__ = ["Counters", "Group", "Stream", "Totals"]
+__all__ = ["Counters", "Group", "Outcome", "Stream", "Totals"]
+
+log = logging.getLogger("wsmanager")
 
 
 @dataclass(eq=False)
@@ -58,6 +61,53 @@ class Group:
     def connections(self) -> tuple[Connection, ...]:
         handover = self.handover
         return (self.connection,) if handover is None else (self.connection, handover.replacement)
+
+    def handover_event(self, event: Event, now: float) -> Outcome | None:
+        """Move this group's handover by ``event``; None when its table has no such move.
+
+        Promoted: every stream takes the replacement's messages, the replacement becomes the
+        group's connection, the old one is to retire. Abandoned: the replacement is to retire;
+        the old connection carries every stream on (unless the group closed) and asks for a
+        rotation again after ``REARM_AFTER``."""
+        handover = self.handover
+        if handover is None or not handover.can(event):
+            return None
+        phase = handover.move(event, now)
+        old, replacement = handover.old, handover.replacement
+        if phase is Phase.PROMOTED:
+            self.handover = None
+            for stream in self.streams.values():
+                stream.feed.force_switch(replacement)
+            self.reconnects_before += old.reconnects
+            self.connection = replacement
+            self.socket_open.pop(old, None)
+            log.info("connection %s: handover done (%s)", self.number, handover.reason)
+            return Outcome(retire=old, publish=True)
+        if phase is Phase.ABANDONED:
+            self.handover = None
+            self.socket_open.pop(replacement, None)
+            if self.closed:
+                return Outcome(retire=replacement, publish=False)
+            for stream in self.streams.values():
+                stream.feed.attach(old)
+            old.rearm_rotation(REARM_AFTER)
+            log.warning(
+                "connection %s: handover (%s) abandoned: %s; the old connection carries on",
+                self.number,
+                handover.reason,
+                event.value,
+            )
+            return Outcome(retire=replacement, publish=True)
+        return Outcome(retire=None, publish=False)  # the replacement is open: time the grace
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the registry does after a handover moved: retire a connection, publish the state
+    (else wake the supervisor, which times the grace)."""
+
+    retire: Connection | None
+    publish: bool
 
 
 @dataclass

@@ -31,7 +31,8 @@ from ..core.targets import Router, Target
 from ..errors import ManagerClosedError, StreamRejectedError, WSManagerError
 from ..net.connection import Connection, ErrorFactory
 from .groups import Counters, Group, Stream, Totals
-from .handover import REARM_AFTER, Event, Handover, Phase
+from .handover import Event, Handover, Phase
+from .report import manager_metrics, stream_info
 
 __all__ = ["StreamRegistry"]
 
@@ -283,51 +284,18 @@ class StreamRegistry:
         return True
 
     def _handover_event_locked(self, group: Group, event: Event) -> None:
-        """Move the group's handover by ``event`` (if the table allows it) and carry out what
-        the new phase means."""
-        handover = group.handover
-        if handover is None or not handover.can(event):
+        """Move the group's handover by ``event`` (if its table allows it) and carry out what
+        the group says the new phase needs: a connection to retire, a state to publish, the
+        supervisor to wake (it times the grace once the replacement is open)."""
+        outcome = group.handover_event(event, time.monotonic())
+        if outcome is None:
             return
-        phase = handover.move(event, time.monotonic())
-        if phase is Phase.PROMOTED:
-            self._promote_locked(group, handover)
-        elif phase is Phase.ABANDONED:
-            self._abandon_locked(group, handover, event)
+        if outcome.retire is not None:
+            self._retire_locked(outcome.retire)
+        if outcome.publish:
+            self._publish_locked()
         else:
-            self._on_handover()  # the replacement is open: the supervisor times the grace
-
-    def _promote_locked(self, group: Group, handover: Handover[Connection]) -> None:
-        """The replacement carries everything now; the old connection closes (1000)."""
-        group.handover = None
-        old, replacement = handover.old, handover.replacement
-        for stream in group.streams.values():
-            stream.feed.force_switch(replacement)
-        group.reconnects_before += old.reconnects
-        group.connection = replacement
-        group.socket_open.pop(old, None)
-        self._retire_locked(old)
-        log.info("connection %s: handover done (%s)", group.number, handover.reason)
-        self._publish_locked()
-
-    def _abandon_locked(self, group: Group, handover: Handover[Connection], event: Event) -> None:
-        """The replacement is gone: the old connection carries every stream on, reconnects as
-        usual when it drops, and may ask for a rotation again after a while."""
-        group.handover = None
-        old, replacement = handover.old, handover.replacement
-        group.socket_open.pop(replacement, None)
-        self._retire_locked(replacement)
-        if group.closed:
-            return
-        for stream in group.streams.values():
-            stream.feed.attach(old)
-        old.rearm_rotation(REARM_AFTER)
-        log.warning(
-            "connection %s: handover (%s) abandoned: %s; the old connection carries on",
-            group.number,
-            handover.reason,
-            event.value,
-        )
-        self._publish_locked()
+            self._on_handover()
 
     def _retire_locked(self, connection: Connection) -> None:
         """Stop ``connection``; its counters are folded in once its thread has ended."""
@@ -476,35 +444,7 @@ class StreamRegistry:
 
     def infos(self) -> list[StreamInfo]:
         with self._lock:
-            return [self._info_locked(s) for s in self._streams.values()]
-
-    def _info_locked(self, stream: Stream) -> StreamInfo:
-        connection = stream.group.connection
-        feed = stream.feed
-        raw = not connection.target.combined
-        return StreamInfo(
-            name=stream.name,
-            url=connection.display_url,
-            subscribers=len(feed.subscribers),
-            state=connection.state,
-            created_at=stream.created_at,
-            last_message_at=feed.last_message_at,
-            messages_received=feed.received,
-            retry_attempt=connection.retry_attempt,
-            reconnects=stream.group.reconnects_before + connection.reconnects,
-            invalid_messages=connection.invalid_messages if raw else 0,
-            callback_errors=feed.callback_errors,
-            dropped_messages=feed.dropped,
-            oversized_messages=connection.oversized_messages if raw else 0,
-            buffered_messages=feed.buffered(),
-            buffered_bytes=feed.buffered_bytes,
-            gaps=feed.gaps,
-            duplicates=feed.duplicates,
-            resubscribes=sum(
-                c.resubscribes.get(stream.name, 0) for c in stream.group.connections()
-            ),
-            connection=connection.number,
-        )
+            return [stream_info(s) for s in self._streams.values()]
 
     def active_count(self) -> int:
         with self._lock:
@@ -534,28 +474,10 @@ class StreamRegistry:
                 totals.add_connection(connection)
             for stream in self._streams.values():
                 totals.add_feed(stream.feed)
-            counters = self._counters
-            return WSManagerMetrics(
+            return manager_metrics(
+                self._counters,
+                totals,
                 active_connections=self._active_connections_locked(),
-                active_streams=len(self._streams),
-                subscribers=sum(len(s.subscribers) for s in self._streams.values()),
-                retry_count=totals.retry_count,
-                stream_creations=counters.stream_creations,
-                stream_cleanups=counters.stream_cleanups,
-                active_connections_hwm=counters.active_connections_hwm,
-                messages_received=totals.messages_received,
-                invalid_messages=totals.invalid_messages,
-                callback_errors=totals.callback_errors,
-                dropped_messages=totals.dropped_messages,
-                oversized_messages=totals.oversized_messages,
-                gaps=totals.gaps,
-                duplicates_dropped=totals.duplicates,
-                connection_attempts=totals.connection_attempts,
-                connection_attempts_throttled=totals.throttled_attempts,
-                client_messages_sent=totals.client_messages_sent,
-                streams_failed=counters.streams_failed,
-                rotations=counters.rotations,
-                resubscribes=totals.resubscribes,
-                backfilled_messages=totals.backfilled,
-                connections=len(self._groups),
+                streams=self._streams.values(),
+                groups=len(self._groups),
             )

@@ -20,12 +20,20 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from .._redact import redact_url
 from ..errors import ConnectionFailedError
 from ..proxy import ProxyError, ProxyURL, proxy_for
 from .deadline import Deadline
 from .tunnel import connect_through
 
-__all__ = ["ConnectAborted", "Deadline", "open_socket", "resolve", "shutdown_quietly"]
+__all__ = [
+    "ConnectAborted",
+    "Deadline",
+    "open_socket",
+    "resolve",
+    "shutdown_quietly",
+    "tls_context",
+]
 
 log = logging.getLogger("wsmanager")
 
@@ -251,3 +259,25 @@ def shutdown_quietly(sock: socket.socket | None) -> None:
         return
     with contextlib.suppress(OSError, ValueError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def tls_context(verify: bool, given: ssl.SSLContext | None, url: str) -> ssl.SSLContext | None:
+    """The TLS context for ``wss://`` connections: ``given`` (None: the default, verifying);
+    with ``verify`` off, a context of our own that verifies nothing (never ``given`` changed:
+    ValueError), announced by a warning naming ``url``."""
+    if verify:
+        return given
+    if given is not None:
+        raise ValueError(
+            "verify_tls=False cannot be combined with ssl_context: wsmanager never changes "
+            "a context it is given; turn verification off on your own context instead"
+        )
+    log.warning(
+        "TLS certificate and hostname verification is OFF for %s (verify_tls=False): "
+        "anyone on the path can read and forge this data",
+        redact_url(url),
+    )
+    context = ssl.create_default_context()  # our own: nobody else shares it
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

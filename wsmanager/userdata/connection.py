@@ -36,6 +36,7 @@ from ..decode import decode_json
 from ..errors import ConnectionFailedError, HandshakeFailedError
 from ..net import _wsclient
 from ..net.boundary import Attempt, convert, final_error, is_permanent_status, retry_after
+from ..net.connection import SHUTDOWN_MIN_AGE
 from ..net.deadline import Deadline
 from ..net.guard import SocketGuard
 from ..net.limits import HOST_BUDGETS, MessageGate, host_key
@@ -121,6 +122,9 @@ class WsApiConnection:
         age = config.max_connection_age
         self.max_age = float("inf") if age is None else age * (1 - (rng or random).uniform(0, 0.1))
         self.rotate_at = float("inf")  # monotonic: when the read loop asks for a rotation
+        self.rotate_reason = "the connection reached its maximum age"
+        self.replacement = False  # opened to take over from another (rotation, serverShutdown)
+        self._shutdown_seen = False  # this socket announced serverShutdown (acted on once)
         self.outbox: deque[str] = deque()  # texts to send, in order (any thread appends)
         self._ssl_context = ssl_context
         self._rng = rng
@@ -199,10 +203,26 @@ class WsApiConnection:
         self.owner.rotation_due(self, reason)
 
     def rotation_timer(self, now: float) -> None:
-        """The read loop's timer: ask once for the rotation when the connection is old."""
+        """The read loop's timer: ask once for the rotation that is due."""
         if now >= self.rotate_at:
             self.rotate_at = float("inf")
-            self.rotation_due("the connection reached its maximum age")
+            self.rotation_due(self.rotate_reason)
+
+    def shutdown_announced(self) -> bool:
+        """The exchange sent ``serverShutdown`` on this socket: True to hand over now. As for
+        market connections (:meth:`wsmanager.net.connection.Connection.shutdown_announced`):
+        once per socket, and a replacement younger than ``SHUTDOWN_MIN_AGE`` only once it is
+        that old, so a flood of it cannot spend the connection budget."""
+        if self._shutdown_seen:
+            return False
+        self._shutdown_seen = True
+        now = time.monotonic()
+        opened = self.opened_at if self.opened_at is not None else now
+        if self.replacement and now - opened < SHUTDOWN_MIN_AGE:
+            self.rotate_reason = "the exchange announced serverShutdown"
+            self.rotate_at = min(self.rotate_at, opened + SHUTDOWN_MIN_AGE)
+            return False
+        return True
 
     def stream_refused(self, stream: str, code: int | None, reason: str) -> None:
         pass  # the read loop subscribes no stream here
@@ -334,6 +354,8 @@ class WsApiConnection:
         now = time.monotonic()
         self._attempt.opened_at = self.opened_at = now
         self.rotate_at = now + self.max_age
+        self.rotate_reason = "the connection reached its maximum age"
+        self._shutdown_seen = False
         self.last_frame_ms = int(time.time() * 1000)
         if self.attempts > 1:
             self.reconnects += 1

@@ -203,7 +203,7 @@ class Inbound:
         self, connection: WsApiConnection, item: protocol.Event, message: Any
     ) -> None:
         if item.subscription_id is None:
-            if item.kind == "serverShutdown":
+            if item.kind == "serverShutdown" and connection.shutdown_announced():
                 self._rotate_locked(connection, "the exchange announced serverShutdown")
             return
         number = item.subscription_id

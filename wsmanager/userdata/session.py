@@ -299,6 +299,7 @@ class UserDataSession(Inbound):
         self.rotations += 1
         log.info("user data: %s; opening a successor connection", reason)
         self.successor = self._start_locked()
+        self.successor.replacement = True
 
     def overdue(self, connection: WsApiConnection, now: float) -> str | None:
         """The read loop's timer (at least once a second): due retries are sent; a request
