@@ -342,8 +342,9 @@ def test_13_deep_json_and_sys_exit_do_not_stop_a_stream(
     exchange: FakeExchange, make_manager: MakeManager, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from wsmanager.decode import decode_json_stdlib
+    from wsmanager.net import datapath
 
-    monkeypatch.setattr(connection_module, "decode_json", decode_json_stdlib)
+    monkeypatch.setattr(datapath, "decode_json", decode_json_stdlib)
     manager = make_manager()
     exits: list[object] = []
     survivor = Recorder()

@@ -24,15 +24,12 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from .. import decode as _decode_module
 from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig, redact_url
 from ..core._locks import make_lock
-from ..core.delivery import DeliveryLoop, StreamFeed
-from ..core.flow import Decoded, Pressure
+from ..core.delivery import StreamFeed
 from ..core.state import ConnectionState
 from ..core.targets import Target
-from ..decode import decode_json
 from ..errors import (
     ConnectionFailedError,
     HandshakeFailedError,
@@ -43,6 +40,7 @@ from ..errors import (
 from ..sbe import SbeDecodeError, decode_frame
 from . import _wsclient
 from .boundary import Attempt, convert, final_error, is_permanent_status, retry_after
+from .datapath import DataPath
 from .deadline import Deadline
 from .guard import SocketGuard
 from .limits import HOST_BUDGETS, MessageGate, host_key
@@ -78,7 +76,7 @@ class ConnectionListener(Protocol):
     def connection_ended(self, connection: Connection) -> None: ...
 
 
-class Connection:
+class Connection(DataPath):
     """A connection carrying streams. Counters are written only by its reader thread."""
 
     def __init__(
@@ -426,140 +424,6 @@ class Connection:
         log.debug("connection %s: connected to %s", self.name, redact_url(app.url))
         self._set_state(ConnectionState.CONNECTED, socket_open=True)
 
-    def deliver(self, messages: list[tuple[int, bytes]], pressure: Pressure) -> None:
-        """Whole messages the read loop parsed in one pass: decoded, routed, and handed to each
-        stream's feed as one batch (the reader waits there while a feed is full)."""
-        self.messages_received += len(messages)
-        # each stream's messages, and its typed decoder (None: nobody wants typed messages)
-        batches: dict[StreamFeed, tuple[list[tuple[Any, int]], Callable[[bytes, bool], Any] | None]]
-        batches = {}
-        loop = self._attempt.loop
-        combined = self.target.combined
-        feeds = self.feeds
-        raw_feed = None if combined else feeds.get(self.name)
-        loads = decode_json
-        if loads is _ORJSON_WRAPPER and _ORJSON_LOADS is not None:
-            loads = _ORJSON_LOADS  # the same function, without the Python call around it
-        last_feed: StreamFeed | None = None
-        batch: list[tuple[Any, int]] = []
-        decode: Callable[[bytes, bool], Any] | None = None
-        for opcode, data in messages:
-            if opcode != _wsclient.OPCODE_TEXT:
-                self._binary(data)
-                continue
-            try:
-                value = loads(data)
-            except BaseException as exc:  # ValueError, RecursionError, MemoryError...
-                self.invalid_messages += 1
-                log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
-                continue
-            # The common shapes inline (a stream's envelope, a raw stream's payload); the rest,
-            # and serverShutdown, through _route.
-            feed: StreamFeed | None = None
-            payload: Any = value
-            if type(value) is dict:
-                if combined:
-                    name = value.get("stream")
-                    payload = value.get("data")
-                    if (
-                        type(payload) is dict
-                        and type(name) is str
-                        and payload.get("e") != "serverShutdown"
-                    ):
-                        feed = feeds.get(name)
-                        if feed is None:
-                            continue  # a stream this connection has left
-                elif value.get("e") != "serverShutdown" and raw_feed is not None:
-                    feed = raw_feed
-            if feed is None:
-                routed = self._route(value, loop)
-                if routed is None:
-                    continue
-                feed, payload = routed
-            if feed is not last_feed:
-                last_feed = feed
-                found = batches.get(feed)
-                if found is None:
-                    batches[feed] = found = ([], feed.typed_decoder())
-                batch, decode = found
-            if decode is not None:
-                payload = _typed(decode, payload, data, combined)
-            batch.append((payload, len(data)))
-        epoch = self.epoch
-        if len(batches) == 1:
-            for target, (items, _decode) in batches.items():
-                target.offer_many(self, epoch, items, pressure)
-            return
-        # Many streams: one lock round trip per callback thread, not one per stream.
-        by_loop: dict[DeliveryLoop, list[tuple[StreamFeed, list[tuple[Any, int]]]]] = {}
-        for target, (items, _decode) in batches.items():
-            by_loop.setdefault(target.loop, []).append((target, items))
-        for delivery, pairs in by_loop.items():
-            delivery.offer_batches(self, epoch, pairs, pressure)
-
-    def _binary(self, data: bytes) -> None:
-        """A binary frame: SBE market data with ``encoding="sbe"``, else skipped."""
-        if self.config.encoding == "sbe":
-            self._route_sbe(data)
-            return
-        self.invalid_messages += 1
-        log.warning("connection %s: skipped a binary frame of %d bytes", self.name, len(data))
-
-    def _on_data(self, app: _wsclient.App, data: bytes, opcode: int, fin: bool) -> None:
-        """websocket-client's own reading path (its frame reader could not be replaced)."""
-        self.messages_received += 1
-        loop = self._attempt.loop
-        if opcode != _wsclient.OPCODE_TEXT:
-            self._binary(data)
-            return
-        if loop is not None and loop.reader is None:  # the public reading path: check late
-            too_big = _wsclient.over_limit(data, self.config.max_message_size)
-            if too_big is not None:
-                loop.failure = too_big
-                return
-        try:
-            value = decode_json(data)
-        except BaseException as exc:  # ValueError, RecursionError, MemoryError...
-            self.invalid_messages += 1
-            log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
-            return
-        routed = self._route(value, loop)
-        if routed is not None:
-            feed, payload = routed
-            decode = feed.typed_decoder()
-            if decode is not None:
-                payload = _typed(decode, payload, data, self.target.combined)
-            feed.offer_many(self, self.epoch, [(payload, len(data))], loop and loop.pressure)
-
-    def _route(self, value: Any, loop: ReadLoop | None) -> tuple[StreamFeed, Any] | None:
-        """The feed a decoded message goes to, and its payload; None when it is not a stream's
-        (an answer, ``serverShutdown``, or skipped)."""
-        if type(value) is dict:
-            if self.target.combined:
-                name = value.get("stream")
-                if type(name) is str and "data" in value:
-                    payload = value["data"]
-                    if type(payload) is dict and payload.get("e") == "serverShutdown":
-                        self.shutdown_announced()
-                        return None
-                    feed = self.feeds.get(name)
-                    return None if feed is None else (feed, payload)
-                if "id" in value and ("result" in value or "error" in value):
-                    if loop is not None:
-                        loop.answer(value)
-                    return None
-            if value.get("e") == "serverShutdown":
-                self.shutdown_announced()
-                return None
-        if not self.target.combined:
-            feed = self.feeds.get(self.name)
-            return None if feed is None else (feed, value)
-        self.invalid_messages += 1
-        log.warning(
-            "connection %s: skipped a message that is not a stream's: %.200r", self.name, value
-        )
-        return None
-
     def _route_sbe(self, data: bytes) -> None:
         """A binary SBE frame: each decoded payload to the feed of the stream it names (no
         envelope on combined connections)."""
@@ -607,24 +471,6 @@ class Connection:
     def _set_state(self, state: ConnectionState, *, socket_open: bool) -> None:
         self.state = state
         self._listener.connection_state_changed(self, state, socket_open)
-
-
-_ORJSON_WRAPPER = getattr(_decode_module, "decode_json_orjson", None)
-_ORJSON_LOADS: Callable[[bytes], Any] | None = getattr(
-    getattr(_decode_module, "orjson", None), "loads", None
-)
-
-
-def _typed(decode: Callable[[bytes, bool], Any], payload: Any, data: bytes, enveloped: bool) -> Any:
-    """``payload`` with its typed form, decoded from the frame's bytes (not from the dict)."""
-    if type(payload) is not dict:
-        return payload
-    typed = decode(data, enveloped)
-    if typed is None:  # not the documented shape, or another event: the dict is delivered
-        return payload
-    both = Decoded(payload)
-    both.typed = typed
-    return both
 
 
 def _internal(stream: str, error: ConnectionFailedError) -> WSManagerError:

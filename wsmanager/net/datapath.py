@@ -1,0 +1,207 @@
+"""A connection's data path: from the frames its read loop parsed to its streams' feeds.
+
+:meth:`DataPath.deliver` takes every whole message of one read: decodes each JSON payload once
+(orjson when installed), routes it (a combined stream's envelope by its ``stream``, a raw
+connection's payload to its one stream; answers to ``SUBSCRIBE`` to the read loop;
+``serverShutdown`` to the handover), adds the typed form for the feeds whose subscribers asked
+for it (decoded from the frame's bytes, :mod:`wsmanager.typed`), and hands each stream its
+messages as one batch: one lock round trip per callback thread, where the reader waits while a
+buffer is full (back-pressure, :class:`~wsmanager.core.flow.Pressure`). A binary frame goes to
+``_binary`` (SBE market data with ``encoding="sbe"``).
+
+:class:`~wsmanager.net.connection.Connection` inherits it; it is kept apart so that the hot path
+reads on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .. import decode as _decode_module
+from ..config import WSManagerConfig
+from ..core.delivery import DeliveryLoop, StreamFeed
+from ..core.flow import Decoded, Pressure
+from ..core.targets import Target
+from ..decode import decode_json
+from . import _wsclient
+from .boundary import Attempt
+
+if TYPE_CHECKING:
+    from .readloop import ReadLoop
+
+__all__ = ["DataPath"]
+
+log = logging.getLogger("wsmanager")
+
+
+class DataPath:
+    """The data path of a :class:`~wsmanager.net.connection.Connection` (its reader thread)."""
+
+    name: str
+    config: WSManagerConfig
+    target: Target
+    feeds: Mapping[str, StreamFeed]
+    epoch: object
+    messages_received: int
+    invalid_messages: int
+    _attempt: Attempt
+
+    def shutdown_announced(self) -> None:
+        raise NotImplementedError
+
+    def _route_sbe(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def deliver(self, messages: list[tuple[int, bytes]], pressure: Pressure) -> None:
+        """Whole messages the read loop parsed in one pass: decoded, routed, and handed to each
+        stream's feed as one batch (the reader waits there while a feed is full)."""
+        self.messages_received += len(messages)
+        # each stream's messages, and its typed decoder (None: nobody wants typed messages)
+        batches: dict[StreamFeed, tuple[list[tuple[Any, int]], Callable[[bytes, bool], Any] | None]]
+        batches = {}
+        loop = self._attempt.loop
+        combined = self.target.combined
+        feeds = self.feeds
+        raw_feed = None if combined else feeds.get(self.name)
+        loads = decode_json
+        if loads is _ORJSON_WRAPPER and _ORJSON_LOADS is not None:
+            loads = _ORJSON_LOADS  # the same function, without the Python call around it
+        last_feed: StreamFeed | None = None
+        batch: list[tuple[Any, int]] = []
+        decode: Callable[[bytes, bool], Any] | None = None
+        for opcode, data in messages:
+            if opcode != _wsclient.OPCODE_TEXT:
+                self._binary(data)
+                continue
+            try:
+                value = loads(data)
+            except BaseException as exc:  # ValueError, RecursionError, MemoryError...
+                self.invalid_messages += 1
+                log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
+                continue
+            # The common shapes inline (a stream's envelope, a raw stream's payload); the rest,
+            # and serverShutdown, through _route.
+            feed: StreamFeed | None = None
+            payload: Any = value
+            if type(value) is dict:
+                if combined:
+                    name = value.get("stream")
+                    payload = value.get("data")
+                    if (
+                        type(payload) is dict
+                        and type(name) is str
+                        and payload.get("e") != "serverShutdown"
+                    ):
+                        feed = feeds.get(name)
+                        if feed is None:
+                            continue  # a stream this connection has left
+                elif value.get("e") != "serverShutdown" and raw_feed is not None:
+                    feed = raw_feed
+            if feed is None:
+                routed = self._route(value, loop)
+                if routed is None:
+                    continue
+                feed, payload = routed
+            if feed is not last_feed:
+                last_feed = feed
+                found = batches.get(feed)
+                if found is None:
+                    batches[feed] = found = ([], feed.typed_decoder())
+                batch, decode = found
+            if decode is not None:
+                payload = _typed(decode, payload, data, combined)
+            batch.append((payload, len(data)))
+        epoch = self.epoch
+        if len(batches) == 1:
+            for target, (items, _decode) in batches.items():
+                target.offer_many(self, epoch, items, pressure)
+            return
+        # Many streams: one lock round trip per callback thread, not one per stream.
+        by_loop: dict[DeliveryLoop, list[tuple[StreamFeed, list[tuple[Any, int]]]]] = {}
+        for target, (items, _decode) in batches.items():
+            by_loop.setdefault(target.loop, []).append((target, items))
+        for delivery, pairs in by_loop.items():
+            delivery.offer_batches(self, epoch, pairs, pressure)
+
+    def _binary(self, data: bytes) -> None:
+        """A binary frame: SBE market data with ``encoding="sbe"``, else skipped."""
+        if self.config.encoding == "sbe":
+            self._route_sbe(data)
+            return
+        self.invalid_messages += 1
+        log.warning("connection %s: skipped a binary frame of %d bytes", self.name, len(data))
+
+    def _on_data(self, app: _wsclient.App, data: bytes, opcode: int, fin: bool) -> None:
+        """websocket-client's own reading path (its frame reader could not be replaced)."""
+        self.messages_received += 1
+        loop = self._attempt.loop
+        if opcode != _wsclient.OPCODE_TEXT:
+            self._binary(data)
+            return
+        if loop is not None and loop.reader is None:  # the public reading path: check late
+            too_big = _wsclient.over_limit(data, self.config.max_message_size)
+            if too_big is not None:
+                loop.failure = too_big
+                return
+        try:
+            value = decode_json(data)
+        except BaseException as exc:  # ValueError, RecursionError, MemoryError...
+            self.invalid_messages += 1
+            log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
+            return
+        routed = self._route(value, loop)
+        if routed is not None:
+            feed, payload = routed
+            decode = feed.typed_decoder()
+            if decode is not None:
+                payload = _typed(decode, payload, data, self.target.combined)
+            feed.offer_many(self, self.epoch, [(payload, len(data))], loop and loop.pressure)
+
+    def _route(self, value: Any, loop: ReadLoop | None) -> tuple[StreamFeed, Any] | None:
+        """The feed a decoded message goes to, and its payload; None when it is not a stream's
+        (an answer, ``serverShutdown``, or skipped)."""
+        if type(value) is dict:
+            if self.target.combined:
+                name = value.get("stream")
+                if type(name) is str and "data" in value:
+                    payload = value["data"]
+                    if type(payload) is dict and payload.get("e") == "serverShutdown":
+                        self.shutdown_announced()
+                        return None
+                    feed = self.feeds.get(name)
+                    return None if feed is None else (feed, payload)
+                if "id" in value and ("result" in value or "error" in value):
+                    if loop is not None:
+                        loop.answer(value)
+                    return None
+            if value.get("e") == "serverShutdown":
+                self.shutdown_announced()
+                return None
+        if not self.target.combined:
+            feed = self.feeds.get(self.name)
+            return None if feed is None else (feed, value)
+        self.invalid_messages += 1
+        log.warning(
+            "connection %s: skipped a message that is not a stream's: %.200r", self.name, value
+        )
+        return None
+
+
+_ORJSON_WRAPPER = getattr(_decode_module, "decode_json_orjson", None)
+_ORJSON_LOADS: Callable[[bytes], Any] | None = getattr(
+    getattr(_decode_module, "orjson", None), "loads", None
+)
+
+
+def _typed(decode: Callable[[bytes, bool], Any], payload: Any, data: bytes, enveloped: bool) -> Any:
+    """``payload`` with its typed form, decoded from the frame's bytes (not from the dict)."""
+    if type(payload) is not dict:
+        return payload
+    typed = decode(data, enveloped)
+    if typed is None:  # not the documented shape, or another event: the dict is delivered
+        return payload
+    both = Decoded(payload)
+    both.typed = typed
+    return both
