@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import decode as _decode_module
 from ..config import WSManagerConfig
-from ..core.delivery import DeliveryLoop, StreamFeed
+from ..core.feed import FeedLoop, StreamFeed
 from ..core.flow import Decoded, Pressure
 from ..core.targets import Target
 from ..decode import decode_json
@@ -119,7 +119,7 @@ class DataPath:
                 target.offer_many(self, epoch, items, pressure)
             return
         # Many streams: one lock round trip per callback thread, not one per stream.
-        by_loop: dict[DeliveryLoop, list[tuple[StreamFeed, list[tuple[Any, int]]]]] = {}
+        by_loop: dict[FeedLoop, list[tuple[StreamFeed, list[tuple[Any, int]]]]] = {}
         for target, (items, _decode) in batches.items():
             by_loop.setdefault(target.loop, []).append((target, items))
         for delivery, pairs in by_loop.items():
