@@ -40,6 +40,7 @@ from ..recording import MAX_LINE_BYTES, StrPath
 from .archive import FakeArchive
 from .book import TrueBook
 from .connection import Client
+from .fault_controls import FaultControls, check_count, check_rate
 from .futures import MARKETS
 from .ledger import ConnectionInfo, ControlEntry, Ledger, RestRequest, StreamStats
 from .listenkeys import ListenKeys
@@ -47,9 +48,8 @@ from .market import ENCODINGS, Market, MarketMessage
 from .market_controls import MarketControls
 from .past import PastSpec
 from .replay import Replay
-from .rest import RestFaults
 from .rules import ExchangeRules, Violation
-from .server import ExchangeServer, Handshake
+from .server import ExchangeServer
 from .wsapi import WsApi
 from .wsapi_controls import WsApiControls
 
@@ -58,7 +58,7 @@ __all__ = ["FakeExchange"]
 T = TypeVar("T")
 
 
-class FakeExchange(MarketControls, WsApiControls):
+class FakeExchange(FaultControls, MarketControls, WsApiControls):
     """A WebSocket (and REST) server on ``host`` (default 127.0.0.1), port 0 = any free port.
 
     ``history=True`` (or a :class:`~wsmanager.testing.PastSpec`) gives the market a past: a
@@ -93,7 +93,7 @@ class FakeExchange(MarketControls, WsApiControls):
             raise TypeError(f"rules must be an ExchangeRules or None, not {rules!r}")
         if isinstance(book_levels, bool) or not isinstance(book_levels, int) or book_levels < 1:
             raise ValueError(f"book_levels must be an int >= 1, not {book_levels!r}")
-        _check_rate(rate)
+        check_rate(rate)
         self.host = host
         self.rules = rules
         self._ssl = ssl_context is not None
@@ -273,7 +273,7 @@ class FakeExchange(MarketControls, WsApiControls):
 
     def set_rate(self, rate: float) -> None:
         """Publish every stream carried by an open connection ``rate`` times a second (0: off)."""
-        _check_rate(rate)
+        check_rate(rate)
         self._run_sync(lambda: self._server.streams.set_rate(rate))
 
     def sequence(self, stream: str) -> int:
@@ -287,12 +287,12 @@ class FakeExchange(MarketControls, WsApiControls):
         """Make ``count`` numbers of ``stream`` that are never sent: its next message comes
         after a gap of exactly ``count`` (depth: update ids; aggTrade: ids that stay in the
         history the REST API serves)."""
-        _check_count("count", count)
+        check_count("count", count)
         self._run_sync(lambda: self._market.feed(stream).skip(count))
 
     def repeat(self, stream: str, times: int = 1) -> int:
         """Send ``stream``'s last message again ``times`` times (duplicates)."""
-        _check_count("times", times)
+        check_count("times", times)
 
         def run() -> int:
             last = self._market.last.get(stream)
@@ -334,7 +334,7 @@ class FakeExchange(MarketControls, WsApiControls):
 
     def control_delay(self, seconds: float) -> None:
         """Answer control requests ``seconds`` late (they take effect at once)."""
-        _check_rate(seconds, "seconds")
+        check_rate(seconds, "seconds")
         self._run_sync(lambda: setattr(self._server, "control_delay", seconds))
 
     def answer_control(self, answer: bool) -> None:
@@ -346,7 +346,7 @@ class FakeExchange(MarketControls, WsApiControls):
         ``data`` of an envelope naming one of its streams); ``close_after`` seconds later,
         close those connections with 1001. Return how many got it."""
         if close_after is not None:
-            _check_rate(close_after, "close_after")
+            check_rate(close_after, "close_after")
         return self._run_sync(lambda: self._server.server_shutdown(enveloped, close_after))
 
     # -- faults on live connections ------------------------------------------------------------
@@ -378,111 +378,6 @@ class FakeExchange(MarketControls, WsApiControls):
             return len(targets)
 
         return self._run_sync(run)
-
-    # -- faults on the next handshakes -----------------------------------------------------------
-
-    def reject(
-        self,
-        status: int,
-        headers: dict[str, str] | None = None,
-        body: str = "",
-        *,
-        stream: str | None = None,
-    ) -> None:
-        """Answer the next handshakes (naming ``stream``, or all) with HTTP ``status``."""
-        self._set_handshake(
-            stream, Handshake("reject", status, tuple((headers or {}).items()), body)
-        )
-
-    def accept_then_close(self, code: int = 1000, *, stream: str | None = None) -> None:
-        """Complete the next handshakes, then close at once with ``code``."""
-        self._set_handshake(stream, Handshake("accept_then_close", close_code=code))
-
-    def hang_handshakes(self, *, stream: str | None = None) -> None:
-        """Accept TCP, then never answer the handshake."""
-        self._set_handshake(stream, Handshake("hang"))
-
-    def accept_normally(self, *, stream: str | None = None) -> None:
-        """Undo ``reject``/``accept_then_close``/``hang_handshakes`` (for ``stream``, or all)."""
-
-        def run() -> None:
-            if stream is None:
-                self._server.handshakes.clear()
-            else:
-                self._server.handshakes.pop(stream, None)
-            self._server.release_hung()
-
-        self._run_sync(run)
-
-    def stop_listening(self) -> None:
-        """Close the listening socket and abort every connection (a crashed exchange)."""
-        self._run(self._server.stop_listening)
-
-    def start_listening(self) -> None:
-        """Listen again, on the same port."""
-        self._run(self._server.start_listening)
-
-    def _set_handshake(self, stream: str | None, handshake: Handshake) -> None:
-        self._run_sync(lambda: self._server.handshakes.__setitem__(stream, handshake))
-
-    # -- REST faults ---------------------------------------------------------------------------
-
-    def rest_errors(self, status: int = 500, count: int | None = 1) -> None:
-        """Answer the next ``count`` REST requests (None: all, until :meth:`rest_normal`) with
-        HTTP ``status`` and Binance's error JSON."""
-        _check_status(status)
-        _check_optional_count(count)
-
-        def run() -> None:
-            faults = self._server.rest.faults
-            faults.error_status, faults.error_count = status, count
-
-        self._run_sync(run)
-
-    def rest_throttle(
-        self, status: int = 429, retry_after: int | str = 1, count: int | None = 1
-    ) -> None:
-        """Answer the next ``count`` REST requests with ``status`` (429 or 418) and
-        ``Retry-After: retry_after`` (seconds; a str is sent as it is: a hostile value such as
-        ``"inf"`` or a date in the year 9999)."""
-        if status not in (429, 418):
-            raise ValueError(f"status must be 429 or 418, not {status!r}")
-        if isinstance(retry_after, str):
-            if not retry_after.isascii() or "\r" in retry_after or "\n" in retry_after:
-                raise ValueError(f"retry_after must be one line of ASCII, not {retry_after!r}")
-        elif isinstance(retry_after, bool) or not isinstance(retry_after, int) or retry_after < 0:
-            raise ValueError(f"retry_after must be an int >= 0 (seconds), not {retry_after!r}")
-        _check_optional_count(count)
-
-        def run() -> None:
-            faults = self._server.rest.faults
-            faults.throttle_status, faults.throttle_retry_after = status, retry_after
-            faults.throttle_count = count
-
-        self._run_sync(run)
-
-    def rest_delay(self, seconds: float) -> None:
-        """Answer every REST request ``seconds`` late."""
-        _check_rate(seconds, "seconds")
-        self._run_sync(lambda: setattr(self._server.rest.faults, "delay", float(seconds)))
-
-    def snapshot_lag(self, updates: int) -> None:
-        """Serve depth snapshots ``updates`` update ids older than the stream: the true book as
-        it was then (0: current)."""
-        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
-            raise ValueError(f"updates must be an int >= 0, not {updates!r}")
-        self._run_sync(lambda: setattr(self._server.rest.faults, "snapshot_lag", updates))
-
-    def snapshot_ahead(self, updates: int) -> None:
-        """Serve depth snapshots whose ``lastUpdateId`` is ``updates`` ids *ahead* of the stream
-        (hostile: a book that trusts it stays frozen; 0: honest)."""
-        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
-            raise ValueError(f"updates must be an int >= 0, not {updates!r}")
-        self._run_sync(lambda: setattr(self._server.rest.faults, "snapshot_ahead", updates))
-
-    def rest_normal(self) -> None:
-        """Undo every REST fault."""
-        self._run_sync(lambda: setattr(self._server.rest, "faults", RestFaults()))
 
     # -- what the exchange saw (thread-safe) -----------------------------------------------------
 
@@ -568,23 +463,3 @@ async def _send_raw(client: Client, data: str | bytes | list[str]) -> bool:
         return False
     finally:
         client.fragmenting -= isinstance(data, list)
-
-
-def _check_rate(value: object, name: str = "rate") -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0, not {value!r}")
-
-
-def _check_status(status: object) -> None:
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-        raise ValueError(f"status must be an HTTP status (100-599), not {status!r}")
-
-
-def _check_optional_count(count: object) -> None:
-    if count is not None:
-        _check_count("count", count)
-
-
-def _check_count(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, not {value!r}")
