@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -161,3 +162,13 @@ def test_an_event_both_connections_carry_during_a_handover_is_delivered_once(
     assert wait_for(lambda: len(exchange.connections()) == 1)
     watch.flows()
     assert watch.gaps == []
+
+
+def test_a_server_shutdown_flood_costs_one_handover(watch: Watch) -> None:
+    for _ in range(40):  # every 50 ms for 2 s
+        watch.exchange.server_shutdown()
+        time.sleep(0.05)  # the flood's own pace, not a wait for the code under test
+    assert watch.subscribed()
+    watch.flows()
+    assert len(watch.exchange.connections(open_only=False)) <= 2  # the first and its successor
+    assert watch.exchange.total_attempts() <= 2
