@@ -47,7 +47,12 @@ def _errors(*calls: Callable[[], object]) -> list[str]:
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        ("wss://me:s3cret@h:1/ws/x?key=abc", "wss://***@h:1/ws/x?***"),
+        ("wss://me:s3cret@h:1/ws/x?key=abc", "wss://***@h:1/ws/x?key=***"),
+        (
+            "wss://h/stream?streams=a@trade&timeUnit=MICROSECOND",
+            "wss://h/stream?streams=***&timeUnit=MICROSECOND",
+        ),
+        ("wss://h/private/ws?listenKey=s3cret&s3cret", "wss://h/private/ws?listenKey=***&***"),
         ("redis://:s3cret@127.0.0.1:6379/0", "redis://***@127.0.0.1:6379/0"),
         ("redis://me:s3/cret@h:6379/0", "redis://***@h:6379/0"),  # an unencoded '/'
         ("me:s3cret@h:1", "***@h:1"),

@@ -109,7 +109,7 @@ def test_url_credentials_are_redacted_everywhere(
     make_manager: Callable[..., WSManager],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    assert redact_url("wss://me:s3cret@h:1/ws/x?key=abc") == "wss://***@h:1/ws/x?***"
+    assert redact_url("wss://me:s3cret@h:1/ws/x?key=abc") == "wss://***@h:1/ws/x?key=***"
     url = exchange.url.replace("ws://", "ws://me:s3cret@")
     with caplog.at_level(logging.DEBUG, logger="wsmanager"):
         manager = make_manager(url=url, debug=True)

@@ -1,7 +1,8 @@
 """The one redaction of URLs: what every ``repr``, log line, error and CLI output shows of a URL.
 
-``user:password@`` becomes ``***@`` and a query string ``?***`` (it can hold a listen key or a
-signature); the scheme, host, port and path stay, so a reader still knows where it went.
+``user:password@`` becomes ``***@`` and each query value ``***`` (it can hold a listen key or a
+signature: ``?listenKey=***``), except the harmless ``timeUnit``; the scheme, host, port, path and
+the query's names stay, so a reader still knows where it went.
 :func:`redact_url` never raises, whatever it is given (a log call must not fail), and
 :func:`redact_text` removes the credentials of given URLs from any text (an exception message of
 a library that quoted the URL). Pure: no I/O. ``wsmanager.config.redact_url`` is this function.
@@ -9,6 +10,7 @@ a library that quoted the URL). Pure: no I/O. ``wsmanager.config.redact_url`` is
 
 from __future__ import annotations
 
+import re
 from urllib.parse import unquote
 
 __all__ = [
@@ -22,11 +24,14 @@ __all__ = [
 ]
 
 _AUTHORITY_ENDS = "/?#"
+_SHOWN_PARAMETERS = frozenset({"timeUnit"})  # values that tell, and never hold a secret
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9_]{1,32}")
 
 
 def redact_url(url: object) -> str:
-    """``url`` without credentials or query string, for logs, ``repr``, errors and metrics:
-    ``redis://user:s3cret@host:6379/0?x=1`` -> ``redis://***@host:6379/0?***``."""
+    """``url`` without credentials or query values, for logs, ``repr``, errors and metrics:
+    ``redis://user:s3cret@host:6379/0?x=1`` -> ``redis://***@host:6379/0?x=***``."""
     if url is None:
         return "None"
     if isinstance(url, bytes):
@@ -45,10 +50,26 @@ def redact_url(url: object) -> str:
         elif "@" in tail.split("?", 1)[0].split("#", 1)[0] and _looks_like_userinfo(authority):
             # an unencoded '/' in the password: "redis://user:pa/ss@host" -> keep the host only
             authority, tail = "***@" + tail.rsplit("@", 1)[1], ""
-        path, question, _query = tail.split("#", 1)[0].partition("?")
-        return f"{scheme}{sep}{authority}{path}{'?***' if question else ''}"
+        path, question, query = tail.split("#", 1)[0].partition("?")
+        shown = "?" + _redact_query(query) if question else ""
+        return f"{scheme}{sep}{authority}{path}{shown}"
     except Exception:  # never: but a log call must not fail on a URL
         return "<a URL>"
+
+
+def _redact_query(query: str) -> str:
+    """``a=1&listenKey=x`` -> ``a=***&listenKey=***``; ``timeUnit=MICROSECOND`` as it is; a
+    part that does not look like ``name=value`` -> ``***``."""
+    shown = []
+    for part in query.split("&"):
+        name, equals, value = part.partition("=")
+        if not equals or not _NAME.fullmatch(name):
+            shown.append("***")
+        elif name in _SHOWN_PARAMETERS and _PLAIN_VALUE.fullmatch(value):
+            shown.append(part)
+        else:
+            shown.append(f"{name}=***")
+    return "&".join(shown)
 
 
 def redact_key(key: str | None) -> str:
