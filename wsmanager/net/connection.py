@@ -26,7 +26,6 @@ from typing import Any, Protocol
 
 from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig, redact_url
-from ..core._locks import make_lock
 from ..core.delivery import StreamFeed
 from ..core.state import ConnectionState
 from ..core.targets import Target
@@ -45,6 +44,7 @@ from .deadline import Deadline
 from .guard import SocketGuard
 from .limits import HOST_BUDGETS, MessageGate, host_key
 from .readloop import ReadLoop
+from .socket_owner import SocketOwner
 from .transport import ConnectAborted, open_socket, shutdown_quietly
 
 __all__ = ["SHUTDOWN_MIN_AGE", "Connection", "ConnectionListener", "ErrorFactory"]
@@ -76,7 +76,7 @@ class ConnectionListener(Protocol):
     def connection_ended(self, connection: Connection) -> None: ...
 
 
-class Connection(DataPath):
+class Connection(SocketOwner, DataPath):
     """A connection carrying streams. Counters are written only by its reader thread."""
 
     def __init__(
@@ -91,6 +91,7 @@ class Connection(DataPath):
         rng: random.Random | None = None,
         replacement: bool = False,
     ) -> None:
+        super().__init__()
         self.number = number
         self.name = name
         self.config = config
@@ -107,7 +108,6 @@ class Connection(DataPath):
         # Copy-on-write: replaced whole (by the registry), never mutated; read by the reader.
         self.feeds: Mapping[str, StreamFeed] = {}
         self.changed_at = 0.0  # monotonic time of the last carry(): bursts share a SUBSCRIBE
-        self._stop = threading.Event()
         self.replacement = replacement  # opened by a handover (see shutdown_announced)
         # When the read loop asks for a rotation (monotonic; set at each open, re-armed by the
         # registry after an abandoned handover). A float: written by either thread, read by the
@@ -116,13 +116,7 @@ class Connection(DataPath):
         self.rotate_reason = "the connection reached its maximum age"
         self._shutdown_seen = False  # this socket announced serverShutdown (acted on once)
         self._names_in_url = True  # False after the exchange refused a combined URL (HTTP 400)
-        self._lock = make_lock("connection")  # guards _socket and _open (reader vs stop())
-        self._socket: socket.socket | None = None
-        self._open = False  # the handshake is done: stop() lets the read loop close cleanly
-        self._guard: SocketGuard | None = None
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._guard: SocketGuard | None = None  # guarded by the socket lock
         self._attempt = Attempt()
         self._has_opened = False
         self.closed_by_us = False
@@ -162,45 +156,17 @@ class Connection(DataPath):
         """Ask for a rotation again ``after`` seconds from now (a handover was abandoned)."""
         self.rotate_at = time.monotonic() + after
 
-    def stop(self) -> None:
-        """End the reader thread: a clean close (close frame 1000, a short wait) when the
-        connection is open, else cut a wait, a connect or a handshake short."""
-        self._stop.set()
+    def _upgraded(self) -> bool:
         with self._lock:
-            sock, is_open, guard = self._socket, self._open, self._guard
-        if is_open or (guard is not None and guard.status == 101):  # upgraded: close cleanly
-            self.wake()
-        else:
-            shutdown_quietly(sock)
-
-    def kill(self) -> None:
-        """Like :meth:`stop`, without the close handshake."""
-        self._stop.set()
-        with self._lock:
-            sock = self._socket
-        shutdown_quietly(sock)
-
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    def wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+            guard = self._guard
+        return guard is not None and guard.status == 101  # upgraded: close cleanly
 
     # -- for the read loop -----------------------------------------------------------------------
 
-    def wake_fd(self) -> int:
-        return self._wake_r.fileno()
-
-    def drain_wake(self) -> None:
-        with contextlib.suppress(OSError):
-            while self._wake_r.recv(4096):
-                pass
-
     def _set_open(self, is_open: bool) -> None:
-        with self._lock:
-            self._open = is_open
-            if not is_open:
+        super()._set_open(is_open)
+        if not is_open:
+            with self._lock:
                 self._guard = None
 
     def proved_healthy(self) -> None:
@@ -258,9 +224,7 @@ class Connection(DataPath):
                 self._listener.connection_failed(self, lambda stream: _internal(stream, error))
         finally:
             self._set_state(ConnectionState.DISCONNECTED, socket_open=False)
-            with contextlib.suppress(OSError):
-                self._wake_r.close()
-                self._wake_w.close()
+            self._close_wake()
             self._listener.connection_ended(self)
 
     def _reconnect_loop(self) -> None:
@@ -380,12 +344,6 @@ class Connection(DataPath):
         if attempt.error is None and guard.status is None and attempt.opened_at is None:
             attempt.error = HandshakeFailedError(None, "the handshake did not complete")
         return attempt
-
-    def _publish(self, sock: socket.socket | None) -> None:
-        with self._lock:
-            self._socket = sock
-        if sock is not None and self._stop.is_set():
-            shutdown_quietly(sock)  # stop() ran before the socket was published
 
     # -- websocket-client callbacks, on the reader thread ----------------------------------------
 

@@ -15,7 +15,6 @@ owner decides what the connection sends and whether it reconnects.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import socket
@@ -28,7 +27,6 @@ from typing import Any, Protocol
 
 from ..backoff import BackoffPolicy
 from ..config import WSManagerConfig, redact_url
-from ..core._locks import make_lock
 from ..core.delivery import StreamFeed
 from ..core.flow import Pressure
 from ..core.targets import Target
@@ -41,6 +39,7 @@ from ..net.deadline import Deadline
 from ..net.guard import SocketGuard
 from ..net.limits import HOST_BUDGETS, MessageGate, host_key
 from ..net.readloop import ReadLoop
+from ..net.socket_owner import SocketOwner
 from ..net.transport import ConnectAborted, open_socket, shutdown_quietly
 
 __all__ = ["ConnectionOwner", "WsApiConnection"]
@@ -94,7 +93,7 @@ class _Loop(ReadLoop):
             raise ConnectionLostError(reason)
 
 
-class WsApiConnection:
+class WsApiConnection(SocketOwner):
     """A WebSocket API connection. Counters are written only by its reader thread."""
 
     def __init__(
@@ -107,6 +106,7 @@ class WsApiConnection:
         ssl_context: ssl.SSLContext | None = None,
         rng: random.Random | None = None,
     ) -> None:
+        super().__init__()
         self.number = number
         self.url = url
         self.display_url = redact_url(url)
@@ -129,13 +129,6 @@ class WsApiConnection:
         self._ssl_context = ssl_context
         self._rng = rng
         self._policy = BackoffPolicy(config.base_retry_delay, config.max_retry_delay)
-        self._stop = threading.Event()
-        self._lock = make_lock("connection")  # guards _socket and _open (reader vs stop())
-        self._socket: socket.socket | None = None
-        self._open = False
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
         self._attempt = Attempt()
         # Written by the reader thread only.
         self.is_open = False
@@ -162,38 +155,11 @@ class WsApiConnection:
         self.outbox.append(text)
         self.wake()
 
-    def stop(self) -> None:
-        """End the reader thread: a clean close when open, else cut a wait or a connect short."""
-        self._stop.set()
-        with self._lock:
-            sock, is_open = self._socket, self._open
-        if is_open:
-            self.wake()
-        else:
-            shutdown_quietly(sock)
-
     def restart(self) -> None:
         """Cut the socket: the reconnect loop opens ``self.url`` again (after a short wait)."""
-        with self._lock:
-            sock = self._socket
-        shutdown_quietly(sock)
-
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
-    def wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+        self._cut()
 
     # -- for the read loop -----------------------------------------------------------------------
-
-    def wake_fd(self) -> int:
-        return self._wake_r.fileno()
-
-    def drain_wake(self) -> None:
-        with contextlib.suppress(OSError):
-            while self._wake_r.recv(4096):
-                pass
 
     def proved_healthy(self) -> None:
         self.retry_attempt = 0
@@ -243,9 +209,7 @@ class WsApiConnection:
                 self.owner.failed(self, error)
         finally:
             self.is_open = False
-            with contextlib.suppress(OSError):
-                self._wake_r.close()
-                self._wake_w.close()
+            self._close_wake()
             self.owner.ended(self)
 
     def _reconnect_loop(self) -> None:
@@ -320,20 +284,13 @@ class WsApiConnection:
         try:
             app.run_forever(ping_interval=0, ping_timeout=None, skip_utf8_validation=True)
         finally:
-            with self._lock:
-                self._open = False
+            self._set_open(False)
             self.is_open = False
             self._publish(None)
             sock.close()
         if attempt.error is None and guard.status is None and attempt.opened_at is None:
             attempt.error = HandshakeFailedError(None, "the handshake did not complete")
         return attempt
-
-    def _publish(self, sock: socket.socket | None) -> None:
-        with self._lock:
-            self._socket = sock
-        if sock is not None and self._stop.is_set():
-            shutdown_quietly(sock)
 
     # -- websocket-client callbacks, on the reader thread ----------------------------------------
 
@@ -360,8 +317,7 @@ class WsApiConnection:
         if self.attempts > 1:
             self.reconnects += 1
         loop.opened(reader, [])
-        with self._lock:
-            self._open = True
+        self._set_open(True)
         self.is_open = True
         log.debug("user data connection %s: connected to %s", self.number, self.display_url)
         self.owner.opened(self)
@@ -395,9 +351,7 @@ class WsApiConnection:
         attempt = self._attempt
         if attempt.error is None:
             attempt.error = error
-        with self._lock:
-            sock = self._socket
-        shutdown_quietly(sock)
+        self._cut()
         if not self._stop.is_set():
             log.info(
                 "user data connection %s: connection lost: %s",
