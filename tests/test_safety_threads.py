@@ -47,7 +47,12 @@ def test_a_status_listener_calling_sys_exit_does_not_stop_the_supervisor(
     # A handover completes (the supervisor finishes it: the old connection closes) ...
     exchange.server_shutdown(enveloped=True)
     assert wait_for(lambda: manager.get_metrics().rotations == 1)
-    assert exchange.wait_until(lambda: len(exchange.connections()) == 1, 5 * SCALE)
+    assert exchange.wait_until(  # the replacement opened and the old connection closed
+        lambda: (
+            len(exchange.connections(open_only=False)) >= 2 and len(exchange.connections()) == 1
+        ),
+        5 * SCALE,
+    )
     # ... status is still delivered after the listener's sys.exit() ...
     exchange.drop()
     assert wait_for(lambda: states.count(ConnectionState.CONNECTED) >= 2), states
