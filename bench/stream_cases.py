@@ -132,8 +132,8 @@ def case_throughput(streams: int, per_stream: int, reader: str, mode: str) -> di
     """Messages per second delivered to callbacks, and CPU seconds per message (every thread of
     this process), while the fast exchange sends ``per_stream`` trades of each of ``streams``
     streams as fast as it can. ``reader``: ``fast`` (ours) or ``public`` (websocket-client's);
-    ``mode``: ``combined`` (the defaults) or ``raw`` (``streams_per_connection=1``). Buffers are
-    raised so that no message is dropped: what is measured is delivery, not the drop policy."""
+    ``mode``: ``combined`` (the defaults) or ``raw`` (``streams_per_connection=1``). Buffers keep
+    their defaults: back-pressure, not a raised buffer, keeps every message (``dropped`` says)."""
     from wsmanager import WSManager
     from wsmanager.net import _wsclient
 
