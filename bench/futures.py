@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from wsmanager import Gap, WSManager
-from wsmanager.core.sequence import Sequencer, SequenceRule
+from wsmanager.core.sequence import Jump, Sequencer, SequenceRule
 from wsmanager.testing import FakeExchange
 
 STREAM = "btcusdt@depth@100ms"
@@ -36,8 +36,8 @@ def spot_rule_gaps(events: list[dict[str, Any]]) -> int:
     sequencer = Sequencer(SequenceRule.DEPTH)
     gaps = 0
     for event in events:
-        _, jump = sequencer.check({k: v for k, v in event.items() if k != "pu"})
-        gaps += jump is not None
+        verdict = sequencer.check({k: v for k, v in event.items() if k != "pu"})
+        gaps += isinstance(verdict, Jump)
     return gaps
 
 
@@ -46,12 +46,15 @@ def run(events: int, check_every: int) -> dict[str, Any]:
     received: list[dict[str, Any]] = []
     done = threading.Condition()
     checks = mismatches = 0
-    with FakeExchange(market="usdm", seed=11) as exchange, WSManager(
-        url=exchange.root_url,
-        endpoint="usdm",
-        rest_url=exchange.rest_url,
-        connection_budget=None,
-    ) as manager:
+    with (
+        FakeExchange(market="usdm", seed=11) as exchange,
+        WSManager(
+            url=exchange.root_url,
+            endpoint="usdm",
+            rest_url=exchange.rest_url,
+            connection_budget=None,
+        ) as manager,
+    ):
         manager.on_gap(gaps.append)
 
         def record(event: Any) -> None:
@@ -101,15 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run(args.events, args.check_every)
     rate = result["received"] / result["seconds"]
-    print(f"futures depth: {result['events']:,} events published, {result['received']:,} "
-          f"delivered in {result['seconds']:.1f} s ({rate:,.0f}/s end to end, publishing included)")
+    print(
+        f"futures depth: {result['events']:,} events published, {result['received']:,} "
+        f"delivered in {result['seconds']:.1f} s ({rate:,.0f}/s end to end, publishing included)"
+    )
     print("| figure | measured | baseline (spot rule, same events) | target | met |")
     print("|---|---|---|---|---|")
-    print(f"| gaps reported (false gaps) | {result['gaps']} | {result['spot_rule_gaps']:,} | 0 | "
-          f"{'yes' if result['gaps'] == 0 else 'NO'} |")
+    print(
+        f"| gaps reported (false gaps) | {result['gaps']} | {result['spot_rule_gaps']:,} | 0 | "
+        f"{'yes' if result['gaps'] == 0 else 'NO'} |"
+    )
     ok = result["mismatches"] == 0
-    print(f"| book equal to the true book | {result['checks'] - result['mismatches']} of "
-          f"{result['checks']} checks | - | every check | {'yes' if ok else 'NO'} |")
+    print(
+        f"| book equal to the true book | {result['checks'] - result['mismatches']} of "
+        f"{result['checks']} checks | - | every check | {'yes' if ok else 'NO'} |"
+    )
     print(f"| resyncs | {result['resyncs']} | - | 0 | {'yes' if not result['resyncs'] else 'NO'} |")
     print(f"REST paths asked: {', '.join(result['rest_paths'])}")
     return 0 if result["gaps"] == 0 and ok else 1

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._locks import make_lock
-from .feed import _BACKFILL, _GAP, _MESSAGE, StreamFeed
+from .feed import Report, StreamFeed
 from .flow import Decoded, Pressure
 from .state import Gap
 from .subscription import (
@@ -104,9 +104,9 @@ class DeliveryLoop:
                 feed = self._ready.popleft()
                 feed._queued = False
                 feed._in_turn = True
-                items, ending = feed._take_locked()
+                items, sizes, ending = feed._take_locked()
             try:
-                self._turn(feed, items)
+                self._turn(feed, items, sizes)
                 if ending is not None:
                     feed.callback_errors += _tell_ending(feed.name, *ending)
             except BaseException as exc:  # never lose the thread: every stream depends on it
@@ -117,21 +117,21 @@ class DeliveryLoop:
         self,
         connection: object,
         epoch: object,
-        batches: list[tuple[StreamFeed, list[tuple[Any, int]]]],
+        batches: list[tuple[StreamFeed, list[Any], list[int]]],
         pressure: Pressure | None,
     ) -> None:
         """The messages of several streams of this loop from one read, in one lock round trip."""
         with self.lock:
-            for feed, batch in batches:
+            for feed, messages, sizes in batches:
                 if feed._ending is None:
-                    feed._offer_many_locked(connection, epoch, batch, pressure)
+                    feed._offer_many_locked(connection, epoch, messages, sizes, pressure)
 
-    def _turn(self, feed: StreamFeed, items: list[tuple[int, Any, int]]) -> None:
+    def _turn(self, feed: StreamFeed, items: list[Any], sizes: list[int]) -> None:
         started = time.monotonic()
         singles, typed_singles, batches = feed.plan()
         run: list[Any] = []  # messages since the last report, for the batch subscribers
-        for index, (kind, value, _size) in enumerate(items):
-            if kind == _MESSAGE:
+        for index, value in enumerate(items):
+            if type(value) is not Report:  # a message
                 for subscription, callback in singles:
                     if not subscription.active:
                         continue
@@ -159,15 +159,15 @@ class DeliveryLoop:
                 ):
                     self._deliver_batch(feed, batches, run)
                     with self.lock:
-                        feed._give_back_locked(items[index + 1 :])
+                        feed._give_back_locked(items[index + 1 :], sizes[index + 1 :])
                     return
                 continue
             self._deliver_batch(feed, batches, run)
             run = []
-            if kind == _BACKFILL and feed.backfill is not None:
-                self._start_backfill(feed, value, items[index + 1 :])
+            if value.fetch and feed.backfill is not None:
+                self._start_backfill(feed, value.gap, items[index + 1 :], sizes[index + 1 :])
                 return
-            self._gap(feed, kind, value)
+            self._gap(feed, value.gap)
         self._deliver_batch(feed, batches, run)
 
     @staticmethod
@@ -190,7 +190,9 @@ class DeliveryLoop:
                 feed.callback_errors += 1
                 user_code_raised(exc, f"stream {feed.name}", "a subscriber's batch callback")
 
-    def _start_backfill(self, feed: StreamFeed, gap: Gap, rest: list[tuple[int, Any, int]]) -> None:
+    def _start_backfill(
+        self, feed: StreamFeed, gap: Gap, rest: list[Any], rest_sizes: list[int]
+    ) -> None:
         """Fetch the gap's messages on a thread of their own: the stream waits (its order is
         kept), the other streams of this thread go on."""
         thread = threading.Thread(
@@ -198,7 +200,7 @@ class DeliveryLoop:
         )
         thread.daemon = True
         with self.lock:
-            feed._give_back_locked(rest)
+            feed._give_back_locked(rest, rest_sizes)
             feed._waiting = True
             self.helpers = [t for t in self.helpers if t.is_alive()]
             self.helpers.append(thread)
@@ -215,14 +217,14 @@ class DeliveryLoop:
             feed._waiting = False
             if feed._ending is None:
                 if missing is None:
-                    feed._items.appendleft((_GAP, gap, 0))
+                    feed._give_back_locked([Report(gap)], [0])
                 else:
-                    feed._items.extendleft((_MESSAGE, message, 0) for message in reversed(missing))
+                    feed._give_back_locked(missing, [0] * len(missing))
                     feed.backfilled += len(missing)
             if feed._items or (feed._ending is not None and not feed._told):
                 self.schedule_locked(feed)
 
-    def _gap(self, feed: StreamFeed, kind: int, gap: Gap) -> None:
+    def _gap(self, feed: StreamFeed, gap: Gap) -> None:
         feed.gaps += 1
         log.warning(
             "stream %s: gap of %d (expected %d, received %d%s)",

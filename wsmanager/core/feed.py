@@ -21,11 +21,11 @@ from typing import Any, Protocol
 
 from ..config import DEFAULT_SEQUENCE_RESET_THRESHOLD
 from .flow import Pressure
-from .sequence import Sequencer, SequenceRule, Verdict
+from .sequence import DUPLICATE, Jump, Sequencer, SequenceRule
 from .state import Gap
 from .subscription import Backfill, Ending, Subscription
 
-__all__ = ["FeedLoop", "StreamFeed"]
+__all__ = ["FeedLoop", "Report", "StreamFeed"]
 
 log = logging.getLogger("wsmanager")
 
@@ -44,12 +44,20 @@ class FeedLoop(Protocol):
         self,
         connection: object,
         epoch: object,
-        batches: list[tuple[StreamFeed, list[tuple[Any, int]]]],
+        batches: list[tuple[StreamFeed, list[Any], list[int]]],
         pressure: Pressure | None,
     ) -> None: ...
 
 
-_MESSAGE, _GAP, _BACKFILL = 0, 1, 2
+class Report:
+    """A gap among a feed's messages, for the ``on_gap`` listeners (``fetch``: try the
+    stream's backfill first). Anything else in a feed is a message."""
+
+    __slots__ = ("fetch", "gap")
+
+    def __init__(self, gap: Gap, fetch: bool = False) -> None:
+        self.gap = gap
+        self.fetch = fetch
 
 
 class StreamFeed:
@@ -71,7 +79,11 @@ class StreamFeed:
         self.max_bytes = max_bytes
         self.subscribers: tuple[Subscription, ...] = ()  # swapped whole by the registry
         self.backfill: Backfill | None = None  # set by the registry when a subscriber asks
-        self._items: deque[tuple[int, Any, int]] = deque()
+        # What waits for the callback thread: messages and Reports, and each one's size in
+        # bytes (0 for a Report). Two deques, not one of tuples: a tuple holding a dict stays
+        # tracked by the cyclic garbage collector, which then walks every buffered message.
+        self._items: deque[Any] = deque()
+        self._sizes: deque[int] = deque()
         self.buffered_bytes = 0
         self._sequencer = (
             Sequencer(rule, reset_threshold=reset_threshold) if rule is not None else None
@@ -149,55 +161,41 @@ class StreamFeed:
         self,
         connection: object,
         epoch: object,
-        batch: list[tuple[Any, int]],
+        messages: list[Any],
+        sizes: list[int],
         pressure: Pressure | None = None,
     ) -> None:
-        """Messages of this stream from ``connection``, in order: one lock round-trip and at
-        most one wake-up of the callback thread. With ``pressure``, a full buffer makes the
-        reader wait (up to the episode's deadline) before the oldest message is dropped."""
+        """Messages of this stream from ``connection``, in order, with their sizes in bytes:
+        one lock round-trip and at most one wake-up of the callback thread. With ``pressure``,
+        a full buffer makes the reader wait (up to the episode's deadline) before the oldest
+        message is dropped."""
         with self.loop.lock:
             if self._ending is not None:
                 return
-            self._offer_many_locked(connection, epoch, batch, pressure)
+            self._offer_many_locked(connection, epoch, messages, sizes, pressure)
 
     def _offer_many_locked(
         self,
         connection: object,
         epoch: object,
-        batch: list[tuple[Any, int]],
+        messages: list[Any],
+        sizes: list[int],
         pressure: Pressure | None,
     ) -> None:
-        if connection is not self._source or pressure is None:
-            for message, size in batch:
-                if pressure is not None and self._must_wait_locked(connection, size):
-                    self._wait_for_room_locked(pressure, size)
-                    if self._ending is not None:
-                        return
-                self._offer_locked(connection, epoch, message, size)
-            return
-        # The stream's source (almost always): counted once, a bound checked inline.
-        items = self._items
-        capacity, max_bytes = self.capacity, self.max_bytes
-        accept = self._accept_locked
-        counted = 0
-        for message, size in batch:
-            if (
-                items
-                and (len(items) >= capacity or self.buffered_bytes + size > max_bytes)
-                and self._must_wait_locked(connection, size)
-            ):
+        done = 0
+        if connection is self._source and pressure is not None and not self._held:
+            # The stream's source, no handover under way (almost always): one pass.
+            done, _accepted = self._accept_run_locked(messages, sizes, epoch, pressure)
+            self._count_locked(done)
+            if done == len(messages) or self._ending is not None:
+                return
+        for index in range(done, len(messages)):  # a handover's messages, one at a time
+            size = sizes[index]
+            if pressure is not None and self._must_wait_locked(connection, size):
                 self._wait_for_room_locked(pressure, size)
                 if self._ending is not None:
-                    break
-            if connection is not self._source:  # switched while the reader waited
-                self._offer_locked(connection, epoch, message, size)
-                continue
-            counted += 1
-            accept(message, size, epoch)
-            if self._held:
-                self._try_switch_locked()
-        if counted:
-            self._count_locked(counted)
+                    return
+            self._offer_locked(connection, epoch, messages[index], size)
 
     def _must_wait_locked(self, connection: object, size: int) -> bool:
         """The reader waits for room: the source's message into a full buffer, not dropping."""
@@ -229,7 +227,7 @@ class StreamFeed:
     def _offer_locked(self, connection: object, epoch: object, message: Any, size: int) -> None:
         if connection is self._source:
             self._count_locked()
-            self._accept_locked(message, size, epoch)
+            self._accept_run_locked([message], [size], epoch)
             if self._held:
                 self._try_switch_locked()
         elif connection is self._successor:
@@ -243,6 +241,8 @@ class StreamFeed:
     def _count_locked(self, count: int = 1) -> None:
         """More messages received from the stream's source (a handover's second copies are
         counted only when they are delivered, at the switch)."""
+        if not count:
+            return
         self.received += count
         self.last_message_monotonic = time.monotonic()
         self.last_message_at = time.time()
@@ -265,50 +265,87 @@ class StreamFeed:
             self._time_floor = self._last_time
         held, self._held = self._held, []
         for message, size, epoch in held:
-            if self._accept_locked(message, size, epoch):
-                self._count_locked()
+            self._count_locked(self._accept_run_locked([message], [size], epoch)[1])
         if self.on_switch is not None:
             self.on_switch()
 
-    def _accept_locked(self, message: Any, size: int, epoch: object) -> bool:
-        """Buffer ``message`` for delivery unless it repeats what was delivered."""
+    def _accept_run_locked(
+        self,
+        messages: list[Any],
+        sizes: list[int],
+        epoch: object,
+        pressure: Pressure | None = None,
+    ) -> tuple[int, int]:
+        """Buffer the source's ``messages`` for delivery, except those that repeat what was
+        delivered; how many were taken, and how many of them were buffered.
+
+        The hot path: one pass, nothing allocated per message beyond the deques' slots. With
+        ``pressure``, a full buffer makes the reader wait first; the run stops early when the
+        stream ends, or the source changes or a handover starts meanwhile."""
+        items, item_sizes = self._items, self._sizes
+        capacity, max_bytes = self.capacity, self.max_bytes
+        source = self._source
+        check = self._sequencer.check if self._sequencer is not None else None
         after_reconnect = self._source_epoch is not None and epoch is not self._source_epoch
         self._source_epoch = epoch
-        sequencer = self._sequencer
-        if sequencer is not None:
-            verdict, gap = sequencer.check(message)
-            if verdict is Verdict.DUPLICATE:
-                self.duplicates += 1
-                return False
-            if gap is not None:
-                event = Gap(self.name, gap.expected, gap.received, after_reconnect, gap.reset)
-                kind = _BACKFILL if self.backfill is not None and not gap.reset else _GAP
-                self._append_locked(kind, event, 0)
-        else:
-            event_time = _event_time(message)
-            if event_time is not None:
-                floor = self._time_floor
-                if floor is not None:
-                    if event_time <= floor:  # the previous connection delivered it
+        taken = accepted = 0
+        for message, size in zip(messages, sizes, strict=True):
+            if (
+                pressure is not None
+                and items
+                and (len(items) >= capacity or self.buffered_bytes + size > max_bytes)
+                and not self._dropping
+            ):
+                if accepted:
+                    self._schedule_locked()
+                self._wait_for_room_locked(pressure, size)
+                if self._ending is not None or self._source is not source or self._held:
+                    break
+            taken += 1
+            if check is not None:
+                verdict = check(message)
+                if verdict is not None:
+                    if verdict is DUPLICATE:
                         self.duplicates += 1
-                        return False
-                    self._time_floor = None
-                self._last_time = event_time
-        items = self._items  # _append_locked, inline: once per message
-        items.append((_MESSAGE, message, size))
-        self.buffered_bytes += size
-        if len(items) > self.capacity or self.buffered_bytes > self.max_bytes:
-            self._bound_locked()
-        if not (self._queued or self._in_turn or self._waiting):
-            self.loop.schedule_locked(self)
-        return True
+                        after_reconnect = False
+                        continue
+                    assert isinstance(verdict, Jump)
+                    self._report_locked(verdict, after_reconnect)
+            elif isinstance(message, dict):  # no sequence number: event time, in a handover
+                event_time = message.get("E")
+                if type(event_time) is int:
+                    floor = self._time_floor
+                    if floor is not None:
+                        if event_time <= floor:  # the previous connection delivered it
+                            self.duplicates += 1
+                            after_reconnect = False
+                            continue
+                        self._time_floor = None
+                    self._last_time = event_time
+            after_reconnect = False
+            items.append(message)
+            item_sizes.append(size)
+            self.buffered_bytes += size
+            accepted += 1
+            if len(items) > capacity or self.buffered_bytes > max_bytes:
+                self._bound_locked()
+        if accepted:
+            self._schedule_locked()
+        return taken, accepted
 
-    def _append_locked(self, kind: int, value: Any, size: int) -> None:
-        self._items.append((kind, value, size))
-        self.buffered_bytes += size
-        self._bound_locked()
+    def _report_locked(self, jump: Jump, after_reconnect: bool) -> None:
+        gap = Gap(self.name, jump.expected, jump.received, after_reconnect, jump.reset)
+        self._append_locked(Report(gap, fetch=self.backfill is not None and not jump.reset))
+
+    def _schedule_locked(self) -> None:
         if not (self._queued or self._in_turn or self._waiting):
             self.loop.schedule_locked(self)
+
+    def _append_locked(self, report: Report) -> None:
+        self._items.append(report)
+        self._sizes.append(0)
+        self._bound_locked()
+        self._schedule_locked()
 
     def _bound_locked(self) -> None:
         """Drop the oldest messages while the buffer is over its bounds."""
@@ -322,16 +359,19 @@ class StreamFeed:
     def _drop_oldest_locked(self) -> bool:
         """Drop the oldest message; gap reports ahead of it stay (never dropped silently, and
         never a reason to keep more messages than the bound). False when only reports are left."""
-        items = self._items
-        kept: list[tuple[int, Any, int]] = []
-        while items and items[0][0] != _MESSAGE:
-            kept.append(items.popleft())
-        if not items:
-            items.extendleft(reversed(kept))
+        items, sizes = self._items, self._sizes
+        reports = 0
+        while reports < len(items) and type(items[reports]) is Report:
+            reports += 1
+        if reports == len(items):
             return False
-        dropped = items.popleft()
-        items.extendleft(reversed(kept))
-        self.buffered_bytes -= dropped[2]
+        if reports:
+            size = sizes[reports]
+            del items[reports], sizes[reports]
+        else:
+            items.popleft()
+            size = sizes.popleft()
+        self.buffered_bytes -= size
         self.dropped += 1
         if not self._dropping:
             self._dropping = True
@@ -349,7 +389,7 @@ class StreamFeed:
         window no sequence number shows, e.g. a user data subscription made again)."""
         with self.loop.lock:
             if self._ending is None:
-                self._append_locked(_GAP, gap, 0)
+                self._append_locked(Report(gap))
 
     def buffered(self) -> int:
         return len(self._items)
@@ -391,6 +431,7 @@ class StreamFeed:
             if self._pressed:
                 self.loop.room.notify_all()
             self._items.clear()
+            self._sizes.clear()
             self.buffered_bytes = 0
             self._source = self._successor = None
             self._held.clear()
@@ -405,31 +446,36 @@ class StreamFeed:
     def _take_locked(
         self,
     ) -> tuple[
-        list[tuple[int, Any, int]], tuple[Ending, Exception | None, tuple[Subscription, ...]] | None
+        list[Any], list[int], tuple[Ending, Exception | None, tuple[Subscription, ...]] | None
     ]:
-        items = list(self._items)
+        """Everything buffered (messages and Reports, and their sizes), and the ending to tell
+        if it was not told yet; the buffer is empty afterwards (callback thread)."""
+        items, sizes = list(self._items), list(self._sizes)
         self._items.clear()
+        self._sizes.clear()
         self.buffered_bytes = 0
         if self._dropping and len(items) < self.capacity:
             self._dropping = False  # the callbacks caught up: the next full buffer waits again
         if self._pressed:
             self.loop.room.notify_all()
         if self._ending is None or self._told:
-            return items, None
+            return items, sizes, None
         self._told = True
-        return items, self._ending
+        return items, sizes, self._ending
 
-    def _give_back_locked(self, items: list[tuple[int, Any, int]]) -> None:
-        """Put the rest of a turn back in front; it is queued when the turn ends."""
+    def _give_back_locked(self, items: list[Any], sizes: list[int]) -> None:
+        """Put the rest of a turn (or a backfill's messages) back in front; the feed is queued
+        when the turn ends."""
         if self._ending is not None:
             return
         self._items.extendleft(reversed(items))
-        self.buffered_bytes += sum(item[2] for item in items)
+        self._sizes.extendleft(reversed(sizes))
+        self.buffered_bytes += sum(sizes)
 
 
 def _event_time(message: Any) -> int | None:
     """The event time ``E`` of a payload, if it has one."""
-    if type(message) is dict:
+    if isinstance(message, dict):
         value = message.get("E")
         if type(value) is int:
             return value

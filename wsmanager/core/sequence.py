@@ -26,12 +26,11 @@ no number, however large, can make a stream drop everything after it.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..config import DEFAULT_SEQUENCE_RESET_THRESHOLD
 
-__all__ = ["Jump", "SequenceRule", "Sequencer", "Verdict", "numbers_of", "rule_for"]
+__all__ = ["DUPLICATE", "Jump", "SequenceRule", "Sequencer", "Verdict", "numbers_of", "rule_for"]
 
 
 class SequenceRule(enum.Enum):
@@ -82,8 +81,10 @@ def _chain_of(rule: SequenceRule, payload: Any) -> int | None:
 
 
 class Verdict(enum.Enum):
-    DELIVER = "deliver"
     DUPLICATE = "duplicate"  # not past the last number delivered: dropped
+
+
+DUPLICATE = Verdict.DUPLICATE
 
 
 class Jump(NamedTuple):
@@ -94,40 +95,60 @@ class Jump(NamedTuple):
     reset: bool = False  # the numbers started again far behind (not a gap: nothing to fetch)
 
 
-@dataclass
 class Sequencer:
     """The last number delivered on one stream, and what a new message means."""
 
-    rule: SequenceRule
-    last: int | None = None
-    reset_threshold: int = DEFAULT_SEQUENCE_RESET_THRESHOLD
+    __slots__ = ("_chained", "_first_key", "_last_key", "last", "reset_threshold", "rule")
 
-    def check(self, payload: Any) -> tuple[Verdict, Jump | None]:
-        """The verdict on ``payload``, and the :class:`Jump` it reveals (a gap or a reset).
+    def __init__(
+        self,
+        rule: SequenceRule,
+        last: int | None = None,
+        reset_threshold: int = DEFAULT_SEQUENCE_RESET_THRESHOLD,
+    ) -> None:
+        self.rule = rule
+        self.last = last
+        self.reset_threshold = reset_threshold
+        self._first_key = rule.first_key
+        self._last_key = None if rule.last_key == rule.first_key else rule.last_key
+        self._chained = rule is SequenceRule.DEPTH  # a futures depthUpdate may carry ``pu``
+
+    def check(self, payload: Any) -> Jump | Verdict | None:
+        """What ``payload`` means: None (deliver it), :data:`DUPLICATE` (drop it), or the
+        :class:`Jump` it reveals (deliver it and report a gap or a reset).
 
         Updates ``last`` for a message to deliver. A payload without a number is delivered and
-        leaves the sequence as it was.
+        leaves the sequence as it was. Called once per message: no allocation on the way that
+        delivers without a report.
         """
-        numbers = numbers_of(self.rule, payload)
-        if numbers is None:
-            return Verdict.DELIVER, None
-        first, last = numbers
+        if not isinstance(payload, dict):
+            return None
+        first = payload.get(self._first_key)
+        if type(first) is not int:
+            return None
+        last: Any = first
+        if self._last_key is not None:
+            last = payload.get(self._last_key)
+            if type(last) is not int or last < first:
+                return None
         previous = self.last
-        chain = _chain_of(self.rule, payload)
-        if previous is not None and last <= previous:
-            if previous - last <= self.reset_threshold:
-                return Verdict.DUPLICATE, None
-            self.last = last
-            expected = previous if chain is not None else previous + 1
-            return Verdict.DELIVER, Jump(expected, first, True)
-        self.last = last
         if previous is None:
-            return Verdict.DELIVER, None
+            self.last = last
+            return None
+        chain = payload.get("pu") if self._chained else None
+        if type(chain) is not int:
+            chain = None
+        if last <= previous:
+            if previous - last <= self.reset_threshold:
+                return DUPLICATE
+            self.last = last
+            return Jump(previous if chain is not None else previous + 1, first, True)
+        self.last = last
         if chain is not None:
-            return Verdict.DELIVER, None if chain == previous else Jump(previous, chain)
-        if self.rule.contiguous and first > previous + 1:
-            return Verdict.DELIVER, Jump(previous + 1, first)
-        return Verdict.DELIVER, None
+            return None if chain == previous else Jump(previous, chain)
+        if first > previous + 1 and self.rule.contiguous:
+            return Jump(previous + 1, first)
+        return None
 
     def follows(self, payload: Any) -> bool:
         """True when ``payload`` continues this sequence with nothing missing in between: the

@@ -58,9 +58,11 @@ class DataPath:
         """Whole messages the read loop parsed in one pass: decoded, routed, and handed to each
         stream's feed as one batch (the reader waits there while a feed is full)."""
         self.messages_received += len(messages)
-        # each stream's messages, and its typed decoder (None: nobody wants typed messages)
-        batches: dict[StreamFeed, tuple[list[tuple[Any, int]], Callable[[bytes, bool], Any] | None]]
-        batches = {}
+        # each stream's messages, their sizes, and its typed decoder (None: nobody wants typed
+        # messages); parallel lists, not a list of tuples (see StreamFeed)
+        batches: dict[
+            StreamFeed, tuple[list[Any], list[int], Callable[[bytes, bool], Any] | None]
+        ] = {}
         loop = self._attempt.loop
         combined = self.target.combined
         feeds = self.feeds
@@ -69,7 +71,8 @@ class DataPath:
         if loads is _ORJSON_WRAPPER and _ORJSON_LOADS is not None:
             loads = _ORJSON_LOADS  # the same function, without the Python call around it
         last_feed: StreamFeed | None = None
-        batch: list[tuple[Any, int]] = []
+        batch: list[Any] = []
+        sizes: list[int] = []
         decode: Callable[[bytes, bool], Any] | None = None
         for opcode, data in messages:
             if opcode != _wsclient.OPCODE_TEXT:
@@ -108,20 +111,21 @@ class DataPath:
                 last_feed = feed
                 found = batches.get(feed)
                 if found is None:
-                    batches[feed] = found = ([], feed.typed_decoder())
-                batch, decode = found
+                    batches[feed] = found = ([], [], feed.typed_decoder())
+                batch, sizes, decode = found
             if decode is not None:
                 payload = _typed(decode, payload, data, combined)
-            batch.append((payload, len(data)))
+            batch.append(payload)
+            sizes.append(len(data))
         epoch = self.epoch
         if len(batches) == 1:
-            for target, (items, _decode) in batches.items():
-                target.offer_many(self, epoch, items, pressure)
+            for target, (items, item_sizes, _decode) in batches.items():
+                target.offer_many(self, epoch, items, item_sizes, pressure)
             return
         # Many streams: one lock round trip per callback thread, not one per stream.
-        by_loop: dict[FeedLoop, list[tuple[StreamFeed, list[tuple[Any, int]]]]] = {}
-        for target, (items, _decode) in batches.items():
-            by_loop.setdefault(target.loop, []).append((target, items))
+        by_loop: dict[FeedLoop, list[tuple[StreamFeed, list[Any], list[int]]]] = {}
+        for target, (items, item_sizes, _decode) in batches.items():
+            by_loop.setdefault(target.loop, []).append((target, items, item_sizes))
         for delivery, pairs in by_loop.items():
             delivery.offer_batches(self, epoch, pairs, pressure)
 
@@ -157,7 +161,7 @@ class DataPath:
             decode = feed.typed_decoder()
             if decode is not None:
                 payload = _typed(decode, payload, data, self.target.combined)
-            feed.offer_many(self, self.epoch, [(payload, len(data))], loop and loop.pressure)
+            feed.offer_many(self, self.epoch, [payload], [len(data)], loop and loop.pressure)
 
     def _route(self, value: Any, loop: ReadLoop | None) -> tuple[StreamFeed, Any] | None:
         """The feed a decoded message goes to, and its payload; None when it is not a stream's
