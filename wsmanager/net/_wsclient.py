@@ -140,6 +140,7 @@ class FastFrameBuffer(_FrameBufferBase):  # type: ignore[misc]
         self._fragments: list[bytes] = []  # the message being reassembled
         self._fragment_size = 0
         self._fragment_opcode = 0
+        self.opcode = OPCODE_TEXT  # the opcode of the messages the last parse() returned
         self.ping: bytes | None = None  # the latest ping's payload, not answered yet
         self.pings = 0
         self.close_next = False  # a close frame waits at the head (for recv_frame)
@@ -214,10 +215,13 @@ class FastFrameBuffer(_FrameBufferBase):  # type: ignore[misc]
         _first, length, size = header
         return length + self._fragment_size > self._limit or len(buffer) - pos >= size + length
 
-    def parse(self, out: list[tuple[int, bytes]]) -> int:
-        """Every whole frame buffered, in one pass: append each whole data message to ``out``
-        as ``(opcode, payload)``; remember the last ping (:attr:`ping`); stop before a close
-        frame (:attr:`close_next`). Return the number of frames consumed.
+    def parse(self, out: list[bytes]) -> int:
+        """Every whole frame buffered, in one pass: append each whole data message's payload to
+        ``out``; remember the last ping (:attr:`ping`); stop before a close frame
+        (:attr:`close_next`), and before a data message of another opcode than the first one's:
+        the messages of one call share :attr:`opcode` (text or binary; a list of payloads, not
+        of tuples, which the cyclic garbage collector would walk). Return the number of frames
+        consumed.
 
         Raises :class:`MessageTooBigError` for a frame, or a fragmented message so far, over
         ``max_message_size``, and ``WebSocketProtocolException`` for a frame RFC 6455 forbids
@@ -258,7 +262,11 @@ class FastFrameBuffer(_FrameBufferBase):  # type: ignore[misc]
                 if second & 0x80:
                     payload = websocket.ABNF.mask(buffer[pos + size - 4 : pos + size], payload)
                 if first & 0x80 and opcode in (OPCODE_TEXT, OPCODE_BINARY) and not self._fragments:
-                    append((opcode, payload))
+                    if opcode != self.opcode:
+                        if out:
+                            break  # the next call returns the messages of this opcode
+                        self.opcode = opcode
+                    append(payload)
                 elif opcode >= 8:
                     if opcode == OPCODE_CLOSE:
                         self.close_next = True
@@ -269,6 +277,15 @@ class FastFrameBuffer(_FrameBufferBase):  # type: ignore[misc]
                         self.ping = payload
                         self.pings += 1
                 else:
+                    if (  # the last fragment: it completes a message of another opcode
+                        first & 0x80
+                        and opcode == OPCODE_CONT
+                        and self._fragments
+                        and self._fragment_opcode != self.opcode
+                    ):
+                        if out:
+                            break
+                        self.opcode = self._fragment_opcode
                     self._fragment(first, opcode, payload, append)
                 pos = stop
                 frames += 1
@@ -281,7 +298,7 @@ class FastFrameBuffer(_FrameBufferBase):  # type: ignore[misc]
         return frames
 
     def _fragment(
-        self, first: int, opcode: int, payload: bytes, append: Callable[[tuple[int, bytes]], None]
+        self, first: int, opcode: int, payload: bytes, append: Callable[[bytes], None]
     ) -> None:
         if opcode == OPCODE_CONT:
             if not self._fragments:
@@ -295,7 +312,7 @@ class FastFrameBuffer(_FrameBufferBase):  # type: ignore[misc]
         self._fragments.append(payload)
         self._fragment_size += len(payload)
         if first & 0x80:
-            append((self._fragment_opcode, b"".join(self._fragments)))
+            append(b"".join(self._fragments))
             self._fragments.clear()
             self._fragment_size = 0
 

@@ -54,10 +54,15 @@ class DataPath:
     def _route_sbe(self, data: bytes) -> None:
         raise NotImplementedError
 
-    def deliver(self, messages: list[tuple[int, bytes]], pressure: Pressure) -> None:
-        """Whole messages the read loop parsed in one pass: decoded, routed, and handed to each
-        stream's feed as one batch (the reader waits there while a feed is full)."""
+    def deliver(self, messages: list[bytes], opcode: int, pressure: Pressure) -> None:
+        """Whole messages (of one ``opcode``) the read loop parsed in one pass: decoded, routed,
+        and handed to each stream's feed as one batch (the reader waits there while a feed is
+        full)."""
         self.messages_received += len(messages)
+        if opcode != _wsclient.OPCODE_TEXT:
+            for data in messages:
+                self._binary(data)
+            return
         # each stream's messages, their sizes, and its typed decoder (None: nobody wants typed
         # messages); parallel lists, not a list of tuples (see StreamFeed)
         batches: dict[
@@ -74,10 +79,7 @@ class DataPath:
         batch: list[Any] = []
         sizes: list[int] = []
         decode: Callable[[bytes, bool], Any] | None = None
-        for opcode, data in messages:
-            if opcode != _wsclient.OPCODE_TEXT:
-                self._binary(data)
-                continue
+        for data in messages:
             try:
                 value = loads(data)
             except BaseException as exc:  # ValueError, RecursionError, MemoryError...

@@ -69,7 +69,7 @@ class LoopOwner(Protocol):
 
     def note_resubscribe(self, stream: str) -> None: ...
 
-    def deliver(self, messages: list[tuple[int, bytes]], pressure: Pressure) -> None: ...
+    def deliver(self, messages: list[bytes], opcode: int, pressure: Pressure) -> None: ...
 
 
 __all__ = ["ReadLoop"]
@@ -169,7 +169,7 @@ class ReadLoop:
     def _batch(self, reader: _wsclient.FastFrameBuffer, read_callback: Callable[[], Any]) -> bool:
         """Every whole frame buffered, parsed in one pass and delivered as one batch per stream;
         a close frame goes to websocket-client. False when the connection ended."""
-        messages: list[tuple[int, bytes]] = []
+        messages: list[bytes] = []
         error: Exception | None = None
         try:
             parsed = reader.parse(messages)
@@ -182,7 +182,7 @@ class ReadLoop:
         if messages:
             pressure = self.pressure
             before = pressure.waited
-            self.connection.deliver(messages, pressure)
+            self.connection.deliver(messages, reader.opcode, pressure)
             pressure.batch_done()
             if pressure.waited > before:
                 self._paused(pressure.waited - before)

@@ -322,9 +322,9 @@ class WsApiConnection(SocketOwner):
         log.debug("user data connection %s: connected to %s", self.number, self.display_url)
         self.owner.opened(self)
 
-    def deliver(self, messages: list[tuple[int, bytes]], pressure: Pressure) -> None:
-        """Whole messages the read loop parsed in one pass, in order."""
-        for opcode, data in messages:
+    def deliver(self, messages: list[bytes], opcode: int, pressure: Pressure) -> None:
+        """Whole messages (of one ``opcode``) the read loop parsed in one pass, in order."""
+        for data in messages:
             self._on_data(None, data, opcode, True)
 
     def _on_data(self, app: _wsclient.App | None, data: bytes, opcode: int, fin: bool) -> None:
