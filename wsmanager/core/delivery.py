@@ -19,7 +19,7 @@ from typing import Any
 
 from ._locks import make_lock
 from .feed import Report, StreamFeed
-from .flow import Decoded, Pressure
+from .flow import Decoded
 from .state import Gap
 from .subscription import (
     Backfill,
@@ -112,19 +112,6 @@ class DeliveryLoop:
             except BaseException as exc:  # never lose the thread: every stream depends on it
                 user_code_raised(exc, f"stream {feed.name}", "delivery")
             done = feed
-
-    def offer_batches(
-        self,
-        connection: object,
-        epoch: object,
-        batches: list[tuple[StreamFeed, list[Any], list[int]]],
-        pressure: Pressure | None,
-    ) -> None:
-        """The messages of several streams of this loop from one read, in one lock round trip."""
-        with self.lock:
-            for feed, messages, sizes in batches:
-                if feed._ending is None:
-                    feed._offer_many_locked(connection, epoch, messages, sizes, pressure)
 
     def _turn(self, feed: StreamFeed, items: list[Any], sizes: list[int]) -> None:
         started = time.monotonic()

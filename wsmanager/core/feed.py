@@ -2,7 +2,8 @@
 callback thread.
 
 A reader thread hands each decoded message of a stream to that stream's :class:`StreamFeed`
-(:meth:`StreamFeed.offer`, :meth:`StreamFeed.offer_many`), which keeps the stream's order:
+(:meth:`StreamFeed.offer`, or :meth:`StreamFeed.offer_locked` for a whole read under one lock),
+which keeps the stream's order:
 duplicates are dropped, jumps in the sequence numbers become :class:`~wsmanager.Gap` events, and
 during a handover the messages of the new connection wait until they continue what the old one
 delivered (by sequence number, else by event time ``E``). Each feed is bounded in messages and in
@@ -39,14 +40,6 @@ class FeedLoop(Protocol):
     room: threading.Condition  # notified when a turn took messages out (back-pressure)
 
     def schedule_locked(self, feed: StreamFeed) -> None: ...
-
-    def offer_batches(
-        self,
-        connection: object,
-        epoch: object,
-        batches: list[tuple[StreamFeed, list[Any], list[int]]],
-        pressure: Pressure | None,
-    ) -> None: ...
 
 
 class Report:
@@ -150,52 +143,58 @@ class StreamFeed:
                 self._source, self._successor = connection, None
                 self._held.clear()
 
-    def offer(self, connection: object, epoch: object, message: Any, size: int) -> None:
-        """A message of this stream from ``connection`` (its socket ``epoch``)."""
-        with self.loop.lock:
-            if self._ending is not None:
-                return
-            self._offer_locked(connection, epoch, message, size)
-
-    def offer_many(
+    def offer(
         self,
         connection: object,
         epoch: object,
-        messages: list[Any],
-        sizes: list[int],
+        message: Any,
+        size: int,
         pressure: Pressure | None = None,
     ) -> None:
-        """Messages of this stream from ``connection``, in order, with their sizes in bytes:
-        one lock round-trip and at most one wake-up of the callback thread. With ``pressure``,
-        a full buffer makes the reader wait (up to the episode's deadline) before the oldest
-        message is dropped."""
+        """A message of this stream from ``connection`` (its socket ``epoch``), ``size`` bytes."""
         with self.loop.lock:
-            if self._ending is not None:
-                return
-            self._offer_many_locked(connection, epoch, messages, sizes, pressure)
+            self.heard_locked(time.monotonic(), time.time())
+            self.offer_locked(connection, epoch, message, size, pressure)
 
-    def _offer_many_locked(
+    def offer_locked(
         self,
         connection: object,
         epoch: object,
-        messages: list[Any],
-        sizes: list[int],
+        message: Any,
+        size: int,
         pressure: Pressure | None,
     ) -> None:
-        done = 0
-        if connection is self._source and pressure is not None and not self._held:
-            # The stream's source, no handover under way (almost always): one pass.
-            done, _accepted = self._accept_run_locked(messages, sizes, epoch, pressure)
-            self._count_locked(done)
-            if done == len(messages) or self._ending is not None:
-                return
-        for index in range(done, len(messages)):  # a handover's messages, one at a time
-            size = sizes[index]
-            if pressure is not None and self._must_wait_locked(connection, size):
+        """:meth:`offer` for a reader that holds ``loop.lock`` for a whole read, handing on its
+        messages in the order they came (each while it is still in the CPU's cache; grouping
+        them by stream first costs a cache miss per message once many streams interleave).
+        With ``pressure``, a full buffer makes the reader wait (up to the episode's deadline)
+        before the oldest message is dropped. The caller calls :meth:`heard_locked` first."""
+        if self._ending is not None:
+            return
+        if connection is self._source and not self._held and pressure is not None:
+            items = self._items  # the stream's source, no handover under way: almost always
+            if (
+                items
+                and not self._dropping
+                and (len(items) >= self.capacity or self.buffered_bytes + size > self.max_bytes)
+            ):
                 self._wait_for_room_locked(pressure, size)
                 if self._ending is not None:
                     return
-            self._offer_locked(connection, epoch, messages[index], size)
+            if connection is self._source and not self._held:
+                self.received += 1
+                self._accept_locked(message, size, epoch)
+                return
+        elif pressure is not None and self._must_wait_locked(connection, size):
+            self._wait_for_room_locked(pressure, size)
+            if self._ending is not None:
+                return
+        self._offer_locked(connection, epoch, message, size)
+
+    def heard_locked(self, monotonic: float, wall: float) -> None:
+        """Messages come from a connection at these times (once per read, not per message)."""
+        self.last_message_monotonic = monotonic
+        self.last_message_at = wall
 
     def _must_wait_locked(self, connection: object, size: int) -> bool:
         """The reader waits for room: the source's message into a full buffer, not dropping."""
@@ -226,8 +225,8 @@ class StreamFeed:
 
     def _offer_locked(self, connection: object, epoch: object, message: Any, size: int) -> None:
         if connection is self._source:
-            self._count_locked()
-            self._accept_run_locked([message], [size], epoch)
+            self.received += 1
+            self._accept_locked(message, size, epoch)
             if self._held:
                 self._try_switch_locked()
         elif connection is self._successor:
@@ -237,15 +236,6 @@ class StreamFeed:
             else:
                 self._try_switch_locked()
         # else: a connection this stream has left (unsubscribed, or a finished handover)
-
-    def _count_locked(self, count: int = 1) -> None:
-        """More messages received from the stream's source (a handover's second copies are
-        counted only when they are delivered, at the switch)."""
-        if not count:
-            return
-        self.received += count
-        self.last_message_monotonic = time.monotonic()
-        self.last_message_at = time.time()
 
     def _try_switch_locked(self) -> None:
         """Switch to the successor once the old connection has caught up with the successor's
@@ -265,73 +255,43 @@ class StreamFeed:
             self._time_floor = self._last_time
         held, self._held = self._held, []
         for message, size, epoch in held:
-            self._count_locked(self._accept_run_locked([message], [size], epoch)[1])
+            self.received += self._accept_locked(message, size, epoch)
         if self.on_switch is not None:
             self.on_switch()
 
-    def _accept_run_locked(
-        self,
-        messages: list[Any],
-        sizes: list[int],
-        epoch: object,
-        pressure: Pressure | None = None,
-    ) -> tuple[int, int]:
-        """Buffer the source's ``messages`` for delivery, except those that repeat what was
-        delivered; how many were taken, and how many of them were buffered.
-
-        The hot path: one pass, nothing allocated per message beyond the deques' slots. With
-        ``pressure``, a full buffer makes the reader wait first; the run stops early when the
-        stream ends, or the source changes or a handover starts meanwhile."""
-        items, item_sizes = self._items, self._sizes
-        capacity, max_bytes = self.capacity, self.max_bytes
-        source = self._source
-        check = self._sequencer.check if self._sequencer is not None else None
+    def _accept_locked(self, message: Any, size: int, epoch: object) -> bool:
+        """Buffer the source's ``message`` for delivery unless it repeats what was delivered
+        (once per message: nothing allocated on the way that delivers without a report)."""
         after_reconnect = self._source_epoch is not None and epoch is not self._source_epoch
         self._source_epoch = epoch
-        taken = accepted = 0
-        for message, size in zip(messages, sizes, strict=True):
-            if (
-                pressure is not None
-                and items
-                and (len(items) >= capacity or self.buffered_bytes + size > max_bytes)
-                and not self._dropping
-            ):
-                if accepted:
-                    self._schedule_locked()
-                self._wait_for_room_locked(pressure, size)
-                if self._ending is not None or self._source is not source or self._held:
-                    break
-            taken += 1
-            if check is not None:
-                verdict = check(message)
-                if verdict is not None:
-                    if verdict is DUPLICATE:
+        sequencer = self._sequencer
+        if sequencer is not None:
+            verdict = sequencer.check(message)
+            if verdict is not None:
+                if verdict is DUPLICATE:
+                    self.duplicates += 1
+                    return False
+                assert isinstance(verdict, Jump)
+                self._report_locked(verdict, after_reconnect)
+        elif isinstance(message, dict):  # no sequence number: event time, in a handover
+            event_time = message.get("E")
+            if type(event_time) is int:
+                floor = self._time_floor
+                if floor is not None:
+                    if event_time <= floor:  # the previous connection delivered it
                         self.duplicates += 1
-                        after_reconnect = False
-                        continue
-                    assert isinstance(verdict, Jump)
-                    self._report_locked(verdict, after_reconnect)
-            elif isinstance(message, dict):  # no sequence number: event time, in a handover
-                event_time = message.get("E")
-                if type(event_time) is int:
-                    floor = self._time_floor
-                    if floor is not None:
-                        if event_time <= floor:  # the previous connection delivered it
-                            self.duplicates += 1
-                            after_reconnect = False
-                            continue
-                        self._time_floor = None
-                    self._last_time = event_time
-            after_reconnect = False
-            items.append(message)
-            item_sizes.append(size)
-            self.buffered_bytes += size
-            accepted += 1
-            if len(items) > capacity or self.buffered_bytes > max_bytes:
-                self._bound_locked()
-        if accepted:
-            self._schedule_locked()
-        return taken, accepted
+                        return False
+                    self._time_floor = None
+                self._last_time = event_time
+        items = self._items
+        items.append(message)
+        self._sizes.append(size)
+        self.buffered_bytes += size
+        if len(items) > self.capacity or self.buffered_bytes > self.max_bytes:
+            self._bound_locked()
+        if not (self._queued or self._in_turn or self._waiting):
+            self.loop.schedule_locked(self)
+        return True
 
     def _report_locked(self, jump: Jump, after_reconnect: bool) -> None:
         gap = Gap(self.name, jump.expected, jump.received, after_reconnect, jump.reset)

@@ -3,8 +3,8 @@ decoded in two forms, and the subscribe function of internal consumers that need
 
 A reader that finds a stream's buffer full waits (TCP back-pressure then slows the exchange)
 instead of dropping: :class:`Pressure` bounds how long, per connection, before the feeds that are
-still full drop their oldest messages (see :meth:`StreamFeed.offer_many
-<wsmanager.core.delivery.StreamFeed.offer_many>`).
+still full drop their oldest messages (see :meth:`StreamFeed.offer_locked
+<wsmanager.core.feed.StreamFeed.offer_locked>`).
 """
 
 from __future__ import annotations

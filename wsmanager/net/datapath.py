@@ -15,7 +15,9 @@ reads on its own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -55,29 +57,50 @@ class DataPath:
         raise NotImplementedError
 
     def deliver(self, messages: list[bytes], opcode: int, pressure: Pressure) -> None:
-        """Whole messages (of one ``opcode``) the read loop parsed in one pass: decoded, routed,
-        and handed to each stream's feed as one batch (the reader waits there while a feed is
-        full)."""
+        """Whole messages (of one ``opcode``) the read loop parsed in one pass: each decoded,
+        routed and handed to its stream's feed in the order they came, under one hold of the
+        callback thread's lock (the reader waits there while a feed is full); what is not a
+        stream's message is routed afterwards, outside that lock."""
         self.messages_received += len(messages)
         if opcode != _wsclient.OPCODE_TEXT:
             for data in messages:
                 self._binary(data)
             return
-        # each stream's messages, their sizes, and its typed decoder (None: nobody wants typed
-        # messages); parallel lists, not a list of tuples (see StreamFeed)
-        batches: dict[
-            StreamFeed, tuple[list[Any], list[int], Callable[[bytes, bool], Any] | None]
-        ] = {}
+        others: list[Any] = []  # answers, serverShutdown, the unexpected: routed after the lock
+        heard: dict[StreamFeed, Callable[[bytes, bool], Any] | None] = {}  # typed decoders
+        # The feeds of a connection share their group's callback thread (one lock).
+        feeds = self.feeds
+        delivery = next(iter(feeds.values())).loop if feeds else None
+        with delivery.lock if delivery is not None else contextlib.nullcontext():
+            self._offer_all(messages, delivery, pressure, others, heard)
         loop = self._attempt.loop
+        for value, size, data in others:
+            routed = self._route(value, loop)
+            if routed is not None:
+                feed, payload = routed
+                decode = feed.typed_decoder()
+                if decode is not None:
+                    payload = _typed(decode, payload, data, self.target.combined)
+                feed.offer(self, self.epoch, payload, size, pressure)
+
+    def _offer_all(
+        self,
+        messages: list[bytes],
+        delivery: FeedLoop | None,
+        pressure: Pressure,
+        others: list[Any],
+        heard: dict[StreamFeed, Callable[[bytes, bool], Any] | None],
+    ) -> None:
+        """The hot loop of :meth:`deliver`, under ``delivery.lock`` (None: no stream here)."""
         combined = self.target.combined
         feeds = self.feeds
         raw_feed = None if combined else feeds.get(self.name)
+        epoch = self.epoch
         loads = decode_json
         if loads is _ORJSON_WRAPPER and _ORJSON_LOADS is not None:
             loads = _ORJSON_LOADS  # the same function, without the Python call around it
+        now, wall = time.monotonic(), time.time()  # when this read came
         last_feed: StreamFeed | None = None
-        batch: list[Any] = []
-        sizes: list[int] = []
         decode: Callable[[bytes, bool], Any] | None = None
         for data in messages:
             try:
@@ -86,8 +109,8 @@ class DataPath:
                 self.invalid_messages += 1
                 log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
                 continue
-            # The common shapes inline (a stream's envelope, a raw stream's payload); the rest,
-            # and serverShutdown, through _route.
+            # A stream's envelope, or a raw stream's payload; anything else (serverShutdown
+            # included) goes to _route after the lock.
             feed: StreamFeed | None = None
             payload: Any = value
             if type(value) is dict:
@@ -102,34 +125,21 @@ class DataPath:
                         feed = feeds.get(name)
                         if feed is None:
                             continue  # a stream this connection has left
-                elif value.get("e") != "serverShutdown" and raw_feed is not None:
+                elif value.get("e") != "serverShutdown":
                     feed = raw_feed
-            if feed is None:
-                routed = self._route(value, loop)
-                if routed is None:
-                    continue
-                feed, payload = routed
+            if feed is None or feed.loop is not delivery:
+                others.append((value, len(data), data))
+                continue
             if feed is not last_feed:
                 last_feed = feed
-                found = batches.get(feed)
-                if found is None:
-                    batches[feed] = found = ([], [], feed.typed_decoder())
-                batch, sizes, decode = found
+                if feed in heard:
+                    decode = heard[feed]
+                else:  # the first message of this stream in this read
+                    decode = heard[feed] = feed.typed_decoder()
+                    feed.heard_locked(now, wall)
             if decode is not None:
                 payload = _typed(decode, payload, data, combined)
-            batch.append(payload)
-            sizes.append(len(data))
-        epoch = self.epoch
-        if len(batches) == 1:
-            for target, (items, item_sizes, _decode) in batches.items():
-                target.offer_many(self, epoch, items, item_sizes, pressure)
-            return
-        # Many streams: one lock round trip per callback thread, not one per stream.
-        by_loop: dict[FeedLoop, list[tuple[StreamFeed, list[Any], list[int]]]] = {}
-        for target, (items, item_sizes, _decode) in batches.items():
-            by_loop.setdefault(target.loop, []).append((target, items, item_sizes))
-        for delivery, pairs in by_loop.items():
-            delivery.offer_batches(self, epoch, pairs, pressure)
+            feed.offer_locked(self, epoch, payload, len(data), pressure)
 
     def _binary(self, data: bytes) -> None:
         """A binary frame: SBE market data with ``encoding="sbe"``, else skipped."""
@@ -163,7 +173,7 @@ class DataPath:
             decode = feed.typed_decoder()
             if decode is not None:
                 payload = _typed(decode, payload, data, self.target.combined)
-            feed.offer_many(self, self.epoch, [payload], [len(data)], loop and loop.pressure)
+            feed.offer(self, self.epoch, payload, len(data), loop and loop.pressure)
 
     def _route(self, value: Any, loop: ReadLoop | None) -> tuple[StreamFeed, Any] | None:
         """The feed a decoded message goes to, and its payload; None when it is not a stream's
