@@ -4,7 +4,7 @@
 :mod:`wsmanager.net._wsclient`). The loop:
 
 - reads what the socket has into the frame reader (a few MiB at most), parses every whole frame
-  in one pass and hands the messages to the connection as one batch (:meth:`ReadLoop._batch`),
+  in one pass and hands the messages to the connection together (:meth:`ReadLoop._batch`),
   so it never blocks inside a frame that trickles in; a close frame goes to websocket-client;
 - answers the exchange's pings through the gate (the latest ping, as soon as the window allows);
   time spent waiting for a full stream buffer (back-pressure) is not counted as the exchange's
@@ -167,8 +167,9 @@ class ReadLoop:
             poller.unregister(wake)
 
     def _batch(self, reader: _wsclient.FastFrameBuffer, read_callback: Callable[[], Any]) -> bool:
-        """Every whole frame buffered, parsed in one pass and delivered as one batch per stream;
-        a close frame goes to websocket-client. False when the connection ended."""
+        """Every whole frame buffered, parsed in one pass and delivered together (text and
+        binary messages in separate calls); a close frame goes to websocket-client. False when
+        the connection ended."""
         messages: list[bytes] = []
         error: Exception | None = None
         try:
