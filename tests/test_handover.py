@@ -41,7 +41,7 @@ def test_the_handover_table_allows_only_its_moves() -> None:
     with pytest.raises(IllegalMove):
         handover.move(Event.ALL_SWITCHED, 1.0)  # nothing switches before the replacement opens
     assert handover.move(Event.REPLACEMENT_OPEN, 1.0) is Phase.OPEN
-    assert handover.grace_deadline() is not None
+    assert handover.deadline() is not None
     assert handover.move(Event.REPLACEMENT_LOST, 2.0) is Phase.ABANDONED
     assert handover.final
     for event in Event:
@@ -115,6 +115,36 @@ def test_rotation_is_asked_again_after_an_abandoned_handover(
         first = {c.id for c in exchange.connections()}
         assert wait_for(lambda: {c.id for c in exchange.connections()} != first, 5)
         assert _flows(exchange, trades, "btcusdt@trade")
+
+
+def test_a_replacement_that_never_opens_is_abandoned_in_time(
+    manager_for: Callable[..., WSManager],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Retrying for ever (max_retry_attempts=None) while the old connection stays healthy: the
+    handover ends after OPEN_WITHIN instead of trying once per backoff window until the old
+    connection drops."""
+    from wsmanager.engine import handover as handover_module
+
+    monkeypatch.setattr(handover_module, "OPEN_WITHIN", 0.5 * SCALE)
+
+    def readers() -> int:
+        return sum(t.name.startswith("wsmanager-reader") for t in threading.enumerate())
+
+    with FakeExchange() as exchange:
+        manager = manager_for(exchange, max_retry_attempts=None, **STEADY)
+        trades = Recorder()
+        manager.subscribe("btcusdt@trade", trades)
+        assert _flows(exchange, trades, "btcusdt@trade")
+        exchange.hang_handshakes()  # the replacement never opens
+        exchange.server_shutdown(enveloped=True)
+        assert wait_for(lambda: manager.get_metrics().rotations == 1)
+        assert wait_for(lambda: "did not open in time" in caplog.text, 5)
+        assert wait_for(lambda: readers() == 1, 5)  # the replacement's thread ended
+        assert _flows(exchange, trades, "btcusdt@trade")  # the old connection carries on
+        assert manager.get_connection_status() is ConnectionState.CONNECTED
+        assert manager.get_metrics().rotations == 1  # asked again only after REARM_AFTER
 
 
 # -- finding 2: counters once; unsequenced streams switch by E -----------------------------------

@@ -12,6 +12,7 @@ phase                   event                   next phase
 ``OPEN``                ``ALL_SWITCHED``        ``PROMOTED``
 ``OPEN``                ``GRACE_OVER``          ``PROMOTED``: quiet streams switch at once
 ``STARTED``/``OPEN``    ``REPLACEMENT_FAILED``  ``ABANDONED``: the old connection carries on
+``STARTED``             ``OPEN_TIMED_OUT``      ``ABANDONED``: no replacement after ``OPEN_WITHIN``
 ``OPEN``                ``REPLACEMENT_LOST``    ``ABANDONED``
 ``STARTED``/``OPEN``    ``GROUP_CLOSED``        ``ABANDONED``: nothing left to hand over
 ======================  ======================  ===================================================
@@ -30,6 +31,7 @@ from typing import Generic, TypeVar
 
 __all__ = [
     "HANDOVER_GRACE",
+    "OPEN_WITHIN",
     "REARM_AFTER",
     "Event",
     "Handover",
@@ -39,6 +41,10 @@ __all__ = [
 
 HANDOVER_GRACE = 2.0  # seconds a handover waits, once the replacement is open, for quiet streams
 REARM_AFTER = 30.0  # seconds before an abandoned handover's connection may ask for rotation again
+# Seconds a replacement has to open. One that keeps retrying (max_retry_attempts=None) while the
+# old connection stays healthy would otherwise keep the handover started, and cost an attempt per
+# backoff window, until the old connection drops.
+OPEN_WITHIN = 30.0
 
 
 class Phase(enum.Enum):
@@ -54,6 +60,7 @@ class Event(enum.Enum):
     GRACE_OVER = "the grace for quiet streams is over"
     OLD_LOST = "the old connection went"
     REPLACEMENT_FAILED = "the replacement failed"
+    OPEN_TIMED_OUT = "the replacement did not open in time"
     REPLACEMENT_LOST = "the replacement's socket dropped"
     GROUP_CLOSED = "the group closed"
 
@@ -62,6 +69,7 @@ _MOVES: dict[tuple[Phase, Event], Phase] = {
     (Phase.STARTED, Event.REPLACEMENT_OPEN): Phase.OPEN,
     (Phase.STARTED, Event.OLD_LOST): Phase.PROMOTED,
     (Phase.STARTED, Event.REPLACEMENT_FAILED): Phase.ABANDONED,
+    (Phase.STARTED, Event.OPEN_TIMED_OUT): Phase.ABANDONED,
     (Phase.STARTED, Event.GROUP_CLOSED): Phase.ABANDONED,
     (Phase.OPEN, Event.ALL_SWITCHED): Phase.PROMOTED,
     (Phase.OPEN, Event.GRACE_OVER): Phase.PROMOTED,
@@ -113,8 +121,12 @@ class Handover(Generic[C]):
         self.phase = after
         return after
 
-    def grace_deadline(self) -> float | None:
-        """When quiet streams are switched by force (monotonic), once the replacement is open."""
-        if self.phase is not Phase.OPEN or self.opened_at is None:
-            return None
-        return self.opened_at + HANDOVER_GRACE
+    def deadline(self) -> float | None:
+        """When this handover must move on by itself (monotonic): the replacement's time to
+        open while it is starting (then ``OPEN_TIMED_OUT``), the grace for quiet streams once it
+        is open (then ``GRACE_OVER``); None when final."""
+        if self.phase is Phase.STARTED:
+            return self.started_at + OPEN_WITHIN
+        if self.phase is Phase.OPEN and self.opened_at is not None:
+            return self.opened_at + HANDOVER_GRACE
+        return None

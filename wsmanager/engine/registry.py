@@ -241,28 +241,35 @@ class StreamRegistry:
 
     def next_handover_deadline(self) -> float | None:
         """When the supervisor must look at the handovers again (monotonic), or None: the
-        earliest grace deadline of a handover whose replacement is open."""
+        earliest deadline of a running handover (its replacement's time to open, or the grace
+        for quiet streams once it is open)."""
         with self._lock:
             deadlines = [
                 deadline
                 for group in self._groups
                 if group.handover is not None
-                and (deadline := group.handover.grace_deadline()) is not None
+                and (deadline := group.handover.deadline()) is not None
             ]
         return min(deadlines, default=None)
 
     def advance_handovers(self) -> None:
-        """Finish each handover whose streams have all switched, or whose grace is over."""
+        """Finish each handover whose streams have all switched, or whose grace is over;
+        abandon each whose replacement did not open in time."""
         now = time.monotonic()
         with self._lock:
             for group in list(self._groups):
                 handover = group.handover
-                if handover is None or handover.phase is not Phase.OPEN:
+                if handover is None:
+                    continue
+                deadline = handover.deadline()
+                if handover.phase is Phase.STARTED:
+                    if deadline is not None and now >= deadline:
+                        self._handover_event_locked(group, Event.OPEN_TIMED_OUT)
                     continue
                 replacement = handover.replacement
                 if all(s.feed.switched_to(replacement) for s in group.streams.values()):
                     self._handover_event_locked(group, Event.ALL_SWITCHED)
-                elif now >= (handover.grace_deadline() or now):
+                elif deadline is not None and now >= deadline:
                     log.info("connection %s: handover grace over; switching", group.number)
                     self._handover_event_locked(group, Event.GRACE_OVER)
 
@@ -281,6 +288,7 @@ class StreamRegistry:
         self._counters.rotations += 1
         log.info("connection %s: handover started (%s)", old.name, reason)
         replacement.start()
+        self._on_handover()  # the supervisor times the replacement's opening
         return True
 
     def _handover_event_locked(self, group: Group, event: Event) -> None:
