@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,31 @@ def test_trades_of_one_event_arrive_as_separate_dicts_in_order(
     assert set(first) == {"e", "E", "s", "t", "p", "q", "T", "m", "M"}
     assert first["e"] == "trade" and first["E"] > 10**15  # microseconds
     assert manager.get_metrics().invalid_messages == 0
+
+
+def test_an_sbe_burst_with_default_options_arrives_whole_and_in_order(
+    sbe: FakeExchange, manager_for: Callable[..., WSManager]
+) -> None:
+    """Binary frames wait for room like JSON ones (back-pressure), instead of dropping."""
+    manager = manager_for(sbe, ping_interval=20.0, ping_timeout=10.0, max_backpressure=None)
+    ids: list[int] = []
+
+    def slow_counter(message: dict[str, Any]) -> None:  # ~50 us: slower than a burst arrives
+        ids.append(message["t"])
+        started = time.perf_counter()
+        while time.perf_counter() - started < 50e-6:
+            pass
+
+    manager.subscribe(TRADE, slow_counter)
+    assert sbe.wait_for_open(TRADE)
+    sbe.publish(TRADE, count=15_000)  # about 2 trades per event: some 30,000 messages
+    last = sbe.sequence(TRADE)
+    assert last > 20_000
+    assert wait_for(
+        lambda: len(ids) >= last or manager.get_metrics().dropped_messages > 0, 30 * SCALE
+    )
+    assert manager.get_metrics().dropped_messages == 0
+    assert ids == list(range(1, last + 1))
 
 
 def test_the_spot_sbe_endpoint_with_a_url_keeps_its_encoding(sbe: FakeExchange) -> None:

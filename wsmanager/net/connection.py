@@ -36,7 +36,6 @@ from ..errors import (
     RetriesExhaustedError,
     WSManagerError,
 )
-from ..sbe import SbeDecodeError, decode_frame
 from . import _wsclient
 from .boundary import Attempt, convert, final_error, is_permanent_status, retry_after
 from .datapath import DataPath
@@ -381,21 +380,6 @@ class Connection(SocketOwner, DataPath):
         self._set_open(True)  # from now on stop() asks the loop for a clean close
         log.debug("connection %s: connected to %s", self.name, redact_url(app.url))
         self._set_state(ConnectionState.CONNECTED, socket_open=True)
-
-    def _route_sbe(self, data: bytes) -> None:
-        """A binary SBE frame: each decoded payload to the feed of the stream it names (no
-        envelope on combined connections)."""
-        try:
-            decoded = decode_frame(data)
-        except SbeDecodeError as exc:
-            self.invalid_messages += 1
-            log.warning("connection %s: skipped an SBE frame: %s", self.name, exc)
-            return
-        size = len(data) // max(1, len(decoded))
-        for stream, payload in decoded:
-            feed = self.feeds.get(stream if self.target.combined else self.name)
-            if feed is not None:
-                feed.offer(self, self.epoch, payload, size)
 
     def _on_ping(self, app: _wsclient.App, data: bytes) -> None:
         self.gate.record(time.monotonic())  # websocket-client has answered with a pong

@@ -9,8 +9,8 @@ reader waits while a buffer is full (back-pressure, :class:`~wsmanager.core.flow
 One message at a time, not grouped by stream: each is handled while it is still in the CPU's
 cache, which keeps many interleaved streams close to one stream's speed. What is not a stream's
 message (answers to ``SUBSCRIBE`` for the read loop, ``serverShutdown`` for the handover) is
-routed after the lock is released. A binary frame goes to ``_binary`` (SBE market data with
-``encoding="sbe"``).
+routed after the lock is released. Binary frames are SBE market data with ``encoding="sbe"``
+(decoded, routed and buffered the same way, :meth:`DataPath._deliver_binary`), else skipped.
 
 :class:`~wsmanager.net.connection.Connection` inherits it; it is kept apart so that the hot path
 reads on its own.
@@ -30,6 +30,7 @@ from ..core.feed import FeedLoop, StreamFeed
 from ..core.flow import Decoded, Pressure
 from ..core.targets import Target
 from ..decode import decode_json
+from ..sbe import SbeDecodeError, decode_frame
 from . import _wsclient
 from .boundary import Attempt
 
@@ -56,9 +57,6 @@ class DataPath:
     def shutdown_announced(self) -> None:
         raise NotImplementedError
 
-    def _route_sbe(self, data: bytes) -> None:
-        raise NotImplementedError
-
     def deliver(self, messages: list[bytes], opcode: int, pressure: Pressure) -> None:
         """Whole messages (of one ``opcode``) the read loop parsed in one pass: each decoded,
         routed and handed to its stream's feed in the order they came, under one hold of the
@@ -66,8 +64,7 @@ class DataPath:
         stream's message is routed afterwards, outside that lock."""
         self.messages_received += len(messages)
         if opcode != _wsclient.OPCODE_TEXT:
-            for data in messages:
-                self._binary(data)
+            self._deliver_binary(messages, pressure)
             return
         others: list[Any] = []  # answers, serverShutdown, the unexpected: routed after the lock
         heard: dict[StreamFeed, Callable[[bytes, bool], Any] | None] = {}  # typed decoders
@@ -147,20 +144,42 @@ class DataPath:
                 payload = _typed(decode, payload, data, combined)
             feed.offer_locked(self, epoch, payload, len(data), pressure)
 
-    def _binary(self, data: bytes) -> None:
-        """A binary frame: SBE market data with ``encoding="sbe"``, else skipped."""
-        if self.config.encoding == "sbe":
-            self._route_sbe(data)
-            return
-        self.invalid_messages += 1
-        log.warning("connection %s: skipped a binary frame of %d bytes", self.name, len(data))
+    def _deliver_binary(self, messages: list[bytes], pressure: Pressure | None) -> None:
+        """Binary frames: with ``encoding="sbe"``, each decoded payload to the feed of the
+        stream it names (no envelope on combined connections), in order, under one hold of the
+        callback thread's lock, with back-pressure as for JSON; else skipped."""
+        skipped: list[str] = []
+        if self.config.encoding != "sbe":
+            skipped = [f"a binary frame of {len(data)} bytes" for data in messages]
+        elif self.feeds:
+            feeds = self.feeds
+            own = None if self.target.combined else self.name
+            epoch = self.epoch
+            delivery = next(iter(feeds.values())).loop
+            now, wall = time.monotonic(), time.time()
+            with delivery.lock:
+                for data in messages:
+                    try:
+                        decoded = decode_frame(data)
+                    except SbeDecodeError as exc:
+                        skipped.append(f"an SBE frame: {exc}")
+                        continue
+                    size = len(data) // max(1, len(decoded))
+                    for stream, payload in decoded:
+                        feed = feeds.get(own or stream)
+                        if feed is not None and feed.loop is delivery:
+                            feed.heard_locked(now, wall)
+                            feed.offer_locked(self, epoch, payload, size, pressure)
+        for what in skipped:  # after the lock: logging handlers are user code
+            self.invalid_messages += 1
+            log.warning("connection %s: skipped %s", self.name, what)
 
     def _on_data(self, app: _wsclient.App, data: bytes, opcode: int, fin: bool) -> None:
         """websocket-client's own reading path (its frame reader could not be replaced)."""
         self.messages_received += 1
         loop = self._attempt.loop
         if opcode != _wsclient.OPCODE_TEXT:
-            self._binary(data)
+            self._deliver_binary([data], loop and loop.pressure)
             return
         if loop is not None and loop.reader is None:  # the public reading path: check late
             too_big = _wsclient.over_limit(data, self.config.max_message_size)
