@@ -39,12 +39,11 @@ from ..errors import (
 from . import _wsclient
 from .boundary import Attempt, convert, final_error, is_permanent_status, retry_after
 from .datapath import DataPath
-from .deadline import Deadline
 from .guard import SocketGuard
 from .limits import HOST_BUDGETS, MessageGate, host_key
 from .readloop import ReadLoop
 from .socket_owner import SocketOwner
-from .transport import ConnectAborted, open_socket, shutdown_quietly
+from .transport import shutdown_quietly
 
 __all__ = ["SHUTDOWN_MIN_AGE", "Connection", "ConnectionListener", "ErrorFactory"]
 
@@ -298,27 +297,15 @@ class Connection(SocketOwner, DataPath):
 
     def _connect_and_read(self) -> Attempt:
         self._attempt = attempt = Attempt()
-        deadline = Deadline.after(self.config.handshake_timeout)
         names = sorted(self.feeds)
         if self.target.combined:
             url, named = self.target.url(names, names_in_url=self._names_in_url)
         else:
             url, named = self.target.url([self.name])
-        try:
-            sock = open_socket(
-                url,
-                deadline=deadline,
-                stop=self._stop,
-                publish=self._publish,
-                ssl_context=self._ssl_context,
-                proxy=self.config.proxy,
-            )
-        except ConnectAborted:
+        opened = self._connect(url, attempt)
+        if opened is None:
             return attempt
-        except ConnectionFailedError as exc:
-            attempt.error = exc
-            return attempt
-        guard = SocketGuard(sock, deadline)
+        sock, guard = opened
         with self._lock:
             self._guard = guard
         app = _wsclient.App(
@@ -333,15 +320,10 @@ class Connection(SocketOwner, DataPath):
             header=self.config.handshake_headers,  # X-MBX-APIKEY (SBE), or nothing
         )
         try:
-            app.run_forever(ping_interval=0, ping_timeout=None, skip_utf8_validation=True)
+            self._run_app(app, sock, guard, attempt)
         finally:
-            self._set_open(False)
-            self._publish(None)
-            sock.close()
             if attempt.opened_at is not None:
                 self.disconnected_since = time.monotonic()
-        if attempt.error is None and guard.status is None and attempt.opened_at is None:
-            attempt.error = HandshakeFailedError(None, "the handshake did not complete")
         return attempt
 
     # -- websocket-client callbacks, on the reader thread ----------------------------------------
@@ -349,24 +331,12 @@ class Connection(SocketOwner, DataPath):
     def _on_open(
         self, app: _wsclient.App, sock: socket.socket, guard: SocketGuard, named: list[str]
     ) -> None:
-        attempt = self._attempt
-        loop: ReadLoop | None = app.loop
-        if not _wsclient.check_loop_installed(app) or loop is None:
-            attempt.error = ConnectionFailedError(
-                f"websocket-client {_wsclient.version()} did not use wsmanager's read loop "
-                "(WebSocketApp.create_dispatcher): this version is not supported"
-            )
-            log.error("%s", attempt.error)
-            shutdown_quietly(sock)
+        installed = self._install(app, sock, guard, self._attempt)
+        if installed is None:
             return
-        attempt.loop = loop
-        reader = _wsclient.install_fast_reader(
-            app, sock, guard.leftover, self.config.max_message_size
-        )
-        guard.handshake_done(take_leftover=reader is not None)
-        sock.settimeout(self.config.ping_timeout)  # bounds a send to a peer that stops reading
+        loop, reader = installed
         now = time.monotonic()
-        attempt.opened_at = now
+        self._attempt.opened_at = now
         self.opened_at = now
         self.rotate_at = now + self.max_age
         self.rotate_reason = "the connection reached its maximum age"

@@ -35,12 +35,10 @@ from ..errors import ConnectionFailedError, HandshakeFailedError
 from ..net import _wsclient
 from ..net.boundary import Attempt, convert, final_error, is_permanent_status, retry_after
 from ..net.connection import SHUTDOWN_MIN_AGE
-from ..net.deadline import Deadline
 from ..net.guard import SocketGuard
 from ..net.limits import HOST_BUDGETS, MessageGate, host_key
 from ..net.readloop import ReadLoop
 from ..net.socket_owner import SocketOwner
-from ..net.transport import ConnectAborted, open_socket, shutdown_quietly
 
 __all__ = ["ConnectionOwner", "WsApiConnection"]
 
@@ -255,22 +253,10 @@ class WsApiConnection(SocketOwner):
     def _connect_and_read(self) -> Attempt:
         self._attempt = attempt = Attempt()
         self.outbox.clear()  # requests for a socket that is gone; opened() makes them again
-        deadline = Deadline.after(self.config.handshake_timeout)
-        try:
-            sock = open_socket(
-                self.url,
-                deadline=deadline,
-                stop=self._stop,
-                publish=self._publish,
-                ssl_context=self._ssl_context,
-                proxy=self.config.proxy,
-            )
-        except ConnectAborted:
+        opened = self._connect(self.url, attempt)
+        if opened is None:
             return attempt
-        except ConnectionFailedError as exc:
-            attempt.error = exc
-            return attempt
-        guard = SocketGuard(sock, deadline)
+        sock, guard = opened
         app = _wsclient.App(
             self.url,
             loop_factory=lambda app: _Loop(self, app, guard),
@@ -282,32 +268,18 @@ class WsApiConnection(SocketOwner):
             socket=guard,
         )
         try:
-            app.run_forever(ping_interval=0, ping_timeout=None, skip_utf8_validation=True)
+            self._run_app(app, sock, guard, attempt)
         finally:
-            self._set_open(False)
             self.is_open = False
-            self._publish(None)
-            sock.close()
-        if attempt.error is None and guard.status is None and attempt.opened_at is None:
-            attempt.error = HandshakeFailedError(None, "the handshake did not complete")
         return attempt
 
     # -- websocket-client callbacks, on the reader thread ----------------------------------------
 
     def _on_open(self, app: _wsclient.App, sock: socket.socket, guard: SocketGuard) -> None:
-        loop: _Loop | None = app.loop
-        if not _wsclient.check_loop_installed(app) or loop is None:
-            self._attempt.error = ConnectionFailedError(
-                f"websocket-client {_wsclient.version()} did not use wsmanager's read loop"
-            )
-            shutdown_quietly(sock)
+        installed = self._install(app, sock, guard, self._attempt)
+        if installed is None:
             return
-        self._attempt.loop = loop
-        reader = _wsclient.install_fast_reader(
-            app, sock, guard.leftover, self.config.max_message_size
-        )
-        guard.handshake_done(take_leftover=reader is not None)
-        sock.settimeout(self.config.ping_timeout)
+        loop, reader = installed
         now = time.monotonic()
         self._attempt.opened_at = self.opened_at = now
         self.rotate_at = now + self.max_age
