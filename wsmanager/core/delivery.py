@@ -61,6 +61,7 @@ class DeliveryLoop:
         self.room = threading.Condition(self.lock)  # a reader waits for a feed to be taken
         self._ready: deque[StreamFeed] = deque()
         self._closed = False
+        self._sleeping = False  # the thread waits for a ready feed (only then is it notified)
         self._gap_listeners = gap_listeners
         self.thread: threading.Thread | None = None
         self.helpers: list[threading.Thread] = []  # backfill fetches (lock held to change)
@@ -79,7 +80,7 @@ class DeliveryLoop:
                 target=self._run, name=f"wsmanager-dispatch-{self.name}", daemon=True
             )
             self.thread.start()
-        else:
+        elif self._sleeping:
             self._wake.notify()
 
     def close(self) -> None:
@@ -98,7 +99,9 @@ class DeliveryLoop:
                         self.schedule_locked(done)
                     done = None
                 while not self._ready and not self._closed:
+                    self._sleeping = True
                     self._wake.wait()
+                    self._sleeping = False
                 if not self._ready:
                     return
                 feed = self._ready.popleft()
