@@ -26,6 +26,7 @@ from wsmanager import (
     WSManager,
 )
 from wsmanager.net import connection as connection_module
+from wsmanager.net import socket_owner as socket_owner_module
 from wsmanager.net.boundary import MAX_RETRY_AFTER
 from wsmanager.net.limits import HOST_BUDGETS
 from wsmanager.testing import FakeExchange
@@ -71,7 +72,7 @@ def test_1_a_bug_in_the_reader_thread_is_reported_not_a_zombie(
     def broken(*args: object, **kwargs: object) -> object:
         raise RuntimeError("a bug in wsmanager")
 
-    monkeypatch.setattr(connection_module, "open_socket", broken)
+    monkeypatch.setattr(socket_owner_module, "open_socket", broken)
     manager = make_manager()
     recorder = Recorder()
     manager.subscribe(TRADE, recorder, recorder.on_error)
