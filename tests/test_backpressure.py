@@ -7,6 +7,7 @@ options lost about half of it (``callbacks are slower than the stream; dropping`
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -168,3 +169,39 @@ def test_max_backpressure_is_validated_against_the_ping_settings() -> None:
     with pytest.raises(ValueError, match="max_backpressure"):
         WSManager(url="ws://127.0.0.1:9/ws/", max_backpressure=40.0)  # 20 + 10 s of pings
     WSManager(url="ws://127.0.0.1:9/ws/", max_backpressure=0).destroy()  # drop at once
+
+
+def test_the_dropping_warning_is_logged_outside_the_library_locks(
+    make_manager: MakeManager, exchange: FakeExchange
+) -> None:
+    """Logging handlers are user code: one that calls back into the manager when the
+    "dropping the oldest" warning comes must not find a library lock held (a deadlock, or a
+    LockOrderError under the suite's lock checker)."""
+    manager = make_manager(max_buffered_messages=10, max_backpressure=0.1 * SCALE)
+    release = threading.Event()
+    outcomes: list[object] = []
+    called = threading.Event()
+    unsubscribe_other = manager.subscribe("ethusdt@trade", lambda message: None)
+
+    class CallsBack(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "dropping the oldest" not in record.getMessage() or called.is_set():
+                return
+            try:
+                unsubscribe_other()  # takes the registry lock, then the delivery lock
+                outcomes.append(manager.get_stream_info())
+            except BaseException as exc:  # recorded: logging would swallow it
+                outcomes.append(exc)
+            called.set()
+
+    handler = CallsBack()
+    logging.getLogger("wsmanager").addHandler(handler)
+    try:
+        manager.subscribe(TRADE, lambda message: release.wait(0.01))
+        assert exchange.wait_for_open(TRADE, 1)
+        exchange.publish(TRADE, count=500)
+        assert called.wait(10 * SCALE)
+    finally:
+        logging.getLogger("wsmanager").removeHandler(handler)
+        release.set()
+    assert len(outcomes) == 1 and not isinstance(outcomes[0], BaseException), outcomes

@@ -76,6 +76,7 @@ class StreamFeed:
         "_time_floor",
         "_told",
         "_waiting",
+        "_warn_due",
         "backfill",
         "backfilled",
         "buffered_bytes",
@@ -134,6 +135,7 @@ class StreamFeed:
         self._ending: tuple[Ending, Exception | None, tuple[Subscription, ...]] | None = None
         self._told = False  # the ending was handed to the loop
         self._dropping = False
+        self._warn_due = False  # a dropping episode began: warn once the lock is released
         self._pressed = False  # a reader waits for room in this buffer
         self._plan: Any = None  # the subscribers as _turn calls them (the callback thread's)
         # Counters (written under the lock by readers, or by the loop thread only).
@@ -193,6 +195,7 @@ class StreamFeed:
         with self.loop.lock:
             self.heard_locked(time.monotonic(), time.time())
             self.offer_locked(connection, epoch, message, size, pressure)
+        self.tell_drops()
 
     def offer_locked(
         self,
@@ -373,6 +376,17 @@ class StreamFeed:
         self.dropped += 1
         if not self._dropping:
             self._dropping = True
+            self._warn_due = True  # logged by tell_drops(), outside the lock
+        return True
+
+    def tell_drops(self) -> None:
+        """Log the warning of a dropping episode that began (lock not held: logging handlers
+        are user code). Whoever offered to the feed calls it after releasing the lock."""
+        if not self._warn_due:  # read without the lock: the common case costs nothing
+            return
+        with self.loop.lock:
+            due, self._warn_due = self._warn_due, False
+        if due:
             log.warning(
                 "stream %s: callbacks are slower than the stream; dropping the oldest "
                 "buffered messages (at most %d messages / %d bytes)",
@@ -380,7 +394,6 @@ class StreamFeed:
                 self.capacity,
                 self.max_bytes,
             )
-        return True
 
     def add_gap(self, gap: Gap) -> None:
         """Hand ``gap`` to the ``on_gap`` listeners in its place among this feed's messages (a
@@ -388,6 +401,7 @@ class StreamFeed:
         with self.loop.lock:
             if self._ending is None:
                 self._append_locked(Report(gap))
+        self.tell_drops()
 
     def buffered(self) -> int:
         return len(self._items)

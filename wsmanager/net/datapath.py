@@ -73,6 +73,8 @@ class DataPath:
         delivery = next(iter(feeds.values())).loop if feeds else None
         with delivery.lock if delivery is not None else contextlib.nullcontext():
             self._offer_all(messages, delivery, pressure, others, heard)
+        for feed in heard:  # a dropping episode's warning, now that no lock is held
+            feed.tell_drops()
         loop = self._attempt.loop
         for value, size, data in others:
             if isinstance(value, BaseException):
@@ -149,6 +151,7 @@ class DataPath:
         stream it names (no envelope on combined connections), in order, under one hold of the
         callback thread's lock, with back-pressure as for JSON; else skipped."""
         skipped: list[str] = []
+        heard: set[StreamFeed] = set()
         if self.config.encoding != "sbe":
             skipped = [f"a binary frame of {len(data)} bytes" for data in messages]
         elif self.feeds:
@@ -168,8 +171,11 @@ class DataPath:
                     for stream, payload in decoded:
                         feed = feeds.get(own or stream)
                         if feed is not None and feed.loop is delivery:
+                            heard.add(feed)
                             feed.heard_locked(now, wall)
                             feed.offer_locked(self, epoch, payload, size, pressure)
+        for feed in heard:
+            feed.tell_drops()
         for what in skipped:  # after the lock: logging handlers are user code
             self.invalid_messages += 1
             log.warning("connection %s: skipped %s", self.name, what)
