@@ -314,9 +314,9 @@ class StreamFeed:
                     return False
                 assert isinstance(verdict, Jump)
                 self._report_locked(verdict, after_reconnect)
-        elif isinstance(message, dict):  # no sequence number: event time, in a handover
-            event_time = message.get("E")
-            if type(event_time) is int:
+        else:  # no sequence number: event time, in a handover
+            event_time = _event_time(message)
+            if event_time is not None:
                 floor = self._time_floor
                 if floor is not None:
                     if event_time <= floor:  # the previous connection delivered it
@@ -330,7 +330,7 @@ class StreamFeed:
         self.buffered_bytes += size
         if len(items) > self.capacity or self.buffered_bytes > self.max_bytes:
             self._bound_locked()
-        if not (self._queued or self._in_turn or self._waiting):
+        if not (self._queued or self._in_turn or self._waiting):  # _schedule_locked, inline
             self.loop.schedule_locked(self)
         return True
 

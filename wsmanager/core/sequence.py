@@ -118,8 +118,9 @@ class Sequencer:
         :class:`Jump` it reveals (deliver it and report a gap or a reset).
 
         Updates ``last`` for a message to deliver. A payload without a number is delivered and
-        leaves the sequence as it was. Called once per message: no allocation on the way that
-        delivers without a report.
+        leaves the sequence as it was. Called once per message: :func:`numbers_of` and the
+        ``pu`` chain are read inline here, with no allocation on the way that delivers without a
+        report (:meth:`follows`, once per handover, uses those functions).
         """
         if not isinstance(payload, dict):
             return None

@@ -57,7 +57,7 @@ class DataPath:
     def shutdown_announced(self) -> None:
         raise NotImplementedError
 
-    def deliver(self, messages: list[bytes], opcode: int, pressure: Pressure) -> None:
+    def deliver(self, messages: list[bytes], opcode: int, pressure: Pressure | None) -> None:
         """Whole messages (of one ``opcode``) the read loop parsed in one pass: each decoded,
         routed and handed to its stream's feed in the order they came, under one hold of the
         callback thread's lock (the reader waits there while a feed is full); what is not a
@@ -93,7 +93,7 @@ class DataPath:
         self,
         messages: list[bytes],
         delivery: FeedLoop | None,
-        pressure: Pressure,
+        pressure: Pressure | None,
         others: list[Any],
         heard: dict[StreamFeed, Callable[[bytes, bool], Any] | None],
     ) -> None:
@@ -181,30 +181,16 @@ class DataPath:
             log.warning("connection %s: skipped %s", self.name, what)
 
     def _on_data(self, app: _wsclient.App, data: bytes, opcode: int, fin: bool) -> None:
-        """websocket-client's own reading path (its frame reader could not be replaced)."""
-        self.messages_received += 1
+        """websocket-client's own reading path (its frame reader could not be replaced): one
+        message at a time through :meth:`deliver`, its size checked late."""
         loop = self._attempt.loop
-        if opcode != _wsclient.OPCODE_TEXT:
-            self._deliver_binary([data], loop and loop.pressure)
-            return
-        if loop is not None and loop.reader is None:  # the public reading path: check late
+        if opcode == _wsclient.OPCODE_TEXT and loop is not None and loop.reader is None:
             too_big = _wsclient.over_limit(data, self.config.max_message_size)
             if too_big is not None:
+                self.messages_received += 1
                 loop.failure = too_big
                 return
-        try:
-            value = decode_json(data)
-        except BaseException as exc:  # ValueError, RecursionError, MemoryError...
-            self.invalid_messages += 1
-            log.warning("connection %s: skipped a frame that is not JSON: %r", self.name, exc)
-            return
-        routed = self._route(value, loop)
-        if routed is not None:
-            feed, payload = routed
-            decode = feed.typed_decoder()
-            if decode is not None:
-                payload = _typed(decode, payload, data, self.target.combined)
-            feed.offer(self, self.epoch, payload, len(data), loop and loop.pressure)
+        self.deliver([data], opcode, loop.pressure if loop is not None else None)
 
     def _route(self, value: Any, loop: ReadLoop | None) -> tuple[StreamFeed, Any] | None:
         """The feed a decoded message goes to, and its payload; None when it is not a stream's
