@@ -272,3 +272,38 @@ def test_retries_exhausted_reach_on_error(
     assert recorder.wait(lambda r: bool(r.errors))
     assert isinstance(recorder.errors[0], RetriesExhaustedError)
     assert exchange.total_attempts() == 3
+
+
+def test_an_account_added_while_the_connection_opens_is_subscribed_once(
+    exchange: FakeExchange, make_manager: Callable[..., WSManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection is marked open just before its session hears of it: an account added in
+    between is subscribed then, and the session must not subscribe it a second time (two
+    SUBSCRIBEs; with a clock error the second answer refused the account for good)."""
+    import threading
+
+    from wsmanager.userdata.session import UserDataSession
+
+    other_key, other_secret = "HmacOtherKey987654321", "another-secret"
+    exchange.add_account(other_key, secret=other_secret)
+    entered, release = threading.Event(), threading.Event()
+    original = UserDataSession.opened
+
+    def opened_late(self: UserDataSession, connection: object) -> None:
+        entered.set()
+        release.wait(10)
+        original(self, connection)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(UserDataSession, "opened", opened_late)
+    manager = make_manager()
+    first, second = Recorder(), Recorder()
+    url = exchange.ws_api_url
+    manager.user_data(first, api_key=HMAC_KEY, api_secret=HMAC_SECRET, ws_api_url=url)
+    assert entered.wait(5 * SCALE)  # the socket is open; the session has not heard yet
+    manager.user_data(second, api_key=other_key, api_secret=other_secret, ws_api_url=url)
+    release.set()
+    assert _subscribed(exchange, HMAC_KEY) and _subscribed(exchange, other_key)
+    exchange.push_user_event(other_key, event(1))
+    assert second.wait_messages(1)
+    asked = [r["params"]["apiKey"] for r in methods(exchange, SUBSCRIBE)]
+    assert sorted(asked) == sorted([HMAC_KEY, other_key]), asked

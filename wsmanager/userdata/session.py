@@ -233,8 +233,9 @@ class UserDataSession(Inbound):
             if connection is not self.current and connection is not self.successor:
                 connection.stop()
                 return
+            # No ask of this socket is stale (lost() forgot the last socket's), and an account
+            # added since the connection was marked open was asked already: ask the others.
             for account in self.accounts.values():
-                account.asked.discard(connection)
                 self._subscribe_locked(account, connection)
 
     def lost(self, connection: WsApiConnection, error: ConnectionFailedError) -> bool:
